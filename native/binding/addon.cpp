@@ -1,0 +1,74 @@
+// Registration of the plwtune native addon: the Tensor class, the kernels, and what the
+// backends can do on this machine. Everything else lives in one file per wrapped thing.
+#include <napi.h>
+
+#include "../cpu/cpu_info.h"
+#include "../cuda/runtime.h"
+#include "ops.h"
+#include "tensor.h"
+
+namespace plw::binding {
+
+namespace {
+
+// backendInfo(): { cpu: { threads, simd }, cuda: { built, cublasLt, available, reason, device } }
+Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object cpu = Napi::Object::New(env);
+    cpu.Set("threads", cpu::max_threads());
+    cpu.Set("simd", cpu::simd_level());
+    Napi::Object cuda = Napi::Object::New(env);
+    cuda.Set("built", static_cast<bool>(PLW_WITH_CUDA));
+    cuda.Set("cublasLt", static_cast<bool>(PLW_HAVE_CUBLASLT));
+    std::string reason;
+    const bool ok = cuda::available(&reason);
+    cuda.Set("available", ok);
+    cuda.Set("reason", ok ? env.Null() : Napi::String::New(env, reason));
+    std::string device;
+    if (ok) {
+        try {
+            device = cuda::device_description();
+        } catch (const std::exception& e) {
+            device = std::string("unknown (") + e.what() + ")";
+        }
+    }
+    cuda.Set("device", ok ? Napi::Value(Napi::String::New(env, device)) : env.Null());
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("cpu", cpu);
+    out.Set("cuda", cuda);
+    return out;
+}
+
+Napi::Value MemoryStatsJs(const Napi::CallbackInfo& info) {
+    const MemoryStats s = memory_stats();
+    Napi::Object out = Napi::Object::New(info.Env());
+    out.Set("liveTensors", static_cast<double>(s.live_tensors));
+    out.Set("cpuBytes", static_cast<double>(s.cpu_bytes));
+    out.Set("cudaBytes", static_cast<double>(s.cuda_bytes));
+    return out;
+}
+
+}  // namespace
+
+Napi::Object Register(Napi::Env env, Napi::Object exports) {
+    exports.Set("Tensor", Tensor::Define(env));
+    exports.Set("backendInfo", Napi::Function::New(env, BackendInfo));
+    exports.Set("memoryStats", Napi::Function::New(env, MemoryStatsJs));
+    exports.Set("weightedCrossEntropyForward", Napi::Function::New(env, WeightedCrossEntropyForward));
+    exports.Set("weightedCrossEntropyBackward", Napi::Function::New(env, WeightedCrossEntropyBackward));
+    exports.Set("fusedHeadCrossEntropyForward", Napi::Function::New(env, FusedHeadCrossEntropyForward));
+    exports.Set("fusedHeadCrossEntropyBackward", Napi::Function::New(env, FusedHeadCrossEntropyBackward));
+    exports.Set("embeddingForward", Napi::Function::New(env, EmbeddingForward));
+    exports.Set("embeddingBackward", Napi::Function::New(env, EmbeddingBackward));
+    exports.Set("adamw", Napi::Function::New(env, AdamW));
+    exports.Set("matmul", Napi::Function::New(env, Matmul));
+    return exports;
+}
+
+}  // namespace plw::binding
+
+// The module macro pastes its argument into an identifier, so it needs an unqualified name.
+static Napi::Object InitPlwtune(Napi::Env env, Napi::Object exports) {
+    return plw::binding::Register(env, exports);
+}
+NODE_API_MODULE(plwtune, InitPlwtune)

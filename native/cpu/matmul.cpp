@@ -1,0 +1,437 @@
+// Single-precision GEMM for the CPU backend: C (M,N) = alpha * op(A) (M,K) . op(B) (K,N) + beta * C.
+// Row-major throughout; see matmul.h for the contract.
+//
+// Structure (BLIS / GotoBLAS). For one thread's block of C:
+//
+//   for jc in N step NC                 B panel  op(B)[pc:pc+KC, jc:jc+NC]  -> L3 (L2 when small)
+//     for pc in K step KC                 packed into NR-wide column strips, each KC x NR
+//       pack B
+//       for ic in M step MC              A block  op(A)[ic:ic+MC, pc:pc+KC]  -> L2
+//         pack A                           packed into MR-tall row strips, each MR x KC
+//         for jr in NC step NR           one B strip (KC x NR) stays in L1 ...
+//           for ir in MC step MR         ... while the A strips stream past it from L2
+//             micro-kernel: C[MR x NR] (+)= A strip . B strip, accumulated in registers
+//
+// The four transpose combinations are handled only by the packing routines; the kernel
+// sees the same packed layout for all of them. Edge strips are zero-padded when packed,
+// and an edge tile of C goes through a small MR x NR buffer (masked store), so every C
+// element is computed by the same instructions wherever its tile lies.
+//
+// Blocking for this machine (AMD EPYC Zen 4, per core: 32 KiB L1d, 1 MiB L2; 32 MiB L3
+// shared; AVX2 + FMA, 2 FMA pipes of 8 fp32 lanes):
+//   MR x NR = 6 x 16  12 ymm accumulators + 2 for the B row + 1 broadcast of A = 15 of the
+//                     16 ymm registers. 12 independent FMA chains cover the FMA latency
+//                     (4 cycles x 2 pipes = 8 needed); per k step: 12 FMAs vs 2 loads + 6
+//                     broadcasts, so the loads are not the bottleneck.
+//   KC = 256          B strip KC*NR*4 = 16 KiB + A strip KC*MR*4 = 6 KiB = 22 KiB < 32 KiB L1d.
+//                     Long enough that the C tile's load/store is amortized over 256 FMAs
+//                     per accumulator.
+//   MC = 144          A block MC*KC*4 = 144 KiB: a fraction of the 1 MiB L2, leaving room
+//                     for the B strips and C tiles passing through.
+//   NC = 4080         B panel KC*NC*4 = 4 MiB per thread; 2 threads use 8 of 32 MiB L3.
+//                     For the transformer shapes (per-thread N <= 1536) it is never reached
+//                     and A is packed once per KC block.
+//
+// Threading: C is cut into a tm x tn grid of blocks (tm * tn <= threads), one per thread,
+// each thread running the loops above on its block with its own pack buffers (thread_local,
+// grown on demand, so no allocation per call in steady state). The grid is chosen by a cost
+// model (compute of the largest block + its packing: splitting N makes each thread pack only
+// its part of B; splitting M makes every thread pack all of B). K is never split, and the K
+// blocking (KC) does not depend on the thread count, so each C element is reduced by one
+// thread in one fixed order: results are bitwise identical for any number of threads.
+#include "matmul.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define PLW_SGEMM_AVX2 1
+#else
+#define PLW_SGEMM_AVX2 0
+#endif
+
+namespace plw::cpu {
+
+namespace {
+
+using idx = std::ptrdiff_t;
+
+constexpr int MR = 6;
+constexpr int NR = 16;
+constexpr int KC = 256;
+constexpr int MC = 144;   // multiple of MR
+constexpr int NC = 4080;  // multiple of NR
+static_assert(MC % MR == 0 && NC % NR == 0, "MC, NC must be multiples of MR, NR");
+
+// ---------------------------------------------------------------- pack buffers
+
+// A 64-byte aligned float buffer that only grows; one per thread and per operand.
+struct PackBuffer {
+    float* data = nullptr;
+    size_t capacity = 0;  // floats
+    ~PackBuffer() { std::free(data); }
+    // Returns nullptr when the allocation fails (the caller reports it after the parallel region).
+    float* get(size_t floats) {
+        if (floats > capacity) {
+            std::free(data);
+            size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+            data = static_cast<float*>(std::aligned_alloc(64, bytes));
+            capacity = data ? floats : 0;
+        }
+        return data;
+    }
+};
+
+thread_local PackBuffer tls_pack_a;  // (MC/MR strips, KC, MR)
+thread_local PackBuffer tls_pack_b;  // (NC/NR strips, KC, NR)
+
+// ---------------------------------------------------------------- packing
+
+// op(A)[i0:i0+mc, p0:p0+kc] -> Ap as ceil(mc/MR) strips, each (kc, MR), rows past mc zero.
+void pack_a(bool trans, int mc, int kc, const float* A, idx lda, idx i0, idx p0, float* Ap) {
+    for (int is = 0; is < mc; is += MR) {
+        const int mr = std::min(MR, mc - is);
+        float* dst = Ap + (idx)is * kc;  // strip is/MR starts at (is/MR) * kc * MR
+        if (trans) {
+            // op(A)(i,k) = A[k*lda + i]: MR contiguous floats per k.
+            const float* src = A + p0 * lda + i0 + is;
+            if (mr == MR) {
+                for (int k = 0; k < kc; ++k) {
+                    const float* s = src + k * lda;
+                    for (int i = 0; i < MR; ++i) dst[k * MR + i] = s[i];
+                }
+            } else {
+                for (int k = 0; k < kc; ++k) {
+                    const float* s = src + k * lda;
+                    for (int i = 0; i < MR; ++i) dst[k * MR + i] = i < mr ? s[i] : 0.0f;
+                }
+            }
+        } else {
+            // op(A)(i,k) = A[i*lda + k]: one contiguous row per i, written with stride MR.
+            const float* src = A + (i0 + is) * lda + p0;
+            if (mr == MR) {
+                const float* r0 = src;
+                const float* r1 = src + lda;
+                const float* r2 = src + 2 * lda;
+                const float* r3 = src + 3 * lda;
+                const float* r4 = src + 4 * lda;
+                const float* r5 = src + 5 * lda;
+                for (int k = 0; k < kc; ++k) {
+                    float* d = dst + k * MR;
+                    d[0] = r0[k];
+                    d[1] = r1[k];
+                    d[2] = r2[k];
+                    d[3] = r3[k];
+                    d[4] = r4[k];
+                    d[5] = r5[k];
+                }
+            } else {
+                for (int k = 0; k < kc; ++k)
+                    for (int i = 0; i < MR; ++i) dst[k * MR + i] = i < mr ? src[i * lda + k] : 0.0f;
+            }
+        }
+    }
+}
+
+#if PLW_SGEMM_AVX2
+// Transposes the 8x8 block at src (row stride lds) into dst (row stride ldd).
+inline void transpose_8x8(const float* src, idx lds, float* dst, idx ldd) {
+    __m256 r0 = _mm256_loadu_ps(src + 0 * lds), r1 = _mm256_loadu_ps(src + 1 * lds);
+    __m256 r2 = _mm256_loadu_ps(src + 2 * lds), r3 = _mm256_loadu_ps(src + 3 * lds);
+    __m256 r4 = _mm256_loadu_ps(src + 4 * lds), r5 = _mm256_loadu_ps(src + 5 * lds);
+    __m256 r6 = _mm256_loadu_ps(src + 6 * lds), r7 = _mm256_loadu_ps(src + 7 * lds);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_store_ps(dst + 0 * ldd, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_store_ps(dst + 1 * ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_store_ps(dst + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_store_ps(dst + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_store_ps(dst + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_store_ps(dst + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_store_ps(dst + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_store_ps(dst + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+#endif
+
+// op(B)[p0:p0+kc, j0:j0+nc] -> Bp as ceil(nc/NR) strips, each (kc, NR), columns past nc zero.
+void pack_b(bool trans, int kc, int nc, const float* B, idx ldb, idx p0, idx j0, float* Bp) {
+    for (int js = 0; js < nc; js += NR) {
+        const int nr = std::min(NR, nc - js);
+        float* dst = Bp + (idx)js * kc;  // strip js/NR starts at (js/NR) * kc * NR
+        if (!trans) {
+            // op(B)(k,j) = B[k*ldb + j]: NR contiguous floats per k.
+            const float* src = B + p0 * ldb + j0 + js;
+            if (nr == NR) {
+                for (int k = 0; k < kc; ++k) std::memcpy(dst + k * NR, src + k * ldb, NR * sizeof(float));
+            } else {
+                for (int k = 0; k < kc; ++k) {
+                    const float* s = src + k * ldb;
+                    for (int j = 0; j < NR; ++j) dst[k * NR + j] = j < nr ? s[j] : 0.0f;
+                }
+            }
+        } else {
+            // op(B)(k,j) = B[j*ldb + k]: a transpose, one contiguous row of B per j.
+            const float* src = B + (j0 + js) * ldb + p0;
+            int k = 0;
+#if PLW_SGEMM_AVX2
+            if (nr == NR) {
+                for (; k + 8 <= kc; k += 8) {
+                    transpose_8x8(src + k, ldb, dst + k * NR, NR);
+                    transpose_8x8(src + 8 * ldb + k, ldb, dst + k * NR + 8, NR);
+                }
+            }
+#endif
+            for (; k < kc; ++k)
+                for (int j = 0; j < NR; ++j) dst[k * NR + j] = j < nr ? src[j * ldb + k] : 0.0f;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- micro-kernel
+
+// C[MR x NR] = alpha * a . b + beta * C, a: (kc, MR) packed, b: (kc, NR) packed, 32-byte aligned.
+// beta == 0: C is not read.
+#if PLW_SGEMM_AVX2
+void kernel(int kc, const float* a, const float* b, float* c, idx ldc, float alpha, float beta) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+    __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+    for (int i = 0; i < MR; ++i) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+#pragma GCC unroll 4
+    for (int k = 0; k < kc; ++k) {
+        const __m256 b0 = _mm256_load_ps(b);
+        const __m256 b1 = _mm256_load_ps(b + 8);
+        __m256 av;
+        av = _mm256_broadcast_ss(a + 0);
+        c00 = _mm256_fmadd_ps(av, b0, c00);
+        c01 = _mm256_fmadd_ps(av, b1, c01);
+        av = _mm256_broadcast_ss(a + 1);
+        c10 = _mm256_fmadd_ps(av, b0, c10);
+        c11 = _mm256_fmadd_ps(av, b1, c11);
+        av = _mm256_broadcast_ss(a + 2);
+        c20 = _mm256_fmadd_ps(av, b0, c20);
+        c21 = _mm256_fmadd_ps(av, b1, c21);
+        av = _mm256_broadcast_ss(a + 3);
+        c30 = _mm256_fmadd_ps(av, b0, c30);
+        c31 = _mm256_fmadd_ps(av, b1, c31);
+        av = _mm256_broadcast_ss(a + 4);
+        c40 = _mm256_fmadd_ps(av, b0, c40);
+        c41 = _mm256_fmadd_ps(av, b1, c41);
+        av = _mm256_broadcast_ss(a + 5);
+        c50 = _mm256_fmadd_ps(av, b0, c50);
+        c51 = _mm256_fmadd_ps(av, b1, c51);
+        a += MR;
+        b += NR;
+    }
+    const __m256 va = _mm256_set1_ps(alpha);
+    const __m256 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+    if (beta == 0.0f) {
+        for (int i = 0; i < MR; ++i) {
+            _mm256_storeu_ps(c + i * ldc, _mm256_mul_ps(va, acc[i][0]));
+            _mm256_storeu_ps(c + i * ldc + 8, _mm256_mul_ps(va, acc[i][1]));
+        }
+    } else {
+        const __m256 vb = _mm256_set1_ps(beta);
+        for (int i = 0; i < MR; ++i) {
+            float* ci = c + i * ldc;
+            _mm256_storeu_ps(ci, _mm256_fmadd_ps(va, acc[i][0], _mm256_mul_ps(vb, _mm256_loadu_ps(ci))));
+            _mm256_storeu_ps(ci + 8, _mm256_fmadd_ps(va, acc[i][1], _mm256_mul_ps(vb, _mm256_loadu_ps(ci + 8))));
+        }
+    }
+}
+#else
+// Portable version with GCC/Clang vector extensions (lowered to whatever SIMD the target has).
+// Vectors stay local (no v8f parameters or returns: their ABI depends on the target).
+typedef float v8f __attribute__((vector_size(32)));
+
+void kernel(int kc, const float* a, const float* b, float* c, idx ldc, float alpha, float beta) {
+    v8f acc[MR][2] = {};
+    for (int k = 0; k < kc; ++k) {
+        v8f b0, b1;
+        std::memcpy(&b0, b, sizeof(v8f));
+        std::memcpy(&b1, b + 8, sizeof(v8f));
+        for (int i = 0; i < MR; ++i) {
+            const v8f av = v8f{} + a[i];
+            acc[i][0] += av * b0;
+            acc[i][1] += av * b1;
+        }
+        a += MR;
+        b += NR;
+    }
+    const v8f va = v8f{} + alpha;
+    const v8f vb = v8f{} + beta;
+    for (int i = 0; i < MR; ++i) {
+        for (int h = 0; h < 2; ++h) {
+            float* ch = c + i * ldc + 8 * h;
+            v8f out = va * acc[i][h];
+            if (beta != 0.0f) {
+                v8f old;
+                std::memcpy(&old, ch, sizeof(v8f));
+                out += vb * old;
+            }
+            std::memcpy(ch, &out, sizeof(v8f));
+        }
+    }
+}
+#endif
+
+// C[mc x nc] (+)= packed A block . packed B panel, tile by tile.
+void macro_kernel(int mc, int nc, int kc, float alpha, const float* Ap, const float* Bp, float beta,
+                  float* C, idx ldc) {
+    for (int jr = 0; jr < nc; jr += NR) {
+        const int nr = std::min(NR, nc - jr);
+        const float* b = Bp + (idx)jr * kc;
+        for (int ir = 0; ir < mc; ir += MR) {
+            const int mr = std::min(MR, mc - ir);
+            const float* a = Ap + (idx)ir * kc;
+            float* c = C + ir * ldc + jr;
+            if (mr == MR && nr == NR) {
+                kernel(kc, a, b, c, ldc, alpha, beta);
+            } else {
+                // Edge tile: the same kernel on a full-size buffer, then copy the valid part back.
+                alignas(64) float t[MR * NR] = {};
+                if (beta != 0.0f)
+                    for (int i = 0; i < mr; ++i) std::memcpy(t + i * NR, c + i * ldc, nr * sizeof(float));
+                kernel(kc, a, b, t, NR, alpha, beta);
+                for (int i = 0; i < mr; ++i) std::memcpy(c + i * ldc, t + i * NR, nr * sizeof(float));
+            }
+        }
+    }
+}
+
+// The whole blocked algorithm on C[m0:m1, n0:n1], single-threaded. Returns false if a pack
+// buffer could not be allocated (C is then left partly written).
+bool gemm_block(bool trans_a, bool trans_b, int m0, int m1, int n0, int n1, int K, float alpha,
+                const float* A, idx lda, const float* B, idx ldb, float beta, float* C, idx ldc) {
+    const int M = m1 - m0, N = n1 - n0;
+    if (M <= 0 || N <= 0) return true;
+    const int mc_max = std::min(MC, (M + MR - 1) / MR * MR);
+    const int nc_max = std::min(NC, (N + NR - 1) / NR * NR);
+    const int kc_max = std::min(KC, K);
+    float* Ap = tls_pack_a.get((size_t)mc_max * kc_max);
+    float* Bp = tls_pack_b.get((size_t)nc_max * kc_max);
+    if (!Ap || !Bp) return false;
+    for (int jc = 0; jc < N; jc += NC) {
+        const int nc = std::min(NC, N - jc);
+        for (int pc = 0; pc < K; pc += KC) {
+            const int kc = std::min(KC, K - pc);
+            const float beta_p = pc == 0 ? beta : 1.0f;
+            pack_b(trans_b, kc, nc, B, ldb, pc, n0 + jc, Bp);
+            for (int ic = 0; ic < M; ic += MC) {
+                const int mc = std::min(MC, M - ic);
+                pack_a(trans_a, mc, kc, A, lda, m0 + ic, pc, Ap);
+                macro_kernel(mc, nc, kc, alpha, Ap, Bp, beta_p, C + (m0 + ic) * ldc + n0 + jc, ldc);
+            }
+        }
+    }
+    return true;
+}
+
+// ---------------------------------------------------------------- threading
+
+struct Grid {
+    int tm = 1, tn = 1;  // threads along M and along N
+};
+
+// The tm x tn grid (tm * tn <= threads) with the lowest estimated time, in cycles of one
+// core: the largest block's FMAs at 16 per cycle, plus its packing at ~1 cycle per float
+// (B once per KC x NC panel; A once per panel and per NC block of its columns), plus a
+// fork/join cost for going parallel at all.
+Grid choose_grid(int M, int N, int K, int threads) {
+    const double mtiles = (M + MR - 1) / MR, ntiles = (N + NR - 1) / NR;
+    Grid best;
+    double best_cost = -1.0;
+    for (int tm = 1; tm <= threads; ++tm) {
+        for (int tn = 1; tm * tn <= threads; ++tn) {
+            if (tm > mtiles || tn > ntiles) continue;
+            const double rows = std::ceil(mtiles / tm) * MR;
+            const double cols = std::ceil(ntiles / tn) * NR;
+            const double compute = rows * cols * K / 16.0;
+            const double pack = (double)K * cols + rows * K * std::ceil(cols / NC);
+            const double fork = tm * tn > 1 ? 20000.0 : 0.0;
+            const double cost = compute + pack + fork;
+            if (best_cost < 0.0 || cost < best_cost) {
+                best_cost = cost;
+                best = {tm, tn};
+            }
+        }
+    }
+    return best;
+}
+
+// Rows (or columns) of part p of `parts`, splitting `n` in whole tiles of `tile`.
+inline void split(int n, int tile, int parts, int p, int* lo, int* hi) {
+    const long tiles = (n + tile - 1) / tile;
+    *lo = (int)std::min<long>(n, tiles * p / parts * tile);
+    *hi = (int)std::min<long>(n, tiles * (p + 1) / parts * tile);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- entry point
+
+void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
+           const float* B, int ldb, float beta, float* C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) {  // C = beta * C, A and B not read
+        for (int i = 0; i < M; ++i) {
+            float* c = C + (idx)i * ldc;
+            if (beta == 0.0f)
+                std::fill(c, c + N, 0.0f);
+            else if (beta != 1.0f)
+                for (int j = 0; j < N; ++j) c[j] *= beta;
+        }
+        return;
+    }
+
+    int threads = 1;
+#ifdef _OPENMP
+    if (!omp_in_parallel()) threads = omp_get_max_threads();
+#endif
+    Grid grid = choose_grid(M, N, K, threads);
+    if (grid.tm * grid.tn == 1) {
+        if (!gemm_block(trans_a, trans_b, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+            throw std::bad_alloc();
+        return;
+    }
+    std::atomic<bool> failed{false};
+#pragma omp parallel num_threads(grid.tm * grid.tn)
+    {
+        Grid g = grid;
+        int tid = 0;
+#ifdef _OPENMP
+        const int team = omp_get_num_threads();
+        if (team != g.tm * g.tn) g = choose_grid(M, N, K, team);  // got fewer threads than asked
+        tid = omp_get_thread_num();
+#endif
+        if (tid < g.tm * g.tn) {
+            int m0, m1, n0, n1;
+            split(M, MR, g.tm, tid / g.tn, &m0, &m1);
+            split(N, NR, g.tn, tid % g.tn, &n0, &n1);
+            if (!gemm_block(trans_a, trans_b, m0, m1, n0, n1, K, alpha, A, lda, B, ldb, beta, C, ldc))
+                failed = true;
+        }
+    }
+    if (failed) throw std::bad_alloc();
+}
+
+}  // namespace plw::cpu
