@@ -72,12 +72,12 @@ Napi::Value AdamW(const Napi::CallbackInfo& info) {
         expect_device_usable(params[0], "params");
 
         cpu::AdamWParams hp{};
-        hp.lr = static_cast<float>(read_field(o, "lr", 0.0, 1e3, false));
-        hp.beta1 = static_cast<float>(read_field(o, "beta1", 0.0, 1.0, false));
-        hp.beta2 = static_cast<float>(read_field(o, "beta2", 0.0, 1.0, false));
-        if (hp.beta1 >= 1.0f || hp.beta2 >= 1.0f) throw ValueError("Expected options.beta1 and options.beta2 below 1");
-        hp.eps = static_cast<float>(read_field(o, "eps", 0.0, 1.0, true));
-        const float wd = static_cast<float>(read_field(o, "weightDecay", 0.0, 1e3, false));
+        hp.lr = read_field(o, "lr", 0.0, 1e3, false);
+        hp.beta1 = read_field(o, "beta1", 0.0, 1.0, false);
+        hp.beta2 = read_field(o, "beta2", 0.0, 1.0, false);
+        if (hp.beta1 >= 1.0 || hp.beta2 >= 1.0) throw ValueError("Expected options.beta1 and options.beta2 below 1");
+        hp.eps = read_field(o, "eps", 0.0, 1.0, true);
+        const double wd = read_field(o, "weightDecay", 0.0, 1e3, false);
         hp.step = static_cast<int>(read_field(o, "step", 1.0, 2147483647.0, false));
         if (hp.step != o.Get("step").As<Napi::Number>().DoubleValue()) throw ValueError("Expected an integer for options.step");
         const float max_norm = static_cast<float>(read_field(o, "maxGradNorm", 0.0, 1e30, false));
@@ -103,7 +103,7 @@ Napi::Value AdamW(const Napi::CallbackInfo& info) {
             cpu::AdamWParams step = hp;
             step.grad_scale = cpu::clip_coefficient(norm, max_norm);
             for (size_t i = 0; i < count; i++) {
-                step.weight_decay = decay[i] ? wd : 0.0f;
+                step.weight_decay = decay[i] ? wd : 0.0;
                 if (dev == Device::CPU) cpu::adamw_update(p[i], mm[i], vv[i], g[i], n[i], step);
                 else PLW_CUDA_CALL(cuda::adamw_update(p[i], mm[i], vv[i], g[i], n[i], step));
             }

@@ -6,27 +6,32 @@
 
 namespace plw::cpu {
 
+AdamWFactors adamw_factors(const AdamWParams& hp) {
+    AdamWFactors f;
+    f.decay = static_cast<float>(1.0 - hp.lr * hp.weight_decay);
+    f.one_minus_beta1 = static_cast<float>(1.0 - hp.beta1);
+    f.beta2 = static_cast<float>(hp.beta2);
+    f.one_minus_beta2 = static_cast<float>(1.0 - hp.beta2);
+    f.step_size = static_cast<float>(hp.lr / (1.0 - std::pow(hp.beta1, hp.step)));
+    f.bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(hp.beta2, hp.step)));
+    f.eps = static_cast<float>(hp.eps);
+    f.grad_scale = hp.grad_scale;
+    return f;
+}
+
 void adamw_update(float* params, float* m, float* v, const float* grads, size_t n,
                   const AdamWParams& hp) {
-    // Scalars in double, as torch computes them from Python floats, then rounded once.
-    const double bias_correction1 = 1.0 - std::pow(static_cast<double>(hp.beta1), hp.step);
-    const double bias_correction2 = 1.0 - std::pow(static_cast<double>(hp.beta2), hp.step);
-    const float step_size = static_cast<float>(static_cast<double>(hp.lr) / bias_correction1);
-    const float bc2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
-    const float decay = static_cast<float>(1.0 - static_cast<double>(hp.lr) * hp.weight_decay);
-    const float one_minus_beta1 = static_cast<float>(1.0 - static_cast<double>(hp.beta1));
-    const float one_minus_beta2 = static_cast<float>(1.0 - static_cast<double>(hp.beta2));
-    const float beta2 = hp.beta2, eps = hp.eps, gs = hp.grad_scale;
+    const AdamWFactors f = adamw_factors(hp);
     const long long count = static_cast<long long>(n);
 #pragma omp parallel for simd schedule(static)
     for (long long i = 0; i < count; i++) {
-        const float g = grads[i] * gs;
-        const float p = params[i] * decay;
-        const float mi = m[i] + one_minus_beta1 * (g - m[i]);
-        const float vi = beta2 * v[i] + one_minus_beta2 * g * g;
+        const float g = grads[i] * f.grad_scale;
+        const float p = params[i] * f.decay;
+        const float mi = m[i] + f.one_minus_beta1 * (g - m[i]);  // torch's lerp
+        const float vi = f.beta2 * v[i] + f.one_minus_beta2 * g * g;
         m[i] = mi;
         v[i] = vi;
-        params[i] = p - step_size * (mi / (std::sqrt(vi) / bc2_sqrt + eps));
+        params[i] = p - f.step_size * (mi / (std::sqrt(vi) / f.bc2_sqrt + f.eps));
     }
 }
 

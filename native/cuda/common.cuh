@@ -53,6 +53,73 @@ struct alignas(sizeof(T) * VEC) Pack {
     T v[VEC];
 };
 
+// 16-byte packs held as four 32-bit words (uint4): 4 floats, or 8 bf16 (element 2i in the low
+// half of word i, 2i+1 in the high half). j is a compile-time constant after unrolling.
+
+__device__ __forceinline__ uint32_t pack_word(const uint4& p, int i) {
+    return i == 0 ? p.x : i == 1 ? p.y : i == 2 ? p.z : p.w;
+}
+__device__ __forceinline__ void set_pack_word(uint4& p, int i, uint32_t w) {
+    if (i == 0) {
+        p.x = w;
+    } else if (i == 1) {
+        p.y = w;
+    } else if (i == 2) {
+        p.z = w;
+    } else {
+        p.w = w;
+    }
+}
+
+// The bf16 -> f32 unpack is one instruction; it is written as volatile asm so that the
+// compiler redoes it in each pass over a register-resident row instead of keeping every
+// unpacked float alive between passes (which doubles the registers and spills).
+__device__ __forceinline__ float bf16_low_to_float(uint32_t w) {
+    uint32_t r;
+    asm volatile("shl.b32 %0, %1, 16;" : "=r"(r) : "r"(w));
+    return __uint_as_float(r);
+}
+__device__ __forceinline__ float bf16_high_to_float(uint32_t w) {
+    uint32_t r;
+    asm volatile("and.b32 %0, %1, 0xffff0000;" : "=r"(r) : "r"(w));
+    return __uint_as_float(r);
+}
+
+template <typename T>
+struct Pack16;  // element access of a 16-byte pack of T
+
+template <>
+struct Pack16<float> {
+    static constexpr int kElems = 4;
+    __device__ static float get(const uint4& p, int j) { return __uint_as_float(pack_word(p, j)); }
+    __device__ static void set_neg_inf(uint4& p, int j) { set_pack_word(p, j, 0xff800000u); }
+    __device__ static uint4 from_floats(const float (&g)[kElems]) {
+        return make_uint4(__float_as_uint(g[0]), __float_as_uint(g[1]), __float_as_uint(g[2]),
+                          __float_as_uint(g[3]));
+    }
+};
+
+template <>
+struct Pack16<uint16_t> {
+    static constexpr int kElems = 8;
+    __device__ static float get(const uint4& p, int j) {
+        const uint32_t w = pack_word(p, j >> 1);
+        return (j & 1) ? bf16_high_to_float(w) : bf16_low_to_float(w);
+    }
+    __device__ static void set_neg_inf(uint4& p, int j) {
+        const uint32_t w = pack_word(p, j >> 1);
+        set_pack_word(p, j >> 1, (j & 1) ? ((w & 0x0000ffffu) | 0xff800000u)
+                                         : ((w & 0xffff0000u) | 0x0000ff80u));
+    }
+    __device__ static uint32_t pair(float lo, float hi) {  // round to nearest even
+        return static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(lo))) |
+               (static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(hi))) << 16);
+    }
+    __device__ static uint4 from_floats(const float (&g)[kElems]) {
+        return make_uint4(pair(g[0], g[1]), pair(g[2], g[3]), pair(g[4], g[5]), pair(g[6], g[7]));
+    }
+};
+
 // ----------------------------------------------------------------------------
 // reductions (blockDim.x must be a multiple of 32, at most 1024)
 

@@ -1,0 +1,9 @@
+/** Jest runs the TypeScript suites in test/ through ts-jest (type errors are caught by the
+ *  `tsc --noEmit` that `npm test` runs first, so ts-jest only transpiles). */
+module.exports = {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/test'],
+  testMatch: ['**/*.test.ts'],
+  transform: { '^.+\\.ts$': ['ts-jest', { isolatedModules: true }] },
+  testTimeout: 120000,
+}

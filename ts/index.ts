@@ -1,0 +1,2 @@
+/** plwtune's public API. */
+export * from './native'

@@ -1,0 +1,231 @@
+/**
+ * The typed face of the native addon: the only module that touches the raw binding.
+ *
+ * Every computing call returns a Promise and runs off the event loop. Argument errors are
+ * thrown (TypeError for a wrong type/shape/dtype/device, RangeError for a value out of
+ * range) with a message of the shape "op: Expected X for name but received Y"; errors from
+ * the worker thread are re-thrown with the caller's stack.
+ */
+import * as path from 'node:path'
+import * as fs from 'node:fs'
+
+export type Device = 'cpu' | 'cuda'
+export type DType = 'float32' | 'bfloat16' | 'int32'
+
+/** A block of host or CUDA memory with a dtype and a shape. */
+export interface Tensor {
+  readonly shape: number[]
+  readonly dtype: DType
+  readonly device: Device
+  readonly disposed: boolean
+  readonly byteLength: number
+  /** A copy of the contents: Float32Array for float32/bfloat16, Int32Array for int32. */
+  toArray(): Float32Array | Int32Array
+  /** Overwrites the whole tensor (bfloat16 rounds to nearest even). */
+  copyFrom(data: Float32Array | Int32Array): void
+  fill(value: number): void
+  /** Frees the memory now (idempotent); otherwise the garbage collector frees it. */
+  dispose(): void
+}
+
+export interface LossSums {
+  /** Σ w·CE over the rows, in double. Divide by the step's normalizer for the loss. */
+  lossSum: number
+  /** Σ w over the rows. */
+  weightSum: number
+}
+
+export interface BackendInfo {
+  cpu: { threads: number; simd: string }
+  cuda: { built: boolean; cublasLt: boolean; available: boolean; reason: string | null; device: string | null }
+}
+
+export interface MemoryStats {
+  liveTensors: number
+  cpuBytes: number
+  cudaBytes: number
+}
+
+export interface AdamWHyper {
+  lr: number
+  beta1: number
+  beta2: number
+  eps: number
+  weightDecay: number
+  /** 1-based step count after incrementing, as torch.optim.AdamW counts. */
+  step: number
+  /** Global-norm clipping threshold; 0 turns clipping off (the norm is still reported). */
+  maxGradNorm: number
+}
+
+export interface AdamWGroup {
+  param: Tensor
+  grad: Tensor
+  m: Tensor
+  v: Tensor
+  /** Apply weight decay to this tensor (by convention ≥2-D weights only). */
+  decay: boolean
+}
+
+interface RawBinding {
+  Tensor: new (shape: number[], dtype: DType, device: Device, data?: Float32Array | Int32Array) => Tensor
+  backendInfo(): BackendInfo
+  memoryStats(): MemoryStats
+  weightedCrossEntropyForward(logits: Tensor, targets: Tensor, weights: Tensor, vocabSize?: number, losses?: Tensor): Promise<LossSums>
+  weightedCrossEntropyBackward(logits: Tensor, targets: Tensor, weights: Tensor, normalizer: number, dlogits: Tensor,
+    vocabSize?: number, losses?: Tensor): Promise<LossSums>
+  fusedHeadCrossEntropyForward(hidden: Tensor, wte: Tensor, targets: Tensor, weights: Tensor, vocabSize?: number,
+    chunk?: number, losses?: Tensor): Promise<LossSums>
+  fusedHeadCrossEntropyBackward(hidden: Tensor, wte: Tensor, targets: Tensor, weights: Tensor, normalizer: number,
+    dhidden: Tensor, dwte: Tensor, vocabSize?: number, chunk?: number, losses?: Tensor): Promise<LossSums>
+  embeddingForward(out: Tensor, tokens: Tensor, positions: Tensor, wte: Tensor, wpe: Tensor): Promise<void>
+  embeddingBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, tokens: Tensor, positions: Tensor): Promise<void>
+  adamw(params: Tensor[], grads: Tensor[], m: Tensor[], v: Tensor[], decay: boolean[], hyper: AdamWHyper):
+    Promise<{ gradNorm: number; clipCoefficient: number }>
+  matmul(out: Tensor, a: Tensor, b: Tensor, transA: boolean, transB: boolean, alpha: number, beta: number): Promise<void>
+}
+
+function loadBinding(): RawBinding {
+  // ts/native.ts runs from ts/ (jest) or dist/ts/ (compiled): look upwards for build/.
+  const candidates = [
+    path.join(__dirname, '..', 'build', 'Release', 'plwtune.node'),
+    path.join(__dirname, '..', '..', 'build', 'Release', 'plwtune.node'),
+    path.join(__dirname, '..', 'build', 'Debug', 'plwtune.node'),
+    path.join(__dirname, '..', '..', 'build', 'Debug', 'plwtune.node'),
+  ]
+  const found = candidates.find((p) => fs.existsSync(p))
+  if (!found) {
+    throw new Error(
+      `plwtune: the native addon is not built (looked for ${candidates[0]}).\n` +
+        '  Build it with `npm run build:native` (needs cmake >= 3.18 and a C++17 compiler with OpenMP;\n' +
+        '  nvcc adds the CUDA backend). See docs/building.md.',
+    )
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require(found) as RawBinding
+  } catch (err) {
+    throw new Error(
+      `plwtune: the native addon at ${found} failed to load: ${(err as Error).message}\n` +
+        '  Rebuild it for this machine and Node version with `npm run build:native`. See docs/building.md.',
+    )
+  }
+}
+
+const raw: RawBinding = loadBinding()
+
+/**
+ * Runs a native call. Its error (thrown at once, or rejected from the worker thread) is
+ * re-created here with the caller's stack: a rejection from a worker has no JS stack of its
+ * own, and re-creating it makes `instanceof TypeError` hold in any realm (jest's sandbox).
+ */
+async function call<T>(run: () => Promise<T>): Promise<T> {
+  const site = new Error()
+  try {
+    return await run()
+  } catch (err) {
+    if (typeof err !== 'object' || err === null || typeof (err as Error).message !== 'string') throw err
+    const { name, message } = err as Error
+    const Ctor = name === 'TypeError' ? TypeError : name === 'RangeError' ? RangeError : Error
+    const local = new Ctor(message)
+    local.stack = `${local.name}: ${message}\n${(site.stack ?? '').split('\n').slice(2).join('\n')}`
+    throw local
+  }
+}
+
+/** The synchronous twin of call(): native errors re-created in the caller's realm. */
+function callSync<T>(run: () => T): T {
+  try {
+    return run()
+  } catch (err) {
+    if (typeof err !== 'object' || err === null || typeof (err as Error).message !== 'string') throw err
+    const { name, message } = err as Error
+    const Ctor = name === 'TypeError' ? TypeError : name === 'RangeError' ? RangeError : Error
+    throw new Ctor(message)
+  }
+}
+
+/** Creates a tensor; with data it is a copy of it, without it is zero-filled. */
+export function tensor(
+  shape: number[],
+  options: { dtype?: DType; device?: Device; data?: Float32Array | Int32Array | number[] } = {},
+): Tensor {
+  const dtype = options.dtype ?? 'float32'
+  let data = options.data
+  if (Array.isArray(data)) data = dtype === 'int32' ? Int32Array.from(data) : Float32Array.from(data)
+  return callSync(() => new raw.Tensor(shape, dtype, options.device ?? 'cpu', data as Float32Array | Int32Array | undefined))
+}
+
+export const backendInfo = (): BackendInfo => raw.backendInfo()
+export const memoryStats = (): MemoryStats => raw.memoryStats()
+
+/** True when tensors can be placed on CUDA on this machine. */
+export function cudaAvailable(): boolean {
+  return raw.backendInfo().cuda.available
+}
+
+export interface CrossEntropyOptions {
+  /** Real vocabulary size V when logits rows are padded (default: the row length). */
+  vocabSize?: number
+  /** Receives CE per row (0 where the weight is 0). */
+  losses?: Tensor
+}
+
+/** Σ w·CE over logits [N,Vp] (f32, or bf16) with int32 targets [N] and f32 weights [N]. */
+export function weightedCrossEntropyForward(logits: Tensor, targets: Tensor, weights: Tensor,
+  options: CrossEntropyOptions = {}): Promise<LossSums> {
+  return call(() => raw.weightedCrossEntropyForward(logits, targets, weights, options.vocabSize, options.losses))
+}
+
+/**
+ * Loss and gradient in one pass: dlogits = w/normalizer · (softmax − onehot). The gradient
+ * goes to options.dlogits, by default over the logits themselves (in place).
+ * `normalizer` is Σw over the whole optimizer step (all micro-batches).
+ */
+export function weightedCrossEntropyBackward(logits: Tensor, targets: Tensor, weights: Tensor, normalizer: number,
+  options: CrossEntropyOptions & { dlogits?: Tensor } = {}): Promise<LossSums> {
+  return call(() => raw.weightedCrossEntropyBackward(logits, targets, weights, normalizer, options.dlogits ?? logits,
+    options.vocabSize, options.losses))
+}
+
+export interface FusedHeadOptions extends CrossEntropyOptions {
+  /** Rows of logits computed at a time: memory is chunk × V (default 256 on cpu, 1024 on cuda). */
+  chunk?: number
+}
+
+/** Σ w·CE of the tied LM head: logits = hidden [N,C] · wte[:V]^T, never all materialized. */
+export function fusedHeadCrossEntropyForward(hidden: Tensor, wte: Tensor, targets: Tensor, weights: Tensor,
+  options: FusedHeadOptions = {}): Promise<LossSums> {
+  return call(() => raw.fusedHeadCrossEntropyForward(hidden, wte, targets, weights, options.vocabSize, options.chunk,
+    options.losses))
+}
+
+/** Loss plus dhidden [N,C] (overwritten) and dwte [Vp,C] (accumulated, f32). */
+export function fusedHeadCrossEntropyBackward(hidden: Tensor, wte: Tensor, targets: Tensor, weights: Tensor,
+  normalizer: number, dhidden: Tensor, dwte: Tensor, options: FusedHeadOptions = {}): Promise<LossSums> {
+  return call(() => raw.fusedHeadCrossEntropyBackward(hidden, wte, targets, weights, normalizer, dhidden, dwte,
+    options.vocabSize, options.chunk, options.losses))
+}
+
+/** out[n] = wte[tokens[n]] + wpe[positions[n]]. */
+export function embeddingForward(out: Tensor, tokens: Tensor, positions: Tensor, wte: Tensor, wpe: Tensor): Promise<void> {
+  return call(() => raw.embeddingForward(out, tokens, positions, wte, wpe))
+}
+
+/** dwte[tokens[n]] += dout[n]; dwpe[positions[n]] += dout[n] (deterministic). */
+export function embeddingBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, tokens: Tensor, positions: Tensor): Promise<void> {
+  return call(() => raw.embeddingBackward(dwte, dwpe, dout, tokens, positions))
+}
+
+/** Global-norm clipping then one torch.optim.AdamW step over every group. */
+export function adamw(groups: AdamWGroup[], hyper: AdamWHyper): Promise<{ gradNorm: number; clipCoefficient: number }> {
+  return call(() => raw.adamw(groups.map((g) => g.param), groups.map((g) => g.grad), groups.map((g) => g.m),
+    groups.map((g) => g.v), groups.map((g) => g.decay), hyper))
+}
+
+/** out = alpha · op(a) · op(b) + beta · out (CPU, float32). */
+export function matmul(out: Tensor, a: Tensor, b: Tensor,
+  options: { transA?: boolean; transB?: boolean; alpha?: number; beta?: number } = {}): Promise<void> {
+  return call(() => raw.matmul(out, a, b, options.transA ?? false, options.transB ?? false, options.alpha ?? 1,
+    options.beta ?? 0))
+}
