@@ -169,39 +169,59 @@ inline void transpose_8x8(const float* src, idx lds, float* dst, idx ldd) {
 }
 #endif
 
-// op(B)[p0:p0+kc, j0:j0+nc] -> Bp as ceil(nc/NR) strips, each (kc, NR), columns past nc zero.
-void pack_b(bool trans, int kc, int nc, const float* B, idx ldb, idx p0, idx j0, float* Bp) {
-    for (int js = 0; js < nc; js += NR) {
-        const int nr = std::min(NR, nc - js);
-        float* dst = Bp + (idx)js * kc;  // strip js/NR starts at (js/NR) * kc * NR
-        if (!trans) {
-            // op(B)(k,j) = B[k*ldb + j]: NR contiguous floats per k.
-            const float* src = B + p0 * ldb + j0 + js;
-            if (nr == NR) {
-                for (int k = 0; k < kc; ++k) std::memcpy(dst + k * NR, src + k * ldb, NR * sizeof(float));
-            } else {
-                for (int k = 0; k < kc; ++k) {
-                    const float* s = src + k * ldb;
-                    for (int j = 0; j < NR; ++j) dst[k * NR + j] = j < nr ? s[j] : 0.0f;
-                }
-            }
+// One strip of op(B): op(B)[p0:p0+kc, j0:j0+nr] -> dst (kc, NR), columns past nr zero.
+void pack_b_strip(bool trans, int kc, int nr, const float* B, idx ldb, idx p0, idx j0, float* dst) {
+    if (!trans) {
+        // op(B)(k,j) = B[k*ldb + j]: NR contiguous floats per k.
+        const float* src = B + p0 * ldb + j0;
+        if (nr == NR) {
+            for (int k = 0; k < kc; ++k) std::memcpy(dst + k * NR, src + k * ldb, NR * sizeof(float));
         } else {
-            // op(B)(k,j) = B[j*ldb + k]: a transpose, one contiguous row of B per j.
-            const float* src = B + (j0 + js) * ldb + p0;
-            int k = 0;
-#if PLW_SGEMM_AVX2
-            if (nr == NR) {
-                for (; k + 8 <= kc; k += 8) {
-                    transpose_8x8(src + k, ldb, dst + k * NR, NR);
-                    transpose_8x8(src + 8 * ldb + k, ldb, dst + k * NR + 8, NR);
-                }
+            for (int k = 0; k < kc; ++k) {
+                const float* s = src + k * ldb;
+                for (int j = 0; j < NR; ++j) dst[k * NR + j] = j < nr ? s[j] : 0.0f;
             }
-#endif
-            for (; k < kc; ++k)
-                for (int j = 0; j < NR; ++j) dst[k * NR + j] = j < nr ? src[j * ldb + k] : 0.0f;
         }
+    } else {
+        // op(B)(k,j) = B[j*ldb + k]: a transpose, one contiguous row of B per j.
+        const float* src = B + j0 * ldb + p0;
+        int k = 0;
+#if PLW_SGEMM_AVX2
+        if (nr == NR) {
+            for (; k + 8 <= kc; k += 8) {
+                transpose_8x8(src + k, ldb, dst + k * NR, NR);
+                transpose_8x8(src + 8 * ldb + k, ldb, dst + k * NR + 8, NR);
+            }
+        }
+#endif
+        for (; k < kc; ++k)
+            for (int j = 0; j < NR; ++j) dst[k * NR + j] = j < nr ? src[j * ldb + k] : 0.0f;
     }
 }
+
+// Prefetches the source of a strip (see pack_b_strip) so that packing it later does not wait
+// on memory.
+void prefetch_b_strip(bool trans, int kc, int nr, const float* B, idx ldb, idx p0, idx j0) {
+    if (!trans) {
+        const float* src = B + p0 * ldb + j0;
+        for (int k = 0; k < kc; ++k) {
+            __builtin_prefetch(src + k * ldb, 0, 3);
+            __builtin_prefetch(src + k * ldb + nr - 1, 0, 3);
+        }
+    } else {
+        const float* src = B + j0 * ldb + p0;
+        for (int j = 0; j < nr; ++j)
+            for (int k = 0; k < kc; k += 16) __builtin_prefetch(src + j * ldb + k, 0, 3);
+    }
+}
+
+// Where the B panel comes from, for packing it strip by strip as the macro-kernel first
+// reaches each strip (the strip is then in L1 for its first MC/MR uses).
+struct BSource {
+    bool trans;
+    const float* B;
+    idx ldb, p0, j0;
+};
 
 // ---------------------------------------------------------------- micro-kernel
 
@@ -294,12 +314,20 @@ void kernel(int kc, const float* a, const float* b, float* c, idx ldc, float alp
 }
 #endif
 
-// C[mc x nc] (+)= packed A block . packed B panel, tile by tile.
-void macro_kernel(int mc, int nc, int kc, float alpha, const float* Ap, const float* Bp, float beta,
-                  float* C, idx ldc) {
+// C[mc x nc] (+)= packed A block . packed B panel, tile by tile. With `pack`, each B strip
+// is packed from its source just before its first use.
+void macro_kernel(int mc, int nc, int kc, float alpha, const float* Ap, float* Bp, float beta, float* C,
+                  idx ldc, const BSource* pack) {
     for (int jr = 0; jr < nc; jr += NR) {
         const int nr = std::min(NR, nc - jr);
-        const float* b = Bp + (idx)jr * kc;
+        float* b = Bp + (idx)jr * kc;  // strip jr/NR starts at (jr/NR) * kc * NR
+        if (pack) {
+            pack_b_strip(pack->trans, kc, nr, pack->B, pack->ldb, pack->p0, pack->j0 + jr, b);
+            static const int pf = getenv("PF") ? atoi(getenv("PF")) : 0;
+            if (pf && jr + NR < nc)
+                prefetch_b_strip(pack->trans, kc, std::min(NR, nc - jr - NR), pack->B, pack->ldb, pack->p0,
+                                 pack->j0 + jr + NR);
+        }
         for (int ir = 0; ir < mc; ir += MR) {
             const int mr = std::min(MR, mc - ir);
             const float* a = Ap + (idx)ir * kc;
@@ -335,11 +363,12 @@ bool gemm_block(bool trans_a, bool trans_b, int m0, int m1, int n0, int n1, int 
         for (int pc = 0; pc < K; pc += KC) {
             const int kc = std::min(KC, K - pc);
             const float beta_p = pc == 0 ? beta : 1.0f;
-            pack_b(trans_b, kc, nc, B, ldb, pc, n0 + jc, Bp);
+            const BSource bsrc{trans_b, B, ldb, pc, n0 + jc};
             for (int ic = 0; ic < M; ic += MC) {
                 const int mc = std::min(MC, M - ic);
                 pack_a(trans_a, mc, kc, A, lda, m0 + ic, pc, Ap);
-                macro_kernel(mc, nc, kc, alpha, Ap, Bp, beta_p, C + (m0 + ic) * ldc + n0 + jc, ldc);
+                macro_kernel(mc, nc, kc, alpha, Ap, Bp, beta_p, C + (m0 + ic) * ldc + n0 + jc, ldc,
+                             ic == 0 ? &bsrc : nullptr);
             }
         }
     }
