@@ -189,7 +189,7 @@ export function weightedCrossEntropyBackward(logits: Tensor, targets: Tensor, we
 }
 
 export interface FusedHeadOptions extends CrossEntropyOptions {
-  /** Rows of logits computed at a time: memory is chunk × V (default 256 on cpu, 1024 on cuda). */
+  /** Rows of logits computed at a time: memory is chunk × V (default 256 on cpu, 2048 on cuda). */
   chunk?: number
 }
 

@@ -4,7 +4,9 @@
 // Shapes: N = rows, V = real vocabulary, Vp = row stride (>= V); columns [V, Vp) are padding.
 //   CE_n    = logsumexp(logits[n, :V]) - logits[n, targets[n]]
 //   dlogits = weights[n] * grad_scale * (softmax(logits[n, :V]) - onehot(targets[n]))
-// Softmax statistics in f32: m = max, s = sum exp(x - m), CE = (log(s) + m) - x[target].
+// Softmax statistics in f32: m = max, s = sum exp(x - m) (per-thread partial sums in f32,
+// summed across the block in double, as the CPU sums in double), CE = (log(s) + m) - x[target],
+// dlogits = exp(x - m) * (w * grad_scale / s), minus w * grad_scale at the target.
 // Rows with weight 0: loss 0, gradient 0, target not read. Padding columns get gradient 0.
 // dlogits may alias logits (in place).
 //
@@ -78,12 +80,13 @@ __device__ __forceinline__ float row_exp(float x, float m, float m_log2e) {
 
 // Writes the loss of a zero-weight row (0) and, in the backward, its zero gradient.
 template <typename T, int VEC, bool BACKWARD>
-__device__ __forceinline__ void zero_weight_row(T* dlogits_row, float* losses, int nvec) {
+__device__ __forceinline__ void zero_weight_row(T* dlogits, int64_t row_offset, float* losses,
+                                                int nvec) {
     if (threadIdx.x == 0 && losses != nullptr) {
         losses[blockIdx.x] = 0.0f;
     }
     if constexpr (BACKWARD) {
-        Pack<T, VEC>* dx = reinterpret_cast<Pack<T, VEC>*>(dlogits_row);
+        Pack<T, VEC>* dx = reinterpret_cast<Pack<T, VEC>*>(dlogits + row_offset);
         const Pack<T, VEC> zero{};
         for (int i = threadIdx.x; i < nvec; i += blockDim.x) {
             dx[i] = zero;
@@ -95,10 +98,10 @@ __device__ __forceinline__ void zero_weight_row(T* dlogits_row, float* losses, i
 // Requires Vp % VEC == 0 and 16-byte aligned logits/dlogits.
 //
 // Columns >= V (padding, and packs past the row) are set to -inf once after the load, so the
-// max and sum passes need no masks, and their gradient comes out as scale * exp(-inf) = 0.
-// The target's -1 is applied by the one thread that owns the target's pack: it rewrites that
-// element after its pack stores (same thread, program order), which keeps the per-element
-// gradient loop free of compares.
+// max and sum passes need no masks, and their gradient comes out as exp(-inf) * coef = 0.
+// The target's "- onehot" is applied by the one thread that owns the target's pack: it
+// rewrites that element after its pack stores (same thread, program order), which keeps the
+// per-element gradient loop free of compares.
 template <typename T, int ITEMS, bool BACKWARD>
 __global__ void __launch_bounds__(kMaxThreads)
     ce_registers_kernel(T* dlogits,             // (N, Vp), may alias logits; BACKWARD only
@@ -110,11 +113,12 @@ __global__ void __launch_bounds__(kMaxThreads)
     using E = Pack16<T>;
     constexpr int VEC = E::kElems;
     __shared__ float scratch[32];
+    __shared__ double scratch_sum[32];
     const int64_t row_offset = static_cast<int64_t>(blockIdx.x) * Vp;
     const int nvec = Vp / VEC;
     const float weight = weights[blockIdx.x];
     if (weight == 0.0f) {  // uniform across the block
-        zero_weight_row<T, VEC, BACKWARD>(dlogits + row_offset, losses, nvec);
+        zero_weight_row<T, VEC, BACKWARD>(dlogits, row_offset, losses, nvec);
         return;
     }
     const int target = targets[blockIdx.x];
@@ -170,16 +174,17 @@ __global__ void __launch_bounds__(kMaxThreads)
             s += row_exp<T>(E::get(vals[k], j), m, m_log2e);
         }
     }
-    s = block_sum(s, scratch);
+    // Cross-thread sum in double, as the CPU accumulates its row sum in double.
+    s = static_cast<float>(block_sum(static_cast<double>(s), scratch_sum));
 
     if (owner && losses != nullptr) {
         losses[blockIdx.x] = logf(s) + m - target_logit;
     }
     if constexpr (BACKWARD) {
-        // g = scale * softmax = exp(x - m) * (scale / s); the target's -scale is applied below.
-        const float scale = target_ok ? weight * grad_scale : quiet_nan();
-        const float inv_s = 1.0f / s;
-        const float coef = scale * inv_s;
+        // As the CPU: g = exp(x - m) * (wg / s), wg = weight * grad_scale, and at the target
+        // g = exp(x_t - m) * (wg / s) - wg, applied by the owner below.
+        const float wg = target_ok ? weight * grad_scale : quiet_nan();
+        const float coef = wg / s;
         uint4* dx = reinterpret_cast<uint4*>(dlogits + row_offset);
 #pragma unroll
         for (int k = 0; k < ITEMS; ++k) {
@@ -194,8 +199,8 @@ __global__ void __launch_bounds__(kMaxThreads)
             }
         }
         if (owner && target_ok) {
-            const float p = row_exp<T>(target_logit, m, m_log2e) * inv_s;
-            dlogits[row_offset + target] = from_float<T>(scale * (p - 1.0f));
+            const float p_target = row_exp<T>(target_logit, m, m_log2e) * coef;
+            dlogits[row_offset + target] = from_float<T>(p_target - wg);
         }
     }
 }
@@ -229,7 +234,7 @@ __global__ void __launch_bounds__(kMaxThreads)
     const int nvec = Vp / VEC;
     const float weight = weights[blockIdx.x];
     if (weight == 0.0f) {
-        zero_weight_row<T, VEC, BACKWARD>(dlogits + row_offset, losses, nvec);
+        zero_weight_row<T, VEC, BACKWARD>(dlogits, row_offset, losses, nvec);
         return;
     }
     const int target = targets[blockIdx.x];
@@ -296,10 +301,9 @@ __global__ void __launch_bounds__(kMaxThreads)
     }
     if constexpr (BACKWARD) {
         // Pass 2: each thread re-reads and overwrites only its own packs.
-        // Same arithmetic as the register kernel, so both give the same gradients.
-        const float scale = target_ok ? weight * grad_scale : quiet_nan();
-        const float inv_s = 1.0f / s;
-        const float coef = scale * inv_s;
+        // Same arithmetic as the register kernel (and the CPU).
+        const float wg = target_ok ? weight * grad_scale : quiet_nan();
+        const float coef = wg / s;
         const float m_log2e = m * kLog2e;
         P* dx = reinterpret_cast<P*>(dlogits + row_offset);
         for (int i = threadIdx.x; i < nvec; i += blockDim.x) {
@@ -310,7 +314,7 @@ __global__ void __launch_bounds__(kMaxThreads)
                 const int col = i * VEC + j;
                 float g = 0.0f;
                 if (col == target) {
-                    g = scale * (row_exp<T>(to_float(p.v[j]), m, m_log2e) * inv_s - 1.0f);
+                    g = row_exp<T>(to_float(p.v[j]), m, m_log2e) * coef - wg;
                 } else if (col < V) {
                     g = row_exp<T>(to_float(p.v[j]), m, m_log2e) * coef;
                 }
@@ -333,9 +337,11 @@ __global__ void __launch_bounds__(kLossSumThreads)
     double loss_sum = 0.0;
     double weight_sum = 0.0;
     for (int i = threadIdx.x; i < N; i += blockDim.x) {
-        const double w = weights[i];
-        loss_sum += w * static_cast<double>(losses[i]);
-        weight_sum += w;
+        const float w = weights[i];
+        if (w != 0.0f) {  // a zero-weight row may hold anything, as on the CPU
+            loss_sum += static_cast<double>(w) * static_cast<double>(losses[i]);
+            weight_sum += static_cast<double>(w);
+        }
     }
     loss_sum = block_sum(loss_sum, scratch);
     weight_sum = block_sum(weight_sum, scratch);
@@ -389,7 +395,10 @@ void launch_cross_entropy(T* dlogits, float* losses, const T* logits, const int3
         const int nvec = Vp / VEC;
         const int items_needed = ceil_div(nvec, kMaxThreads);
         if (items_needed <= kMaxItems) {
-            const int items = items_needed <= 1 ? 1 : items_needed <= 2 ? 2 : items_needed <= 4 ? 4 : 8;
+            const int items = items_needed <= 1   ? 1
+                              : items_needed <= 2 ? 2
+                              : items_needed <= 4 ? 4
+                                                  : kMaxItems;
             const int threads = round_up_warp(ceil_div(nvec, items));
             switch (items) {
                 case 1:

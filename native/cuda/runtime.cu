@@ -38,10 +38,8 @@ struct Probe {
     std::string reason;
 };
 
-Probe probe_device() {
-#if !(defined(PLW_HAVE_CUBLASLT) && PLW_HAVE_CUBLASLT)
-    return {false, "built without cuBLASLt (install the CUDA toolkit's cuBLAS and rebuild)"};
-#else
+// The GPU itself, whatever the build: a machine without one says "no device" first.
+Probe probe_gpu() {
     int count = 0;
     const cudaError_t err = cudaGetDeviceCount(&count);
     if (err != cudaSuccess) {
@@ -82,6 +80,16 @@ Probe probe_device() {
         return {false, reason.str()};
     }
     return {true, ""};
+}
+
+Probe probe_device() {
+    Probe gpu = probe_gpu();
+#if !(defined(PLW_HAVE_CUBLASLT) && PLW_HAVE_CUBLASLT)
+    const std::string no_lt =
+        "built without cuBLASLt (install the CUDA toolkit's cuBLAS and rebuild)";
+    return {false, gpu.ok ? no_lt : gpu.reason + "; also " + no_lt};
+#else
+    return gpu;
 #endif
 }
 
@@ -101,7 +109,9 @@ const Probe& probe() {
 
 void require_available() {
     std::string reason;
-    PLW_CHECK(available(&reason), "CUDA backend unavailable: " << reason);
+    if (!available(&reason)) {
+        ::plw::fail("CUDA backend unavailable: " + reason, __FILE__, __LINE__);
+    }
 }
 
 // ----------------------------------------------------------------------------

@@ -1,0 +1,370 @@
+// LM head fused with the weighted cross-entropy, the CUDA twin of native/cpu/fused_head.h
+// (the reference). Per chunk of n <= chunk rows r0 .. r0+n:
+//   1. logits (n, V)   = hidden[r0:] (n, C) . wte (V, C)^T          cuBLASLt, into scratch
+//   2. the cross-entropy kernel of cross_entropy.cu on the scratch: forward (losses), or
+//      backward in place (losses and dlogits)
+//   3. dhidden[r0:] (n, C) = dlogits (n, V) . wte (V, C)            cuBLASLt, overwritten
+//   4. dwte (V, C)        += dlogits^T (V, n) . hidden[r0:] (n, C)  cuBLASLt, beta = 1
+// Chunks whose weights are all zero skip the GEMMs, as on the CPU: their losses and dhidden
+// are zero and dwte is untouched. Finding them costs one copy of the weights to the host
+// (4 * N bytes) and therefore one synchronization per call.
+//
+// Types: f32 inputs -> TF32 tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32), f32 logits;
+// bf16 inputs -> bf16 tensor cores with f32 accumulation (CUBLAS_COMPUTE_32F), bf16 logits.
+// dhidden and dwte are f32 in both cases; alpha/beta are f32.
+//
+// The scratch holds one chunk of logits, row-major with a row stride Vs = V rounded up to a
+// multiple of 16 elements (so that every row starts 32-byte aligned: the tensor-core GEMMs
+// and the 16-byte loads of the loss kernel need that); columns [V, Vs) are the loss
+// kernel's padding and never enter a GEMM.
+//
+// cuBLASLt is column-major. A row-major (R, K) matrix with row stride ld is, in the same
+// memory, a column-major (K, R) matrix with leading dimension ld: the transpose, for free.
+// Every GEMM below is therefore written for the transposed (column-major) views:
+//   1. logits^T (V, n) = wte (V, C) . hidden^T (C, n)
+//        A = wte stored col-major (C, V) ld C, op T -> (V, C)      m = V
+//        B = hidden[r0:] stored col-major (C, n) ld C, op N         n = n, k = C
+//        D = scratch col-major (V, n) ld Vs
+//   3. dhidden^T (C, n) = wte^T (C, V) . dlogits^T (V, n)
+//        A = wte stored col-major (C, V) ld C, op N                 m = C
+//        B = scratch col-major (V, n) ld Vs, op N                   n = n, k = V
+//        D = dhidden[r0:] col-major (C, n) ld C, beta = 0
+//   4. dwte^T (C, V) += hidden^T (C, n) . dlogits (n, V)
+//        A = hidden[r0:] stored col-major (C, n) ld C, op N         m = C
+//        B = scratch col-major (V, n) ld Vs, op T -> (n, V)         n = V, k = n
+//        C = D = dwte col-major (C, V) ld C, beta = 1 (in place; rows >= V of a padded
+//        wte are not touched)
+// Check of 4, element (c, v): D[c, v] = dwte[v, c] (row-major), and
+//   sum_r A[c, r] op(B)[r, v] = sum_r hidden[r0 + r, c] * dlogits[r, v]
+//                             = (dlogits^T . hidden)[v, c].
+//
+// Cost per chunk of n rows (bf16): 3 GEMMs of 2 * n * V * C flops each (the tensor cores),
+// plus the loss kernel's 2 * n * Vs * 2 bytes and dwte's f32 read-modify-write of 8 * V * C
+// bytes, which the chunk amortizes: choose chunk >= 2048 for GPT-2 sizes so that step 4 is
+// compute-bound rather than bound by the dwte traffic.
+#include "fused_head.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "check.cuh"
+#include "cross_entropy.h"
+#include "cublaslt_handle.h"
+#include "runtime.h"
+
+namespace plw::cuda {
+
+namespace {
+
+// Row stride of the logits in the scratch.
+int64_t scratch_ld(int V) { return (static_cast<int64_t>(V) + 15) / 16 * 16; }
+
+}  // namespace
+
+size_t fused_head_scratch_bytes(int chunk, int V, size_t elem_size) {
+    PLW_CHECK(chunk > 0 && V > 0, "fused_head_scratch_bytes: bad shape chunk=" << chunk
+                                                                              << " V=" << V);
+    PLW_CHECK(elem_size == 2 || elem_size == 4,
+              "fused_head_scratch_bytes: elem_size must be 2 (bf16) or 4 (f32), got "
+                  << elem_size);
+    const size_t bytes =
+        static_cast<size_t>(chunk) * static_cast<size_t>(scratch_ld(V)) * elem_size;
+    return (bytes + 255) / 256 * 256;
+}
+
+#if defined(PLW_HAVE_CUBLASLT) && PLW_HAVE_CUBLASLT
+
+namespace {
+
+void check_shapes(const char* what, const void* hidden, const void* wte, const int32_t* targets,
+                  const float* weights, const void* scratch, int N, int C, int V, int chunk) {
+    PLW_CHECK(N >= 0 && C > 0 && V > 0 && chunk > 0,
+              what << ": bad shape N=" << N << " C=" << C << " V=" << V << " chunk=" << chunk);
+    PLW_CHECK(N == 0 || (hidden != nullptr && wte != nullptr && targets != nullptr &&
+                         weights != nullptr && scratch != nullptr),
+              what << ": null device pointer");
+    PLW_CHECK(scratch_ld(V) <= INT32_MAX, what << ": V=" << V << " is too large");
+}
+
+// weights of every row, on the host, to find the all-zero chunks (synchronizes).
+std::vector<float> host_weights(const float* weights, int N) {
+    std::vector<float> w(static_cast<size_t>(N));
+    copy_to_host(w.data(), weights, sizeof(float) * w.size());
+    return w;
+}
+
+bool all_zero(const float* w, int n) {
+    return std::all_of(w, w + n, [](float x) { return x == 0.0f; });
+}
+
+// ----------------------------------------------------------------------------
+// cuBLASLt plumbing: descriptors owned by RAII guards, so that a throw in the middle of a
+// call leaks nothing.
+
+struct MatmulDesc {
+    cublasLtMatmulDesc_t desc = nullptr;
+    MatmulDesc(cublasComputeType_t compute, cudaDataType_t scale) {
+        PLW_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, compute, scale));
+    }
+    ~MatmulDesc() { (void)cublasLtMatmulDescDestroy(desc); }
+    MatmulDesc(const MatmulDesc&) = delete;
+    MatmulDesc& operator=(const MatmulDesc&) = delete;
+};
+
+struct Layout {
+    cublasLtMatrixLayout_t layout = nullptr;
+    Layout(cudaDataType_t type, uint64_t rows, uint64_t cols, int64_t ld) {
+        PLW_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&layout, type, rows, cols, ld));
+    }
+    ~Layout() { (void)cublasLtMatrixLayoutDestroy(layout); }
+    Layout(const Layout&) = delete;
+    Layout& operator=(const Layout&) = delete;
+};
+
+struct Preference {
+    cublasLtMatmulPreference_t pref = nullptr;
+    Preference() { PLW_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref)); }
+    ~Preference() { (void)cublasLtMatmulPreferenceDestroy(pref); }
+    Preference(const Preference&) = delete;
+    Preference& operator=(const Preference&) = delete;
+};
+
+// Largest power of two (up to 256) dividing the address: the heuristic assumes 256-byte
+// aligned operands unless told otherwise, and rows r0 of hidden need not be.
+uint32_t alignment_of(const void* ptr) {
+    const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
+    uint32_t alignment = 1;
+    while (alignment < 256 && address % (2 * alignment) == 0) {
+        alignment *= 2;
+    }
+    return alignment;
+}
+
+// A column-major operand as stored in memory: rows x cols, leading dimension ld.
+struct Operand {
+    const void* ptr;
+    cudaDataType_t type;
+    uint64_t rows;
+    uint64_t cols;
+    int64_t ld;
+};
+
+// D (m x n) = op_a(A) (m x k) . op_b(B) (k x n) + beta * D, all column-major, D in place as
+// C. beta is 0 (D is written without being read) or 1 (accumulate). Runs on the legacy
+// default stream with the process-wide handle and workspace.
+void lt_matmul(const char* what, cublasComputeType_t compute, cublasOperation_t op_a,
+               const Operand& a, cublasOperation_t op_b, const Operand& b, void* d,
+               cudaDataType_t d_type, uint64_t m, uint64_t n, int64_t ldd, float beta) {
+    const CublasLtContext& lt = cublaslt_context();
+
+    MatmulDesc desc(compute, CUDA_R_32F);
+    const int32_t trans_a = op_a;
+    const int32_t trans_b = op_b;
+    PLW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_TRANSA,
+                                                    &trans_a, sizeof trans_a));
+    PLW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_TRANSB,
+                                                    &trans_b, sizeof trans_b));
+
+    Layout a_layout(a.type, a.rows, a.cols, a.ld);
+    Layout b_layout(b.type, b.rows, b.cols, b.ld);
+    Layout d_layout(d_type, m, n, ldd);  // also C's layout: C == D
+
+    Preference pref;
+    const uint64_t workspace_bytes = lt.workspace_bytes;
+    PLW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes,
+        sizeof workspace_bytes));
+    const uint32_t align_a = alignment_of(a.ptr);
+    const uint32_t align_b = alignment_of(b.ptr);
+    const uint32_t align_d = alignment_of(d);
+    PLW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof align_a));
+    PLW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof align_b));
+    PLW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_d, sizeof align_d));
+    PLW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d, sizeof align_d));
+
+    cublasLtMatmulHeuristicResult_t heuristic{};
+    int found = 0;
+    const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
+        lt.handle, desc.desc, a_layout.layout, b_layout.layout, d_layout.layout,
+        d_layout.layout, pref.pref, 1, &heuristic, &found);
+    PLW_CHECK((status == CUBLAS_STATUS_SUCCESS || status == CUBLAS_STATUS_NOT_SUPPORTED) &&
+                  found > 0 && heuristic.state == CUBLAS_STATUS_SUCCESS,
+              "cuBLASLt has no algorithm for the fused head's "
+                  << what << " GEMM (m=" << m << " n=" << n << " A " << a.rows << "x" << a.cols
+                  << " ld " << a.ld << ", B " << b.rows << "x" << b.cols << " ld " << b.ld
+                  << ", alignments A/B/D " << align_a << "/" << align_b << "/" << align_d
+                  << " bytes): " << cublasLtGetStatusName(status));
+
+    const float alpha = 1.0f;
+    PLW_CUBLAS_CHECK(cublasLtMatmul(lt.handle, desc.desc, &alpha, a.ptr, a_layout.layout, b.ptr,
+                                    b_layout.layout, &beta, d, d_layout.layout, d,
+                                    d_layout.layout, &heuristic.algo, lt.workspace,
+                                    lt.workspace_bytes, /*stream: legacy default*/ nullptr));
+}
+
+template <typename T>
+struct GemmTypes;
+template <>
+struct GemmTypes<float> {
+    static constexpr cudaDataType_t kInput = CUDA_R_32F;
+    static constexpr cublasComputeType_t kCompute = CUBLAS_COMPUTE_32F_FAST_TF32;
+};
+template <>
+struct GemmTypes<bf16> {
+    static constexpr cudaDataType_t kInput = CUDA_R_16BF;
+    static constexpr cublasComputeType_t kCompute = CUBLAS_COMPUTE_32F;
+};
+
+// Step 1: scratch (n, Vs) row-major <- hidden[r0:] (n, C) . wte (V, C)^T.
+template <typename T>
+void logits_gemm(T* scratch, const T* h, const T* wte, int n, int C, int V) {
+    const int64_t ld = scratch_ld(V);
+    lt_matmul("logits", GemmTypes<T>::kCompute,
+              CUBLAS_OP_T, Operand{wte, GemmTypes<T>::kInput, uint64_t(C), uint64_t(V), C},
+              CUBLAS_OP_N, Operand{h, GemmTypes<T>::kInput, uint64_t(C), uint64_t(n), C},
+              scratch, GemmTypes<T>::kInput, uint64_t(V), uint64_t(n), ld, 0.0f);
+}
+
+// Steps 3 and 4 from the dlogits in scratch.
+template <typename T>
+void backward_gemms(float* dh, float* dwte, const T* dlogits, const T* h, const T* wte, int n,
+                    int C, int V) {
+    const int64_t ld = scratch_ld(V);
+    lt_matmul("dhidden", GemmTypes<T>::kCompute,
+              CUBLAS_OP_N, Operand{wte, GemmTypes<T>::kInput, uint64_t(C), uint64_t(V), C},
+              CUBLAS_OP_N, Operand{dlogits, GemmTypes<T>::kInput, uint64_t(V), uint64_t(n), ld},
+              dh, CUDA_R_32F, uint64_t(C), uint64_t(n), C, 0.0f);
+    lt_matmul("dwte", GemmTypes<T>::kCompute,
+              CUBLAS_OP_N, Operand{h, GemmTypes<T>::kInput, uint64_t(C), uint64_t(n), C},
+              CUBLAS_OP_T, Operand{dlogits, GemmTypes<T>::kInput, uint64_t(V), uint64_t(n), ld},
+              dwte, CUDA_R_32F, uint64_t(C), uint64_t(V), C, 1.0f);
+}
+
+template <typename T>
+void forward_impl(float* losses, void* scratch, const T* hidden, const T* wte,
+                  const int32_t* targets, const float* weights, int N, int C, int V, int chunk) {
+    check_shapes("fused_head_cross_entropy_forward", hidden, wte, targets, weights, scratch, N,
+                 C, V, chunk);
+    PLW_CHECK(N == 0 || losses != nullptr, "fused_head_cross_entropy_forward: losses is null");
+    if (N == 0) {
+        return;
+    }
+    const std::vector<float> w = host_weights(weights, N);
+    T* logits = static_cast<T*>(scratch);
+    const int ld = static_cast<int>(scratch_ld(V));
+    for (int r0 = 0; r0 < N; r0 += chunk) {
+        const int n = std::min(chunk, N - r0);
+        if (all_zero(w.data() + r0, n)) {
+            memset_zero(losses + r0, sizeof(float) * static_cast<size_t>(n));
+            continue;
+        }
+        const T* h = hidden + static_cast<int64_t>(r0) * C;
+        logits_gemm(logits, h, wte, n, C, V);
+        weighted_cross_entropy_forward(losses + r0, logits, targets + r0, weights + r0, n, V, ld);
+    }
+}
+
+template <typename T>
+void backward_impl(float* losses, float* dhidden, float* dwte, void* scratch, const T* hidden,
+                   const T* wte, const int32_t* targets, const float* weights, float grad_scale,
+                   int N, int C, int V, int chunk) {
+    check_shapes("fused_head_cross_entropy_backward", hidden, wte, targets, weights, scratch, N,
+                 C, V, chunk);
+    PLW_CHECK(N == 0 || (dhidden != nullptr && dwte != nullptr),
+              "fused_head_cross_entropy_backward: null dhidden or dwte");
+    if (N == 0) {
+        return;
+    }
+    const std::vector<float> w = host_weights(weights, N);
+    T* logits = static_cast<T*>(scratch);
+    const int ld = static_cast<int>(scratch_ld(V));
+    for (int r0 = 0; r0 < N; r0 += chunk) {
+        const int n = std::min(chunk, N - r0);
+        float* dh = dhidden + static_cast<int64_t>(r0) * C;
+        if (all_zero(w.data() + r0, n)) {
+            if (losses != nullptr) {
+                memset_zero(losses + r0, sizeof(float) * static_cast<size_t>(n));
+            }
+            memset_zero(dh, sizeof(float) * static_cast<size_t>(n) * static_cast<size_t>(C));
+            continue;
+        }
+        const T* h = hidden + static_cast<int64_t>(r0) * C;
+        logits_gemm(logits, h, wte, n, C, V);
+        weighted_cross_entropy_backward(logits, losses != nullptr ? losses + r0 : nullptr, logits,
+                                        targets + r0, weights + r0, grad_scale, n, V, ld);
+        backward_gemms(dh, dwte, logits, h, wte, n, C, V);
+    }
+}
+
+}  // namespace
+
+void fused_head_cross_entropy_forward(float* losses, void* scratch, const float* hidden,
+                                      const float* wte, const int32_t* targets,
+                                      const float* weights, int N, int C, int V, int chunk) {
+    forward_impl(losses, scratch, hidden, wte, targets, weights, N, C, V, chunk);
+}
+
+void fused_head_cross_entropy_forward(float* losses, void* scratch, const bf16* hidden,
+                                      const bf16* wte, const int32_t* targets,
+                                      const float* weights, int N, int C, int V, int chunk) {
+    forward_impl(losses, scratch, hidden, wte, targets, weights, N, C, V, chunk);
+}
+
+void fused_head_cross_entropy_backward(float* losses, float* dhidden, float* dwte, void* scratch,
+                                       const float* hidden, const float* wte,
+                                       const int32_t* targets, const float* weights,
+                                       float grad_scale, int N, int C, int V, int chunk) {
+    backward_impl(losses, dhidden, dwte, scratch, hidden, wte, targets, weights, grad_scale, N, C,
+                  V, chunk);
+}
+
+void fused_head_cross_entropy_backward(float* losses, float* dhidden, float* dwte, void* scratch,
+                                       const bf16* hidden, const bf16* wte,
+                                       const int32_t* targets, const float* weights,
+                                       float grad_scale, int N, int C, int V, int chunk) {
+    backward_impl(losses, dhidden, dwte, scratch, hidden, wte, targets, weights, grad_scale, N, C,
+                  V, chunk);
+}
+
+#else  // no cuBLASLt: the backend reports itself unavailable, and these throw if reached
+
+namespace {
+[[noreturn]] void no_cublaslt(const char* what, int line) {
+    ::plw::fail(std::string(what) +
+                    ": cuBLASLt unavailable (plwtune was built without cuBLASLt; install the CUDA "
+                    "toolkit's cuBLAS and rebuild)",
+                __FILE__, line);
+}
+}  // namespace
+
+void fused_head_cross_entropy_forward(float*, void*, const float*, const float*, const int32_t*,
+                                      const float*, int, int, int, int) {
+    no_cublaslt("fused_head_cross_entropy_forward", __LINE__);
+}
+
+void fused_head_cross_entropy_forward(float*, void*, const bf16*, const bf16*, const int32_t*,
+                                      const float*, int, int, int, int) {
+    no_cublaslt("fused_head_cross_entropy_forward", __LINE__);
+}
+
+void fused_head_cross_entropy_backward(float*, float*, float*, void*, const float*, const float*,
+                                       const int32_t*, const float*, float, int, int, int, int) {
+    no_cublaslt("fused_head_cross_entropy_backward", __LINE__);
+}
+
+void fused_head_cross_entropy_backward(float*, float*, float*, void*, const bf16*, const bf16*,
+                                       const int32_t*, const float*, float, int, int, int, int) {
+    no_cublaslt("fused_head_cross_entropy_backward", __LINE__);
+}
+
+#endif
+
+}  // namespace plw::cuda
