@@ -3,7 +3,7 @@
 //
 // Structure (BLIS / GotoBLAS). For one thread's block of C:
 //
-//   for jc in N step NC                 B panel  op(B)[pc:pc+KC, jc:jc+NC]  -> L3 (L2 when small)
+//   for jc in N step NC                 B panel  op(B)[pc:pc+KC, jc:jc+NC]  -> L2/L3
 //     for pc in K step KC                 packed into NR-wide column strips, each KC x NR
 //       pack B
 //       for ic in M step MC              A block  op(A)[ic:ic+MC, pc:pc+KC]  -> L2
@@ -15,30 +15,38 @@
 // The four transpose combinations are handled only by the packing routines; the kernel
 // sees the same packed layout for all of them. Edge strips are zero-padded when packed,
 // and an edge tile of C goes through a small MR x NR buffer (masked store), so every C
-// element is computed by the same instructions wherever its tile lies.
+// element is computed by the same instructions wherever its tile lies. The first KC block
+// applies beta (beta == 0: C is only written), the later ones accumulate onto C.
 //
-// Blocking for this machine (AMD EPYC Zen 4, per core: 32 KiB L1d, 1 MiB L2; 32 MiB L3
-// shared; AVX2 + FMA, 2 FMA pipes of 8 fp32 lanes):
+// Blocking for this machine (AMD EPYC Zen 4 under KVM, 2 cores; per core 32 KiB L1d 8-way
+// and 1 MiB L2, 32 MiB L3 shared; AVX2 + FMA: 2 FMA pipes x 8 fp32 lanes per cycle):
 //   MR x NR = 6 x 16  12 ymm accumulators + 2 for the B row + 1 broadcast of A = 15 of the
-//                     16 ymm registers. 12 independent FMA chains cover the FMA latency
-//                     (4 cycles x 2 pipes = 8 needed); per k step: 12 FMAs vs 2 loads + 6
-//                     broadcasts, so the loads are not the bottleneck.
-//   KC = 256          B strip KC*NR*4 = 16 KiB + A strip KC*MR*4 = 6 KiB = 22 KiB < 32 KiB L1d.
-//                     Long enough that the C tile's load/store is amortized over 256 FMAs
-//                     per accumulator.
-//   MC = 144          A block MC*KC*4 = 144 KiB: a fraction of the 1 MiB L2, leaving room
-//                     for the B strips and C tiles passing through.
-//   NC = 4080         B panel KC*NC*4 = 4 MiB per thread; 2 threads use 8 of 32 MiB L3.
-//                     For the transformer shapes (per-thread N <= 1536) it is never reached
-//                     and A is packed once per KC block.
+//                     16 ymm registers of AVX2. 12 independent FMA chains cover the FMA
+//                     latency (4 cycles x 2 pipes = 8 needed); per k step 12 FMAs (6 cycles)
+//                     against 2 loads + 6 broadcasts, well under the 3 loads per cycle.
+//   KC = 256          B strip KC*NR*4 = 16 KiB + A strip KC*MR*4 = 6 KiB = 22 KiB, inside the
+//                     32 KiB L1d; each C tile load/store is amortized over 256 FMAs per
+//                     accumulator. (384 and 512 measured the same on the big shapes and
+//                     slower on the small-M LM-head ones.)
+//   MC = 144          A block MC*KC*4 = 144 KiB in the 1 MiB L2, next to the part of the B
+//                     panel and the C tiles passing through (96..240 measured within noise).
+//   NC = 1024         B panel KC*NC*4 = 1 MiB: a thread's B panel and the C block it updates
+//                     across the KC blocks stay in L2/L3 even when the other operand streams
+//                     from DRAM (the LM head: 4080 was 15-20% slower there, 512 the same).
+//                     A is re-packed once per NC columns: at most 1/64 of the FMAs' work.
+//
+// Packing: B^T (the transposed weights of the forward matmuls and of the LM head) is packed
+// with 8x8 AVX transposes; source rows are walked PACK_ROWS at a time and the next rows are
+// prefetched, as each row segment (kc or NC floats) is too short for the hardware prefetcher.
 //
 // Threading: C is cut into a tm x tn grid of blocks (tm * tn <= threads), one per thread,
 // each thread running the loops above on its block with its own pack buffers (thread_local,
 // grown on demand, so no allocation per call in steady state). The grid is chosen by a cost
 // model (compute of the largest block + its packing: splitting N makes each thread pack only
-// its part of B; splitting M makes every thread pack all of B). K is never split, and the K
-// blocking (KC) does not depend on the thread count, so each C element is reduced by one
-// thread in one fixed order: results are bitwise identical for any number of threads.
+// its part of B; splitting M makes every thread pack all of B). Problems too small to repay
+// the fork run on the calling thread. K is never split, and the K blocking (KC) does not
+// depend on the thread count, so each C element is reduced by one thread in one fixed order:
+// results are bitwise identical for any number of threads.
 #include "matmul.h"
 
 #include <algorithm>
@@ -70,7 +78,7 @@ constexpr int MR = 6;
 constexpr int NR = 16;
 constexpr int KC = 256;
 constexpr int MC = 144;   // multiple of MR
-constexpr int NC = 4080;  // multiple of NR
+constexpr int NC = 1024;  // multiple of NR
 static_assert(MC % MR == 0 && NC % NR == 0, "MC, NC must be multiples of MR, NR");
 
 // ---------------------------------------------------------------- pack buffers
@@ -97,48 +105,52 @@ thread_local PackBuffer tls_pack_b;  // (NC/NR strips, KC, NR)
 
 // ---------------------------------------------------------------- packing
 
+// Rows of the source taken together by the packing routines when they walk a strided
+// dimension: each source row (and its page) is visited once per group, not once per strip.
+constexpr int PACK_ROWS = 8;
+
 // op(A)[i0:i0+mc, p0:p0+kc] -> Ap as ceil(mc/MR) strips, each (kc, MR), rows past mc zero.
+// Strip s starts at Ap + s * kc * MR.
 void pack_a(bool trans, int mc, int kc, const float* A, idx lda, idx i0, idx p0, float* Ap) {
+    if (trans) {
+        // op(A)(i,k) = A[k*lda + i]: row k of A holds op(A)[i0:i0+mc, k] contiguously.
+        for (int k0 = 0; k0 < kc; k0 += PACK_ROWS) {
+            const int k1 = std::min(kc, k0 + PACK_ROWS);
+            for (int is = 0; is < mc; is += MR) {
+                const int mr = std::min(MR, mc - is);
+                float* dst = Ap + (idx)is * kc;
+                for (int k = k0; k < k1; ++k) {
+                    const float* src = A + (p0 + k) * lda + i0 + is;
+                    for (int i = 0; i < MR; ++i) dst[k * MR + i] = i < mr ? src[i] : 0.0f;
+                }
+            }
+        }
+        return;
+    }
+    // op(A)(i,k) = A[i*lda + k]: MR rows read side by side, written with stride MR.
     for (int is = 0; is < mc; is += MR) {
         const int mr = std::min(MR, mc - is);
-        float* dst = Ap + (idx)is * kc;  // strip is/MR starts at (is/MR) * kc * MR
-        if (trans) {
-            // op(A)(i,k) = A[k*lda + i]: MR contiguous floats per k.
-            const float* src = A + p0 * lda + i0 + is;
-            if (mr == MR) {
-                for (int k = 0; k < kc; ++k) {
-                    const float* s = src + k * lda;
-                    for (int i = 0; i < MR; ++i) dst[k * MR + i] = s[i];
-                }
-            } else {
-                for (int k = 0; k < kc; ++k) {
-                    const float* s = src + k * lda;
-                    for (int i = 0; i < MR; ++i) dst[k * MR + i] = i < mr ? s[i] : 0.0f;
-                }
+        float* dst = Ap + (idx)is * kc;
+        const float* src = A + (i0 + is) * lda + p0;
+        if (mr == MR) {
+            const float* r0 = src;
+            const float* r1 = src + lda;
+            const float* r2 = src + 2 * lda;
+            const float* r3 = src + 3 * lda;
+            const float* r4 = src + 4 * lda;
+            const float* r5 = src + 5 * lda;
+            for (int k = 0; k < kc; ++k) {
+                float* d = dst + k * MR;
+                d[0] = r0[k];
+                d[1] = r1[k];
+                d[2] = r2[k];
+                d[3] = r3[k];
+                d[4] = r4[k];
+                d[5] = r5[k];
             }
         } else {
-            // op(A)(i,k) = A[i*lda + k]: one contiguous row per i, written with stride MR.
-            const float* src = A + (i0 + is) * lda + p0;
-            if (mr == MR) {
-                const float* r0 = src;
-                const float* r1 = src + lda;
-                const float* r2 = src + 2 * lda;
-                const float* r3 = src + 3 * lda;
-                const float* r4 = src + 4 * lda;
-                const float* r5 = src + 5 * lda;
-                for (int k = 0; k < kc; ++k) {
-                    float* d = dst + k * MR;
-                    d[0] = r0[k];
-                    d[1] = r1[k];
-                    d[2] = r2[k];
-                    d[3] = r3[k];
-                    d[4] = r4[k];
-                    d[5] = r5[k];
-                }
-            } else {
-                for (int k = 0; k < kc; ++k)
-                    for (int i = 0; i < MR; ++i) dst[k * MR + i] = i < mr ? src[i * lda + k] : 0.0f;
-            }
+            for (int k = 0; k < kc; ++k)
+                for (int i = 0; i < MR; ++i) dst[k * MR + i] = i < mr ? src[i * lda + k] : 0.0f;
         }
     }
 }
@@ -169,26 +181,45 @@ inline void transpose_8x8(const float* src, idx lds, float* dst, idx ldd) {
 }
 #endif
 
-// One strip of op(B): op(B)[p0:p0+kc, j0:j0+nr] -> dst (kc, NR), columns past nr zero.
-void pack_b_strip(bool trans, int kc, int nr, const float* B, idx ldb, idx p0, idx j0, float* dst) {
+// op(B)[p0:p0+kc, j0:j0+nc] -> Bp as ceil(nc/NR) strips, each (kc, NR), columns past nc zero.
+// Strip s starts at Bp + s * kc * NR.
+void pack_b(bool trans, int kc, int nc, const float* B, idx ldb, idx p0, idx j0, float* Bp) {
     if (!trans) {
-        // op(B)(k,j) = B[k*ldb + j]: NR contiguous floats per k.
-        const float* src = B + p0 * ldb + j0;
-        if (nr == NR) {
-            for (int k = 0; k < kc; ++k) std::memcpy(dst + k * NR, src + k * ldb, NR * sizeof(float));
-        } else {
-            for (int k = 0; k < kc; ++k) {
-                const float* s = src + k * ldb;
-                for (int j = 0; j < NR; ++j) dst[k * NR + j] = j < nr ? s[j] : 0.0f;
+        // op(B)(k,j) = B[k*ldb + j]: row k of B holds op(B)[k, j0:j0+nc] contiguously.
+        for (int k0 = 0; k0 < kc; k0 += PACK_ROWS) {
+            const int k1 = std::min(kc, k0 + PACK_ROWS);
+            for (int js = 0; js < nc; js += NR) {
+                const int nr = std::min(NR, nc - js);
+                float* dst = Bp + (idx)js * kc;
+                for (int k = k0; k < k1; ++k) {
+                    const float* src = B + (p0 + k) * ldb + j0 + js;
+                    if (nr == NR) {
+                        // The same columns PACK_ROWS rows down, needed by the next group.
+                        if (k + PACK_ROWS < kc) __builtin_prefetch(src + PACK_ROWS * ldb, 0, 2);
+                        std::memcpy(dst + k * NR, src, NR * sizeof(float));
+                    } else {
+                        for (int j = 0; j < NR; ++j) dst[k * NR + j] = j < nr ? src[j] : 0.0f;
+                    }
+                }
             }
         }
-    } else {
-        // op(B)(k,j) = B[j*ldb + k]: a transpose, one contiguous row of B per j.
-        const float* src = B + j0 * ldb + p0;
+        return;
+    }
+    // op(B)(k,j) = B[j*ldb + k]: a transpose, NR rows of B (contiguous in k) per strip.
+    for (int js = 0; js < nc; js += NR) {
+        const int nr = std::min(NR, nc - js);
+        float* dst = Bp + (idx)js * kc;
+        const float* src = B + (j0 + js) * ldb + p0;
         int k = 0;
 #if PLW_SGEMM_AVX2
         if (nr == NR) {
+            // The next strip's rows are fetched one strip ahead: each row segment is only kc
+            // floats, too short for the hardware prefetcher to run ahead of this loop.
+            const float* next = src + NR * ldb;
+            const int next_rows = std::max(0, std::min(NR, nc - js - NR));
             for (; k + 8 <= kc; k += 8) {
+                if (k % 16 == 0)  // one cache line of each row per 16 k
+                    for (int j = 0; j < next_rows; ++j) __builtin_prefetch(next + j * ldb + k, 0, 2);
                 transpose_8x8(src + k, ldb, dst + k * NR, NR);
                 transpose_8x8(src + 8 * ldb + k, ldb, dst + k * NR + 8, NR);
             }
@@ -198,30 +229,6 @@ void pack_b_strip(bool trans, int kc, int nr, const float* B, idx ldb, idx p0, i
             for (int j = 0; j < NR; ++j) dst[k * NR + j] = j < nr ? src[j * ldb + k] : 0.0f;
     }
 }
-
-// Prefetches the source of a strip (see pack_b_strip) so that packing it later does not wait
-// on memory.
-void prefetch_b_strip(bool trans, int kc, int nr, const float* B, idx ldb, idx p0, idx j0) {
-    if (!trans) {
-        const float* src = B + p0 * ldb + j0;
-        for (int k = 0; k < kc; ++k) {
-            __builtin_prefetch(src + k * ldb, 0, 3);
-            __builtin_prefetch(src + k * ldb + nr - 1, 0, 3);
-        }
-    } else {
-        const float* src = B + j0 * ldb + p0;
-        for (int j = 0; j < nr; ++j)
-            for (int k = 0; k < kc; k += 16) __builtin_prefetch(src + j * ldb + k, 0, 3);
-    }
-}
-
-// Where the B panel comes from, for packing it strip by strip as the macro-kernel first
-// reaches each strip (the strip is then in L1 for its first MC/MR uses).
-struct BSource {
-    bool trans;
-    const float* B;
-    idx ldb, p0, j0;
-};
 
 // ---------------------------------------------------------------- micro-kernel
 
@@ -235,7 +242,10 @@ void kernel(int kc, const float* a, const float* b, float* c, idx ldc, float alp
     __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
     __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
     __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-    for (int i = 0; i < MR; ++i) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    for (int i = 0; i < MR; ++i) {  // the C tile is needed at the end: fetch it now
+        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + NR - 1), _MM_HINT_T0);
+    }
 #pragma GCC unroll 4
     for (int k = 0; k < kc; ++k) {
         const __m256 b0 = _mm256_load_ps(b);
@@ -314,20 +324,12 @@ void kernel(int kc, const float* a, const float* b, float* c, idx ldc, float alp
 }
 #endif
 
-// C[mc x nc] (+)= packed A block . packed B panel, tile by tile. With `pack`, each B strip
-// is packed from its source just before its first use.
-void macro_kernel(int mc, int nc, int kc, float alpha, const float* Ap, float* Bp, float beta, float* C,
-                  idx ldc, const BSource* pack) {
+// C[mc x nc] (+)= packed A block . packed B panel, tile by tile.
+void macro_kernel(int mc, int nc, int kc, float alpha, const float* Ap, const float* Bp, float beta,
+                  float* C, idx ldc) {
     for (int jr = 0; jr < nc; jr += NR) {
         const int nr = std::min(NR, nc - jr);
-        float* b = Bp + (idx)jr * kc;  // strip jr/NR starts at (jr/NR) * kc * NR
-        if (pack) {
-            pack_b_strip(pack->trans, kc, nr, pack->B, pack->ldb, pack->p0, pack->j0 + jr, b);
-            static const int pf = getenv("PF") ? atoi(getenv("PF")) : 0;
-            if (pf && jr + NR < nc)
-                prefetch_b_strip(pack->trans, kc, std::min(NR, nc - jr - NR), pack->B, pack->ldb, pack->p0,
-                                 pack->j0 + jr + NR);
-        }
+        const float* b = Bp + (idx)jr * kc;
         for (int ir = 0; ir < mc; ir += MR) {
             const int mr = std::min(MR, mc - ir);
             const float* a = Ap + (idx)ir * kc;
@@ -363,12 +365,11 @@ bool gemm_block(bool trans_a, bool trans_b, int m0, int m1, int n0, int n1, int 
         for (int pc = 0; pc < K; pc += KC) {
             const int kc = std::min(KC, K - pc);
             const float beta_p = pc == 0 ? beta : 1.0f;
-            const BSource bsrc{trans_b, B, ldb, pc, n0 + jc};
+            pack_b(trans_b, kc, nc, B, ldb, pc, n0 + jc, Bp);
             for (int ic = 0; ic < M; ic += MC) {
                 const int mc = std::min(MC, M - ic);
                 pack_a(trans_a, mc, kc, A, lda, m0 + ic, pc, Ap);
-                macro_kernel(mc, nc, kc, alpha, Ap, Bp, beta_p, C + (m0 + ic) * ldc + n0 + jc, ldc,
-                             ic == 0 ? &bsrc : nullptr);
+                macro_kernel(mc, nc, kc, alpha, Ap, Bp, beta_p, C + (m0 + ic) * ldc + n0 + jc, ldc);
             }
         }
     }

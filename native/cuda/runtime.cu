@@ -47,11 +47,12 @@ Probe probe_gpu() {
         switch (err) {
             case cudaErrorNoDevice:
                 return {false, "no device"};
-            case cudaErrorInsufficientDriver:
+            case cudaErrorInsufficientDriver:  // also what a machine with no driver at all returns
             case cudaErrorStubLibrary:
+                return {false, std::string("no device (no usable CUDA driver: ") + cudaGetErrorString(err) + ")"};
             case cudaErrorSystemDriverMismatch:
             case cudaErrorCallRequiresNewerDriver:
-                return {false, std::string("no CUDA driver (") + cudaGetErrorString(err) + ")"};
+                return {false, std::string("CUDA driver too old or mismatched (") + cudaGetErrorString(err) + ")"};
             default:
                 return {false, std::string("CUDA unavailable (") + cudaGetErrorString(err) + ")"};
         }
