@@ -1,0 +1,17 @@
+// LayerNorm over the last dimension, eps 1e-5 (GPT-2). Shapes: N rows (B*T), C channels.
+//   mean[n] = mean(x[n,:]); rstd[n] = 1 / sqrt(var(x[n,:]) + eps)   (biased variance)
+//   out[n,c] = (x[n,c] - mean[n]) * rstd[n] * weight[c] + bias[c]
+// The backward accumulates (+=) into dinp, dweight and dbias (llm.c's convention: every
+// parameter gradient, and dinp here because the residual stream adds into it).
+#pragma once
+
+namespace plw::cpu {
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
+                       const float* weight, const float* bias, int N, int C);
+
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                        const float* inp, const float* weight, const float* mean,
+                        const float* rstd, int N, int C);
+
+}  // namespace plw::cpu

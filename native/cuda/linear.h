@@ -1,0 +1,19 @@
+// CUDA twin of native/cpu/linear.h: same names, arguments and math; device pointers.
+// Linear layer in Hugging Face's Conv1D layout: weight stored (IC, OC), y = x . W + b.
+// Shapes: N rows (B*T), IC in channels, OC out channels.
+//   forward:  out (N,OC) = inp (N,IC) . weight (IC,OC) + bias (OC)     (bias may be null)
+//   backward: dinp (N,IC) += dout (N,OC) . weight^T
+//             dweight (IC,OC) += inp^T . dout
+//             dbias (OC) += sum over rows of dout                      (dbias may be null)
+// All gradients accumulate (+=).
+#pragma once
+
+namespace plw::cuda {
+
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
+                    int IC, int OC);
+
+void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                     const float* inp, const float* weight, int N, int IC, int OC);
+
+}  // namespace plw::cuda
