@@ -1,2 +1,3 @@
 /** plwtune's public API. */
 export * from './native'
+export * from './model'

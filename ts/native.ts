@@ -67,7 +67,81 @@ export interface AdamWGroup {
   decay: boolean
 }
 
+/** Hugging Face GPT-2 config.json fields, camel-cased. */
+export interface GPT2Config {
+  nLayer: number
+  nHead: number
+  nEmbd: number
+  nPositions: number
+  vocabSize: number
+}
+
+/** One micro-batch: B rows of T tokens, each array B*T long, row-major. */
+export interface Batch {
+  B: number
+  T: number
+  tokens: Int32Array
+  /** Next-token ids; any value where the weight is 0. */
+  targets: Int32Array
+  /** Loss weight per target: λ for prompt tokens, 1 for completion tokens, 0 for padding. */
+  weights: Float32Array
+  /** Per target: 0 padding, 1 prompt, 2 completion (default: weight > 0 means completion). */
+  kinds?: Uint8Array
+  /** Position ids, restarting per packed example (default 0..T-1 per row). */
+  positions?: Int32Array
+  /** Packed example id per token (default: one example per row). */
+  segments?: Int32Array
+}
+
+/** Sums over a micro-batch (divide by the step's normalizer, or by the counts). */
+export interface LossReport {
+  lossSum: number
+  weightSum: number
+  completionLossSum: number
+  completionCount: number
+  promptLossSum: number
+  promptCount: number
+}
+
+export interface OptimizerSettings {
+  lr: number
+  beta1: number
+  beta2: number
+  eps: number
+  weightDecay: number
+  /** 0 turns clipping off. */
+  maxGradNorm: number
+}
+
+export interface ModelInfo {
+  config: GPT2Config
+  device: Device
+  maxBatch: number
+  maxSeqLen: number
+  memory: { parameters: number; gradients: number; optimizer: number; activations: number; scratch: number; total: number }
+}
+
+export type ModelBuffer = 'param' | 'grad' | 'm' | 'v'
+
+/** The engine instance as the binding exposes it; ts/model.ts wraps it. */
+export interface NativeModel {
+  info(): ModelInfo
+  parameters(): Array<{ name: string; shape: number[]; decay: boolean }>
+  read(buffer: ModelBuffer, name: string): Float32Array
+  write(buffer: ModelBuffer, name: string, data: Float32Array): void
+  getAdamStep(): number
+  setAdamStep(step: number): void
+  zeroGrad(): void
+  initRandom(seed: number): Promise<void>
+  accumulate(batch: Batch, normalizer: number): Promise<LossReport>
+  optimizerStep(options: OptimizerSettings): Promise<{ gradNorm: number; clipCoefficient: number; step: number }>
+  evaluate(batch: Batch): Promise<LossReport>
+  logits(batch: Batch): Promise<Float32Array>
+  dispose(): void
+}
+
 interface RawBinding {
+  createModel(config: GPT2Config, device: Device, maxBatch: number, maxSeqLen: number): Promise<NativeModel>
   Tensor: new (shape: number[], dtype: DType, device: Device, data?: Float32Array | Int32Array) => Tensor
   backendInfo(): BackendInfo
   memoryStats(): MemoryStats
@@ -221,6 +295,16 @@ export function embeddingBackward(dwte: Tensor, dwpe: Tensor, dout: Tensor, toke
 export function adamw(groups: AdamWGroup[], hyper: AdamWHyper): Promise<{ gradNorm: number; clipCoefficient: number }> {
   return call(() => raw.adamw(groups.map((g) => g.param), groups.map((g) => g.grad), groups.map((g) => g.m),
     groups.map((g) => g.v), groups.map((g) => g.decay), hyper))
+}
+
+/** Allocates a GPT-2 engine (parameters, gradients, AdamW state, activations for maxBatch × maxSeqLen). */
+export function createNativeModel(config: GPT2Config, device: Device, maxBatch: number, maxSeqLen: number): Promise<NativeModel> {
+  return call(() => raw.createModel(config, device, maxBatch, maxSeqLen))
+}
+
+/** Wraps a native model so its errors carry the caller's stack and realm, like the kernels'. */
+export function guardNative<T>(run: () => Promise<T>): Promise<T> {
+  return call(run)
 }
 
 /** out = alpha · op(a) · op(b) + beta · out (CPU, float32). */

@@ -4,6 +4,7 @@
 
 #include "../cpu/cpu_info.h"
 #include "../cuda/runtime.h"
+#include "model.h"
 #include "ops.h"
 #include "tensor.h"
 
@@ -52,6 +53,8 @@ Napi::Value MemoryStatsJs(const Napi::CallbackInfo& info) {
 
 Napi::Object Register(Napi::Env env, Napi::Object exports) {
     exports.Set("Tensor", Tensor::Define(env));
+    exports.Set("Model", Model::Define(env));
+    exports.Set("createModel", Napi::Function::New(env, CreateModel));
     exports.Set("backendInfo", Napi::Function::New(env, BackendInfo));
     exports.Set("memoryStats", Napi::Function::New(env, MemoryStatsJs));
     exports.Set("weightedCrossEntropyForward", Napi::Function::New(env, WeightedCrossEntropyForward));

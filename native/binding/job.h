@@ -53,6 +53,9 @@ public:
 
     Napi::Promise promise() { return deferred_.Promise(); }
 
+    // Runs on the JS thread when the work is done, before the Promise settles (either way).
+    void on_settle(std::function<void()> fn) { settle_ = std::move(fn); }
+
 protected:
     void Execute() override {
         try {
@@ -70,6 +73,7 @@ protected:
         }
     }
     void OnOK() override {
+        if (settle_) settle_();
         Napi::Env env = Env();
         try {
             deferred_.Resolve(result_ ? result_(env) : env.Undefined());
@@ -80,6 +84,7 @@ protected:
     void OnError(const Napi::Error& e) override {
         // Argument problems found during the work (e.g. a bad target on the device) reject
         // with the same error class they would have had on the JS thread.
+        if (settle_) settle_();
         const std::string msg = e.Message();
         switch (error_kind_) {
             case ErrorKind::Range: deferred_.Reject(Napi::RangeError::New(Env(), msg).Value()); break;
@@ -94,6 +99,7 @@ private:
     Work work_;
     Result result_;
     std::vector<std::pair<Tensor*, bool>> locked_;
+    std::function<void()> settle_;
     enum class ErrorKind { Native, Type, Range } error_kind_ = ErrorKind::Native;
 };
 

@@ -1,0 +1,387 @@
+// Model: JS wrapper of engine::Model (see model.h).
+#include "model.h"
+
+#include <cmath>
+#include <vector>
+
+#include "args.h"
+#include "job.h"
+
+namespace plw::binding {
+
+namespace {
+
+// A batch copied out of JS typed arrays on the JS thread (the baton's inputs).
+struct BatchCopy {
+    int B = 0, T = 0;
+    std::vector<int32_t> tokens, targets, positions, segments;
+    std::vector<float> weights;
+    std::vector<uint8_t> kinds;
+
+    engine::StepBatch view() const {
+        engine::StepBatch b;
+        b.B = B;
+        b.T = T;
+        b.tokens = tokens.data();
+        b.targets = targets.data();
+        b.weights = weights.data();
+        b.kinds = kinds.empty() ? nullptr : kinds.data();
+        b.positions = positions.empty() ? nullptr : positions.data();
+        b.segments = segments.empty() ? nullptr : segments.data();
+        return b;
+    }
+};
+
+template <typename Array, typename T>
+std::vector<T> copy_array(const Napi::Object& o, const char* key, size_t n, bool required, const char* type_name) {
+    Napi::Value v = o.Get(key);
+    const std::string name = std::string("batch.") + key;
+    if (v.IsUndefined() || v.IsNull()) {
+        if (required) throw ArgError("Expected " + std::string(type_name) + " for " + name + " but received " + received(v));
+        return {};
+    }
+    if (!v.IsTypedArray()) throw ArgError("Expected " + std::string(type_name) + " for " + name + " but received " + received(v));
+    Napi::TypedArray ta = v.As<Napi::TypedArray>();
+    const bool ok = (std::is_same_v<T, int32_t> && ta.TypedArrayType() == napi_int32_array) ||
+                    (std::is_same_v<T, float> && ta.TypedArrayType() == napi_float32_array) ||
+                    (std::is_same_v<T, uint8_t> && ta.TypedArrayType() == napi_uint8_array);
+    if (!ok) throw ArgError("Expected " + std::string(type_name) + " for " + name + " but received another typed array");
+    if (ta.ElementLength() != n)
+        throw ArgError("Expected " + std::to_string(n) + " elements (B*T) for " + name + " but received " +
+                       std::to_string(ta.ElementLength()));
+    Array arr = v.As<Array>();
+    return std::vector<T>(arr.Data(), arr.Data() + n);
+}
+
+BatchCopy read_batch(const Napi::Value& v) {
+    if (!v.IsObject()) throw ArgError("Expected a batch object for batch but received " + received(v));
+    Napi::Object o = v.As<Napi::Object>();
+    BatchCopy b;
+    for (auto [key, dst] : {std::pair<const char*, int*>{"B", &b.B}, {"T", &b.T}}) {
+        Napi::Value d = o.Get(key);
+        const double x = d.IsNumber() ? d.As<Napi::Number>().DoubleValue() : -1;
+        if (!(x >= 1 && x == std::floor(x) && x < 1e9))
+            throw ArgError(std::string("Expected a positive integer for batch.") + key + " but received " + received(d));
+        *dst = static_cast<int>(x);
+    }
+    const size_t n = static_cast<size_t>(b.B) * b.T;
+    b.tokens = copy_array<Napi::Int32Array, int32_t>(o, "tokens", n, true, "an Int32Array");
+    b.targets = copy_array<Napi::Int32Array, int32_t>(o, "targets", n, true, "an Int32Array");
+    b.weights = copy_array<Napi::Float32Array, float>(o, "weights", n, true, "a Float32Array");
+    b.kinds = copy_array<Napi::Uint8Array, uint8_t>(o, "kinds", n, false, "a Uint8Array");
+    b.positions = copy_array<Napi::Int32Array, int32_t>(o, "positions", n, false, "an Int32Array");
+    b.segments = copy_array<Napi::Int32Array, int32_t>(o, "segments", n, false, "an Int32Array");
+    return b;
+}
+
+Napi::Value report_to_js(Napi::Env env, const engine::LossReport& r) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("lossSum", r.loss_sum);
+    o.Set("weightSum", r.weight_sum);
+    o.Set("completionLossSum", r.completion_sum);
+    o.Set("completionCount", static_cast<double>(r.completion_count));
+    o.Set("promptLossSum", r.prompt_sum);
+    o.Set("promptCount", static_cast<double>(r.prompt_count));
+    return o;
+}
+
+engine::Buffer parse_buffer(const Napi::Value& v) {
+    const std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+    if (s == "param") return engine::Buffer::Param;
+    if (s == "grad") return engine::Buffer::Grad;
+    if (s == "m") return engine::Buffer::AdamM;
+    if (s == "v") return engine::Buffer::AdamV;
+    throw ArgError("Expected 'param', 'grad', 'm' or 'v' for buffer but received " + received(v));
+}
+
+}  // namespace
+
+Napi::FunctionReference* Model::constructor = nullptr;
+
+Napi::Function Model::Define(Napi::Env env) {
+    Napi::Function cls = DefineClass(env, "Model",
+        {InstanceMethod<&Model::Info>("info"),
+         InstanceMethod<&Model::Parameters>("parameters"),
+         InstanceMethod<&Model::Read>("read"),
+         InstanceMethod<&Model::Write>("write"),
+         InstanceMethod<&Model::GetAdamStep>("getAdamStep"),
+         InstanceMethod<&Model::SetAdamStep>("setAdamStep"),
+         InstanceMethod<&Model::ZeroGrad>("zeroGrad"),
+         InstanceMethod<&Model::InitRandom>("initRandom"),
+         InstanceMethod<&Model::Accumulate>("accumulate"),
+         InstanceMethod<&Model::OptimizerStep>("optimizerStep"),
+         InstanceMethod<&Model::Evaluate>("evaluate"),
+         InstanceMethod<&Model::Logits>("logits"),
+         InstanceMethod<&Model::Dispose>("dispose")});
+    constructor = new Napi::FunctionReference(Napi::Persistent(cls));
+    return cls;
+}
+
+// Only createModel() constructs: it passes the engine as an External.
+Model::Model(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Model>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal())
+        throw Napi::TypeError::New(info.Env(), "Model: use createModel() to create a model");
+    auto* holder = info[0].As<Napi::External<std::shared_ptr<engine::Model>>>().Data();
+    model_ = *holder;
+}
+
+engine::Model& Model::engine(const Napi::Env& env, const char* op) {
+    if (!model_) throw Napi::Error::New(env, std::string(op) + ": the model has been disposed");
+    if (!busy_.empty())
+        throw Napi::Error::New(env, std::string(op) + ": the model is busy with " + busy_ +
+                                        "; await it before starting another call");
+    return *model_;
+}
+
+Napi::Value Model::Info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!model_) throw Napi::Error::New(env, "info: the model has been disposed");
+    const engine::GPT2Config& c = model_->config();
+    const engine::MemoryReport m = model_->memory();
+    Napi::Object cfg = Napi::Object::New(env);
+    cfg.Set("nLayer", c.num_layers);
+    cfg.Set("nHead", c.num_heads);
+    cfg.Set("nEmbd", c.channels);
+    cfg.Set("nPositions", c.max_seq_len);
+    cfg.Set("vocabSize", c.vocab_size);
+    Napi::Object mem = Napi::Object::New(env);
+    mem.Set("parameters", static_cast<double>(m.parameters));
+    mem.Set("gradients", static_cast<double>(m.gradients));
+    mem.Set("optimizer", static_cast<double>(m.optimizer));
+    mem.Set("activations", static_cast<double>(m.activations));
+    mem.Set("scratch", static_cast<double>(m.scratch));
+    mem.Set("total", static_cast<double>(m.total()));
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("config", cfg);
+    out.Set("device", model_->device());
+    out.Set("maxBatch", model_->max_batch().B);
+    out.Set("maxSeqLen", model_->max_batch().T);
+    out.Set("memory", mem);
+    return out;
+}
+
+Napi::Value Model::Parameters(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    engine::Model& m = engine(env, "parameters");
+    auto params = m.parameters();
+    Napi::Array out = Napi::Array::New(env, params.size());
+    for (size_t i = 0; i < params.size(); i++) {
+        Napi::Object p = Napi::Object::New(env);
+        p.Set("name", params[i].name);
+        Napi::Array shape = Napi::Array::New(env, params[i].shape.size());
+        for (size_t d = 0; d < params[i].shape.size(); d++) shape.Set(d, static_cast<double>(params[i].shape[d]));
+        p.Set("shape", shape);
+        p.Set("decay", params[i].decay);
+        out.Set(i, p);
+    }
+    return out;
+}
+
+static size_t numel_of(engine::Model& m, const std::string& name) {
+    for (const auto& p : m.parameters()) {
+        if (p.name != name) continue;
+        size_t n = 1;
+        for (int64_t d : p.shape) n *= static_cast<size_t>(d);
+        return n;
+    }
+    throw ArgError("Expected the name of a parameter for name but received '" + name + "' (see parameters())");
+}
+
+// read(buffer: 'param'|'grad'|'m'|'v', name) -> Float32Array (a copy, Hugging Face shape)
+Napi::Value Model::Read(const Napi::CallbackInfo& info) {
+    return guarded(info, "read", [&]() -> Napi::Value {
+        engine::Model& m = engine(info.Env(), "read");
+        const engine::Buffer which = parse_buffer(info[0]);
+        if (!info[1].IsString()) throw ArgError("Expected a string for name but received " + received(info[1]));
+        const std::string name = info[1].As<Napi::String>().Utf8Value();
+        const size_t n = numel_of(m, name);
+        Napi::Float32Array out = Napi::Float32Array::New(info.Env(), n);
+        m.read(which, name, out.Data(), n);
+        return out;
+    });
+}
+
+// write(buffer, name, data: Float32Array)
+Napi::Value Model::Write(const Napi::CallbackInfo& info) {
+    return guarded(info, "write", [&]() -> Napi::Value {
+        engine::Model& m = engine(info.Env(), "write");
+        const engine::Buffer which = parse_buffer(info[0]);
+        if (!info[1].IsString()) throw ArgError("Expected a string for name but received " + received(info[1]));
+        const std::string name = info[1].As<Napi::String>().Utf8Value();
+        const size_t n = numel_of(m, name);
+        if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+            throw ArgError("Expected a Float32Array for data but received " + received(info[2]));
+        Napi::Float32Array data = info[2].As<Napi::Float32Array>();
+        if (data.ElementLength() != n)
+            throw ArgError("Expected " + std::to_string(n) + " elements for " + name + " but received " +
+                           std::to_string(data.ElementLength()));
+        m.write(which, name, data.Data(), n);
+        return info.Env().Undefined();
+    });
+}
+
+Napi::Value Model::GetAdamStep(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), engine(info.Env(), "getAdamStep").adam_step());
+}
+
+Napi::Value Model::SetAdamStep(const Napi::CallbackInfo& info) {
+    return guarded(info, "setAdamStep", [&]() -> Napi::Value {
+        engine::Model& m = engine(info.Env(), "setAdamStep");
+        m.set_adam_step(static_cast<int>(Args(info).integer(0, "step", 0, 2147483647)));
+        return info.Env().Undefined();
+    });
+}
+
+Napi::Value Model::ZeroGrad(const Napi::CallbackInfo& info) {
+    engine(info.Env(), "zeroGrad").zero_grad();
+    return info.Env().Undefined();
+}
+
+// Queues a computing call: the model is marked busy until it settles, and the JS object is
+// referenced meanwhile so that it cannot be collected under the work.
+Napi::Value queue_on_model(const Napi::CallbackInfo& info, Napi::Object self, std::string* busy, const char* name,
+                           Job::Work work, Job::Result result) {
+    auto* job = new Job(info.Env(), name, std::move(work), std::move(result));
+    auto keep = std::make_shared<Napi::ObjectReference>(Napi::Persistent(self));
+    job->on_settle([busy, keep]() { busy->clear(); });
+    *busy = name;
+    job->Queue();
+    return job->promise();
+}
+
+Napi::Value Model::InitRandom(const Napi::CallbackInfo& info) {
+    return guarded(info, "initRandom", [&]() -> Napi::Value {
+        engine(info.Env(), "initRandom");
+        const uint64_t seed = static_cast<uint64_t>(Args(info).integer(0, "seed", 0, 9007199254740991LL));
+        auto m = model_;
+        return queue_on_model(info, Value(), &busy_, "initRandom", [m, seed] { m->init_random(seed); }, nullptr);
+    });
+}
+
+// accumulate(batch, normalizer) -> Promise<LossReport>: forward + backward, gradients +=.
+Napi::Value Model::Accumulate(const Napi::CallbackInfo& info) {
+    return guarded(info, "accumulate", [&]() -> Napi::Value {
+        engine(info.Env(), "accumulate");
+        auto batch = std::make_shared<BatchCopy>(read_batch(info[0]));
+        const double norm = Args(info).number(1, "normalizer");
+        if (!(norm > 0 && std::isfinite(norm)))
+            throw ValueError("Expected a positive finite number for normalizer (the sum of weights over the "
+                             "optimizer step) but received " + std::to_string(norm));
+        auto m = model_;
+        auto out = std::make_shared<engine::LossReport>();
+        return queue_on_model(info, Value(), &busy_, "accumulate",
+            [m, batch, norm, out] { *out = m->accumulate(batch->view(), norm); },
+            [out](Napi::Env env) { return report_to_js(env, *out); });
+    });
+}
+
+// optimizerStep({ lr, beta1, beta2, eps, weightDecay, maxGradNorm }) -> Promise<{ gradNorm, clipCoefficient, step }>
+Napi::Value Model::OptimizerStep(const Napi::CallbackInfo& info) {
+    return guarded(info, "optimizerStep", [&]() -> Napi::Value {
+        engine(info.Env(), "optimizerStep");
+        Napi::Object o = Args(info).object(0, "options");
+        auto field = [&](const char* key, double lo, double hi) {
+            Napi::Value v = o.Get(key);
+            if (!v.IsNumber()) throw ArgError(std::string("Expected a number for options.") + key + " but received " + received(v));
+            const double x = v.As<Napi::Number>().DoubleValue();
+            if (!(std::isfinite(x) && x >= lo && x <= hi))
+                throw ValueError(std::string("Expected options.") + key + " in [" + std::to_string(lo) + ", " +
+                                 std::to_string(hi) + "] but received " + std::to_string(x));
+            return x;
+        };
+        engine::OptimizerSettings s;
+        s.lr = field("lr", 0, 1e3);
+        s.beta1 = field("beta1", 0, 0.999999999);
+        s.beta2 = field("beta2", 0, 0.999999999);
+        s.eps = field("eps", 1e-30, 1);
+        s.weight_decay = field("weightDecay", 0, 1e3);
+        s.max_grad_norm = static_cast<float>(field("maxGradNorm", 0, 1e30));
+        auto m = model_;
+        auto out = std::make_shared<engine::StepResult>();
+        return queue_on_model(info, Value(), &busy_, "optimizerStep", [m, s, out] { *out = m->optimizer_step(s); },
+            [out](Napi::Env env) -> Napi::Value {
+                Napi::Object r = Napi::Object::New(env);
+                r.Set("gradNorm", out->grad_norm);
+                r.Set("clipCoefficient", out->clip_coefficient);
+                r.Set("step", out->step);
+                return r;
+            });
+    });
+}
+
+// evaluate(batch) -> Promise<LossReport>: forward only; every non-padding target measured.
+Napi::Value Model::Evaluate(const Napi::CallbackInfo& info) {
+    return guarded(info, "evaluate", [&]() -> Napi::Value {
+        engine(info.Env(), "evaluate");
+        auto batch = std::make_shared<BatchCopy>(read_batch(info[0]));
+        auto m = model_;
+        auto out = std::make_shared<engine::LossReport>();
+        return queue_on_model(info, Value(), &busy_, "evaluate", [m, batch, out] { *out = m->evaluate(batch->view()); },
+            [out](Napi::Env env) { return report_to_js(env, *out); });
+    });
+}
+
+// logits(batch) -> Promise<Float32Array> of (B, T, V)
+Napi::Value Model::Logits(const Napi::CallbackInfo& info) {
+    return guarded(info, "logits", [&]() -> Napi::Value {
+        engine(info.Env(), "logits");
+        auto batch = std::make_shared<BatchCopy>(read_batch(info[0]));
+        auto m = model_;
+        const size_t n = static_cast<size_t>(batch->B) * batch->T * m->config().vocab_size;
+        auto out = std::make_shared<std::vector<float>>(n);
+        return queue_on_model(info, Value(), &busy_, "logits", [m, batch, out] { m->logits(batch->view(), out->data()); },
+            [out](Napi::Env env) -> Napi::Value {
+                Napi::Float32Array a = Napi::Float32Array::New(env, out->size());
+                std::copy(out->begin(), out->end(), a.Data());
+                return a;
+            });
+    });
+}
+
+Napi::Value Model::Dispose(const Napi::CallbackInfo& info) {
+    // A pending call holds its own reference to the engine; disposing only while idle keeps
+    // the rule simple: the memory goes exactly when dispose() returns.
+    if (!model_) return info.Env().Undefined();
+    engine(info.Env(), "dispose");
+    model_.reset();
+    return info.Env().Undefined();
+}
+
+// createModel(config { nLayer, nHead, nEmbd, nPositions, vocabSize }, device, maxBatch, maxSeqLen)
+Napi::Value CreateModel(const Napi::CallbackInfo& info) {
+    return guarded(info, "createModel", [&]() -> Napi::Value {
+        Args a(info);
+        Napi::Object c = a.object(0, "config");
+        auto dim = [&](const char* key) {
+            Napi::Value v = c.Get(key);
+            const double x = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+            if (!(x >= 1 && x == std::floor(x) && x < 1e9))
+                throw ArgError(std::string("Expected a positive integer for config.") + key + " but received " + received(v));
+            return static_cast<int>(x);
+        };
+        engine::GPT2Config cfg;
+        cfg.num_layers = dim("nLayer");
+        cfg.num_heads = dim("nHead");
+        cfg.channels = dim("nEmbd");
+        cfg.max_seq_len = dim("nPositions");
+        cfg.vocab_size = dim("vocabSize");
+        if (!info[1].IsString()) throw ArgError("Expected 'cpu' or 'cuda' for device but received " + received(info[1]));
+        const std::string device = info[1].As<Napi::String>().Utf8Value();
+        if (device != "cpu" && device != "cuda")
+            throw ArgError("Expected 'cpu' or 'cuda' for device but received '" + device + "'");
+        engine::BatchShape max;
+        max.B = static_cast<int>(a.integer(2, "maxBatch", 1, 1 << 20));
+        max.T = static_cast<int>(a.integer(3, "maxSeqLen", 1, cfg.max_seq_len));
+        auto holder = std::make_shared<std::shared_ptr<engine::Model>>();
+        auto* job = new Job(info.Env(), "createModel", [cfg, device, max, holder] {
+            *holder = engine::create_gpt2(cfg, device, max);
+        }, [holder](Napi::Env env) -> Napi::Value {
+            auto ext = Napi::External<std::shared_ptr<engine::Model>>::New(env, holder.get());
+            return Model::constructor->New({ext});  // the constructor copies the shared_ptr
+        });
+        job->Queue();
+        return job->promise();
+    });
+}
+
+}  // namespace plw::binding

@@ -1,0 +1,89 @@
+// The two backends as the engine sees them: memory and the ops, same names for both, so the
+// engine's orchestration (gpt2.cpp) is written once as a template over the backend.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <new>
+
+#include "../cpu/adamw.h"
+#include "../cpu/attention.h"
+#include "../cpu/embedding.h"
+#include "../cpu/fused_head.h"
+#include "../cpu/gelu.h"
+#include "../cpu/layernorm.h"
+#include "../cpu/linear.h"
+#include "../cpu/matmul.h"
+#include "../cpu/residual.h"
+#include "../cuda/runtime.h"
+
+#if PLW_WITH_CUDA
+#include "../cuda/adamw.h"
+#include "../cuda/attention.h"
+#include "../cuda/embedding.h"
+#include "../cuda/fused_head.h"
+#include "../cuda/gelu.h"
+#include "../cuda/layernorm.h"
+#include "../cuda/linear.h"
+#include "../cuda/residual.h"
+#endif
+
+namespace plw::engine {
+
+struct CpuBackend {
+    static constexpr const char* name = "cpu";
+    static void* alloc(size_t bytes) {
+        void* p = ::operator new(bytes == 0 ? 1 : bytes, std::align_val_t{64}, std::nothrow);
+        if (!p) throw Error("out of host memory allocating " + std::to_string(bytes >> 20) + " MiB");
+        return p;
+    }
+    static void release(void* p) { ::operator delete(p, std::align_val_t{64}); }
+    static void zero(void* p, size_t bytes) { std::memset(p, 0, bytes); }
+    static void upload(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+    static void download(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+    static void sync() {}
+    static size_t fused_head_scratch_bytes(int chunk, int V) {
+        return sizeof(float) * cpu::fused_head_scratch_floats(chunk, V);
+    }
+    static int default_head_chunk() { return 256; }
+#define PLW_FORWARD(fn) \
+    template <typename... A> static auto fn(A... a) { return cpu::fn(a...); }
+    PLW_FORWARD(embedding_forward) PLW_FORWARD(embedding_backward)
+    PLW_FORWARD(layernorm_forward) PLW_FORWARD(layernorm_backward)
+    PLW_FORWARD(linear_forward) PLW_FORWARD(linear_backward)
+    PLW_FORWARD(attention_forward) PLW_FORWARD(attention_backward)
+    PLW_FORWARD(gelu_forward) PLW_FORWARD(gelu_backward)
+    PLW_FORWARD(residual_forward) PLW_FORWARD(residual_backward)
+    PLW_FORWARD(fused_head_cross_entropy_forward) PLW_FORWARD(fused_head_cross_entropy_backward)
+    PLW_FORWARD(adamw_update) PLW_FORWARD(grad_sum_squares)
+#undef PLW_FORWARD
+};
+
+#if PLW_WITH_CUDA
+struct CudaBackend {
+    static constexpr const char* name = "cuda";
+    static void* alloc(size_t bytes) { return cuda::device_malloc(bytes == 0 ? 1 : bytes); }
+    static void release(void* p) { cuda::device_free(p); }
+    static void zero(void* p, size_t bytes) { cuda::memset_zero(p, bytes); }
+    static void upload(void* dst, const void* src, size_t bytes) { cuda::copy_to_device(dst, src, bytes); }
+    static void download(void* dst, const void* src, size_t bytes) { cuda::copy_to_host(dst, src, bytes); }
+    static void sync() { cuda::synchronize(); }
+    static size_t fused_head_scratch_bytes(int chunk, int V) {
+        return cuda::fused_head_scratch_bytes(chunk, V, sizeof(float));
+    }
+    static int default_head_chunk() { return 2048; }
+#define PLW_FORWARD(fn) \
+    template <typename... A> static auto fn(A... a) { return cuda::fn(a...); }
+    PLW_FORWARD(embedding_forward) PLW_FORWARD(embedding_backward)
+    PLW_FORWARD(layernorm_forward) PLW_FORWARD(layernorm_backward)
+    PLW_FORWARD(linear_forward) PLW_FORWARD(linear_backward)
+    PLW_FORWARD(attention_forward) PLW_FORWARD(attention_backward)
+    PLW_FORWARD(gelu_forward) PLW_FORWARD(gelu_backward)
+    PLW_FORWARD(residual_forward) PLW_FORWARD(residual_backward)
+    PLW_FORWARD(fused_head_cross_entropy_forward) PLW_FORWARD(fused_head_cross_entropy_backward)
+    PLW_FORWARD(adamw_update) PLW_FORWARD(grad_sum_squares)
+#undef PLW_FORWARD
+};
+#endif
+
+}  // namespace plw::engine

@@ -1,0 +1,483 @@
+// GPT-2 on one backend: the arenas and the forward / backward / optimizer orchestration.
+// Written once as a template over the backend (backend.h), instantiated for the CPU and,
+// when built, for CUDA. Activation shapes use B (batch), T (time), C (channels),
+// NH (heads), V (real vocabulary), Vp (rows of the stored token table), N = B*T.
+//
+// Conventions (llm.c's): every parameter gradient accumulates (+=) across micro-batches until
+// the optimizer step zeroes it; activation gradients live in a few reused buffers that are
+// zeroed right before the op that accumulates into them; the residual-stream gradient is one
+// buffer (dres) that flows backward through the layers, each op adding into it.
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <random>
+
+#include "../common/check.h"
+#include "backend.h"
+#include "model.h"
+
+namespace plw::engine {
+
+namespace {
+
+struct Entry {
+    ParamInfo info;
+    size_t offset;       // into the parameter arena (floats)
+    size_t hf_numel;     // elements in the Hugging Face tensor
+    size_t stored;       // elements stored (wte keeps Vp >= V rows)
+};
+
+struct LayerOffsets {
+    size_t ln1w, ln1b, qkvw, qkvb, attprojw, attprojb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb;
+};
+
+// Per-layer activations kept for the backward.
+struct LayerActs {
+    float *ln1, *ln1_mean, *ln1_rstd, *qkv, *atty, *att, *attproj, *res2, *ln2, *ln2_mean,
+        *ln2_rstd, *fch, *fch_gelu, *fcproj, *res3;
+};
+
+std::string mib(size_t bytes) { return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB"; }
+
+template <typename BK>
+class GPT2 final : public Model {
+public:
+    GPT2(const GPT2Config& cfg, BatchShape max) : cfg_(cfg), max_(max) {
+        const int C = cfg.channels, L = cfg.num_layers;
+        PLW_CHECK(C > 0 && L > 0 && cfg.num_heads > 0 && cfg.vocab_size > 0 && cfg.max_seq_len > 0,
+                  "GPT-2 config needs positive n_embd, n_layer, n_head, vocab_size and n_positions");
+        PLW_CHECK(C % cfg.num_heads == 0,
+                  "n_embd (" << C << ") must be a multiple of n_head (" << cfg.num_heads << ")");
+        PLW_CHECK(max.B > 0 && max.T > 0 && max.T <= cfg.max_seq_len,
+                  "max batch needs B > 0 and 0 < T <= n_positions (" << cfg.max_seq_len << "), got B="
+                                                                        << max.B << " T=" << max.T);
+        // The CUDA kernels like rows of 128 floats; the CPU gains nothing from padding.
+        Vp_ = std::string(BK::name) == "cuda" ? (cfg.vocab_size + 127) / 128 * 128 : cfg.vocab_size;
+        build_layout();
+        allocate();
+    }
+
+    ~GPT2() override {
+        for (void* p : allocations_) BK::release(p);
+    }
+
+    const GPT2Config& config() const override { return cfg_; }
+    const char* device() const override { return BK::name; }
+    BatchShape max_batch() const override { return max_; }
+    MemoryReport memory() const override { return mem_; }
+
+    std::vector<ParamInfo> parameters() const override {
+        std::vector<ParamInfo> out;
+        for (const Entry& e : entries_) out.push_back(e.info);
+        return out;
+    }
+
+    void read(Buffer which, const std::string& name, float* out, size_t n) const override {
+        const Entry& e = entry(name, n);
+        BK::download(out, buffer(which) + e.offset, n * sizeof(float));
+    }
+
+    void write(Buffer which, const std::string& name, const float* in, size_t n) override {
+        const Entry& e = entry(name, n);
+        BK::upload(buffer(which) + e.offset, in, n * sizeof(float));
+    }
+
+    int adam_step() const override { return adam_t_; }
+    void set_adam_step(int t) override {
+        PLW_CHECK(t >= 0, "AdamW step must be >= 0, got " << t);
+        adam_t_ = t;
+    }
+
+    void init_random(uint64_t seed) override {
+        std::mt19937_64 rng(seed);
+        const double proj_std = 0.02 / std::sqrt(2.0 * cfg_.num_layers);
+        for (const Entry& e : entries_) {
+            const std::string& n = e.info.name;
+            std::vector<float> host(e.hf_numel);
+            const bool is_bias = ends_with(n, ".bias");
+            const bool is_ln_weight = ends_with(n, "ln_1.weight") || ends_with(n, "ln_2.weight") || n == "ln_f.weight";
+            if (is_bias) {
+                std::fill(host.begin(), host.end(), 0.0f);
+            } else if (is_ln_weight) {
+                std::fill(host.begin(), host.end(), 1.0f);
+            } else {
+                const bool proj = ends_with(n, "attn.c_proj.weight") || ends_with(n, "mlp.c_proj.weight");
+                fill_normal(host, proj ? proj_std : 0.02, rng);
+            }
+            BK::upload(params_ + e.offset, host.data(), host.size() * sizeof(float));
+        }
+    }
+
+    LossReport accumulate(const StepBatch& batch, double normalizer) override {
+        PLW_CHECK(normalizer > 0 && std::isfinite(normalizer),
+                  "the normalizer (sum of weights over the optimizer step) must be positive and finite, got "
+                      << normalizer);
+        Inputs in = upload_batch(batch, /*eval=*/false);
+        forward(in);
+        const int N = in.N, C = cfg_.channels, V = cfg_.vocab_size;
+        BK::fused_head_cross_entropy_backward(losses_, dlnf_, grads_ + wte_, scratch(), lnf_,
+                                              params_ + wte_, targets_, weights_,
+                                              static_cast<float>(1.0 / normalizer), N, C, V, chunk_);
+        backward(in);
+        return report(batch, in.N, /*training=*/true);
+    }
+
+    StepResult optimizer_step(const OptimizerSettings& opt) override {
+        const double norm = std::sqrt(BK::grad_sum_squares(grads_, num_params_));
+        cpu::AdamWParams hp{};
+        hp.lr = opt.lr;
+        hp.beta1 = opt.beta1;
+        hp.beta2 = opt.beta2;
+        hp.eps = opt.eps;
+        hp.step = ++adam_t_;
+        hp.grad_scale = cpu::clip_coefficient(norm, opt.max_grad_norm);
+        for (const Entry& e : entries_) {
+            hp.weight_decay = e.info.decay ? opt.weight_decay : 0.0;
+            BK::adamw_update(params_ + e.offset, m_ + e.offset, v_ + e.offset, grads_ + e.offset, e.stored, hp);
+        }
+        zero_grad();
+        BK::sync();
+        return {norm, hp.grad_scale, adam_t_};
+    }
+
+    void zero_grad() override { BK::zero(grads_, num_params_ * sizeof(float)); }
+
+    LossReport evaluate(const StepBatch& batch) override {
+        Inputs in = upload_batch(batch, /*eval=*/true);
+        forward(in);
+        BK::fused_head_cross_entropy_forward(losses_, scratch(), lnf_, params_ + wte_, targets_,
+                                             eval_weights_, in.N, cfg_.channels, cfg_.vocab_size, chunk_);
+        return report(batch, in.N, /*training=*/false);
+    }
+
+    void logits(const StepBatch& batch, float* out) override {
+        Inputs in = upload_batch(batch, /*eval=*/true);
+        forward(in);
+        const int N = in.N, C = cfg_.channels, V = cfg_.vocab_size;
+        // logits (N,V) = lnf (N,C) . wte[:V]^T, on the host (a test and scoring path).
+        std::vector<float> lnf(static_cast<size_t>(N) * C), wte(static_cast<size_t>(V) * C);
+        BK::download(lnf.data(), lnf_, lnf.size() * sizeof(float));
+        BK::download(wte.data(), params_ + wte_, wte.size() * sizeof(float));
+        cpu::sgemm(false, true, N, V, C, 1.0f, lnf.data(), C, wte.data(), C, 0.0f, out, V);
+    }
+
+private:
+    float* scratch() const { return reinterpret_cast<float*>(head_scratch_); }
+
+    struct Inputs {
+        int B, T, N;
+        const int32_t* segments;  // device pointer or null
+    };
+
+    static bool ends_with(const std::string& s, const char* suffix) {
+        const size_t n = std::char_traits<char>::length(suffix);
+        return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
+    }
+
+    static void fill_normal(std::vector<float>& out, double std, std::mt19937_64& rng) {
+        // Box-Muller on the raw 64-bit stream: the same numbers on every platform
+        // (std::normal_distribution is implementation-defined).
+        const double two_pi = 6.283185307179586;
+        for (size_t i = 0; i < out.size(); i += 2) {
+            const double u1 = (static_cast<double>(rng() >> 11) + 1.0) * (1.0 / 9007199254740993.0);
+            const double u2 = static_cast<double>(rng() >> 11) * (1.0 / 9007199254740992.0);
+            const double r = std::sqrt(-2.0 * std::log(u1)) * std;
+            out[i] = static_cast<float>(r * std::cos(two_pi * u2));
+            if (i + 1 < out.size()) out[i + 1] = static_cast<float>(r * std::sin(two_pi * u2));
+        }
+    }
+
+    float* buffer(Buffer which) const {
+        switch (which) {
+            case Buffer::Param: return params_;
+            case Buffer::Grad: return grads_;
+            case Buffer::AdamM: return m_;
+            case Buffer::AdamV: return v_;
+        }
+        return params_;
+    }
+
+    const Entry& entry(const std::string& name, size_t n) const {
+        auto it = index_.find(name);
+        PLW_CHECK(it != index_.end(), "no parameter named '" << name << "' in this GPT-2");
+        const Entry& e = entries_[it->second];
+        PLW_CHECK(n == e.hf_numel, "parameter '" << name << "' has " << e.hf_numel << " elements, got " << n);
+        return e;
+    }
+
+    void add(const std::string& name, std::vector<int64_t> shape, bool decay, size_t stored = 0) {
+        size_t numel = 1;
+        for (int64_t d : shape) numel *= static_cast<size_t>(d);
+        if (stored == 0) stored = numel;
+        index_[name] = entries_.size();
+        entries_.push_back({{name, std::move(shape), decay}, num_params_, numel, stored});
+        // Keep every tensor 64-byte aligned (16 floats): vector loads on both backends.
+        num_params_ += (stored + 15) / 16 * 16;
+    }
+
+    void build_layout() {
+        const int64_t C = cfg_.channels, V = cfg_.vocab_size, T = cfg_.max_seq_len;
+        add("wte.weight", {V, C}, true, static_cast<size_t>(Vp_) * C);
+        add("wpe.weight", {T, C}, true);
+        for (int l = 0; l < cfg_.num_layers; l++) {
+            const std::string h = "h." + std::to_string(l) + ".";
+            LayerOffsets o{};
+            auto at = [&](const std::string& n, std::vector<int64_t> s, bool decay) {
+                add(h + n, std::move(s), decay);
+                return entries_.back().offset;
+            };
+            o.ln1w = at("ln_1.weight", {C}, false);
+            o.ln1b = at("ln_1.bias", {C}, false);
+            o.qkvw = at("attn.c_attn.weight", {C, 3 * C}, true);
+            o.qkvb = at("attn.c_attn.bias", {3 * C}, false);
+            o.attprojw = at("attn.c_proj.weight", {C, C}, true);
+            o.attprojb = at("attn.c_proj.bias", {C}, false);
+            o.ln2w = at("ln_2.weight", {C}, false);
+            o.ln2b = at("ln_2.bias", {C}, false);
+            o.fcw = at("mlp.c_fc.weight", {C, 4 * C}, true);
+            o.fcb = at("mlp.c_fc.bias", {4 * C}, false);
+            o.fcprojw = at("mlp.c_proj.weight", {4 * C, C}, true);
+            o.fcprojb = at("mlp.c_proj.bias", {C}, false);
+            layers_.push_back(o);
+        }
+        add("ln_f.weight", {C}, false);
+        add("ln_f.bias", {C}, false);
+        wte_ = entries_[index_.at("wte.weight")].offset;
+        wpe_ = entries_[index_.at("wpe.weight")].offset;
+        lnfw_ = entries_[index_.at("ln_f.weight")].offset;
+        lnfb_ = entries_[index_.at("ln_f.bias")].offset;
+    }
+
+    // One list of every buffer, walked twice: a dry run that only adds up the bytes (so a
+    // model that cannot fit is reported with the whole bill before anything is allocated),
+    // then the real allocation.
+    template <typename T>
+    T* take(size_t count, size_t* bucket, bool dry) {
+        const size_t bytes = (count * sizeof(T) + 63) / 64 * 64;
+        *bucket += bytes;
+        if (dry) return nullptr;
+        void* p = BK::alloc(bytes);
+        allocations_.push_back(p);
+        BK::zero(p, bytes);
+        return static_cast<T*>(p);
+    }
+
+    void carve(bool dry, MemoryReport* r) {
+        const size_t C = cfg_.channels, NH = cfg_.num_heads, L = cfg_.num_layers;
+        const size_t B = max_.B, T = max_.T, N = B * T;
+        size_t* act = &r->activations;
+        params_ = take<float>(num_params_, &r->parameters, dry);
+        grads_ = take<float>(num_params_, &r->gradients, dry);
+        m_ = take<float>(num_params_, &r->optimizer, dry);
+        v_ = take<float>(num_params_, &r->optimizer, dry);
+        encoded_ = take<float>(N * C, act, dry);
+        acts_.clear();
+        for (size_t l = 0; l < L; l++) {
+            LayerActs a{};
+            a.ln1 = take<float>(N * C, act, dry);
+            a.ln1_mean = take<float>(N, act, dry);
+            a.ln1_rstd = take<float>(N, act, dry);
+            a.qkv = take<float>(N * 3 * C, act, dry);
+            a.atty = take<float>(N * C, act, dry);
+            a.att = take<float>(B * NH * T * T, act, dry);
+            a.attproj = take<float>(N * C, act, dry);
+            a.res2 = take<float>(N * C, act, dry);
+            a.ln2 = take<float>(N * C, act, dry);
+            a.ln2_mean = take<float>(N, act, dry);
+            a.ln2_rstd = take<float>(N, act, dry);
+            a.fch = take<float>(N * 4 * C, act, dry);
+            a.fch_gelu = take<float>(N * 4 * C, act, dry);
+            a.fcproj = take<float>(N * C, act, dry);
+            a.res3 = take<float>(N * C, act, dry);
+            acts_.push_back(a);
+        }
+        lnf_ = take<float>(N * C, act, dry);
+        lnf_mean_ = take<float>(N, act, dry);
+        lnf_rstd_ = take<float>(N, act, dry);
+        losses_ = take<float>(N, act, dry);
+        dres_ = take<float>(N * C, act, dry);
+        dlnf_ = take<float>(N * C, act, dry);
+        dbuf_ = take<float>(N * C, act, dry);
+        dqkv_ = take<float>(N * 3 * C, act, dry);
+        dfch_ = take<float>(N * 4 * C, act, dry);
+        dfch_gelu_ = take<float>(N * 4 * C, act, dry);
+        tokens_ = take<int32_t>(N, act, dry);
+        positions_ = take<int32_t>(N, act, dry);
+        segments_ = take<int32_t>(N, act, dry);
+        targets_ = take<int32_t>(N, act, dry);
+        weights_ = take<float>(N, act, dry);
+        eval_weights_ = take<float>(N, act, dry);
+        head_scratch_ = take<uint8_t>(BK::fused_head_scratch_bytes(chunk_, cfg_.vocab_size), &r->scratch, dry);
+    }
+
+    void allocate() {
+        chunk_ = std::min(BK::default_head_chunk(), max_.B * max_.T);
+        MemoryReport plan;
+        carve(/*dry=*/true, &plan);
+        try {
+            carve(/*dry=*/false, &mem_);
+        } catch (const std::exception& e) {
+            for (void* p : allocations_) BK::release(p);
+            allocations_.clear();
+            throw Error("GPT-2 (" + std::to_string(cfg_.num_layers) + " layers, " + std::to_string(cfg_.channels) +
+                        " channels) with batch B=" + std::to_string(max_.B) + " T=" + std::to_string(max_.T) +
+                        " does not fit on " + BK::name + ": it needs about " + mib(plan.total()) + " (parameters " +
+                        mib(plan.parameters) + ", gradients " + mib(plan.gradients) + ", AdamW " + mib(plan.optimizer) +
+                        ", activations " + mib(plan.activations) + ", loss scratch " + mib(plan.scratch) +
+                        "); use a smaller batch or sequence length. (" + e.what() + ")");
+        }
+    }
+
+    // Validates the batch on the host and copies it to the device.
+    Inputs upload_batch(const StepBatch& b, bool eval) {
+        PLW_CHECK(b.B > 0 && b.T > 0 && b.B <= max_.B && b.T <= max_.T,
+                  "batch B=" << b.B << " T=" << b.T << " exceeds the model's batch capacity B=" << max_.B
+                             << " T=" << max_.T << " set when it was created");
+        PLW_CHECK(b.tokens && b.targets && b.weights, "a batch needs tokens, targets and weights");
+        const int N = b.B * b.T, V = cfg_.vocab_size;
+        std::vector<int32_t> pos(N);
+        std::vector<float> ew(N);
+        for (int i = 0; i < N; i++) {
+            PLW_CHECK(b.tokens[i] >= 0 && b.tokens[i] < V,
+                      "tokens[" << i << "] = " << b.tokens[i] << " is outside the vocabulary [0, " << V << ")");
+            pos[i] = b.positions ? b.positions[i] : i % b.T;
+            PLW_CHECK(pos[i] >= 0 && pos[i] < cfg_.max_seq_len,
+                      "positions[" << i << "] = " << pos[i] << " is outside [0, n_positions = " << cfg_.max_seq_len << ")");
+            const int kind = b.kinds ? b.kinds[i] : (b.weights[i] != 0.0f ? 2 : 0);
+            PLW_CHECK(kind <= 2, "kinds[" << i << "] = " << kind << " (expected 0 padding, 1 prompt, 2 completion)");
+            PLW_CHECK(b.weights[i] >= 0.0f && std::isfinite(b.weights[i]),
+                      "weights[" << i << "] = " << b.weights[i] << " (expected a finite weight >= 0)");
+            PLW_CHECK(kind != 0 || b.weights[i] == 0.0f,
+                      "weights[" << i << "] = " << b.weights[i] << " on a padding target (kind 0)");
+            ew[i] = kind != 0 ? 1.0f : 0.0f;
+            const bool scored = eval ? kind != 0 : b.weights[i] != 0.0f;
+            PLW_CHECK(!scored || (b.targets[i] >= 0 && b.targets[i] < V),
+                      "targets[" << i << "] = " << b.targets[i] << " is outside the vocabulary [0, " << V
+                                 << ") but is scored (weight " << b.weights[i] << ", kind " << kind << ")");
+        }
+        BK::upload(tokens_, b.tokens, N * sizeof(int32_t));
+        BK::upload(positions_, pos.data(), N * sizeof(int32_t));
+        BK::upload(targets_, b.targets, N * sizeof(int32_t));
+        BK::upload(weights_, b.weights, N * sizeof(float));
+        BK::upload(eval_weights_, ew.data(), N * sizeof(float));
+        if (b.segments) BK::upload(segments_, b.segments, N * sizeof(int32_t));
+        return {b.B, b.T, N, b.segments ? segments_ : nullptr};
+    }
+
+    void forward(const Inputs& in) {
+        const int B = in.B, T = in.T, N = in.N, C = cfg_.channels, NH = cfg_.num_heads;
+        float* p = params_;
+        BK::embedding_forward(encoded_, tokens_, positions_, p + wte_, p + wpe_, N, C);
+        const float* x = encoded_;
+        for (int l = 0; l < cfg_.num_layers; l++) {
+            const LayerOffsets& o = layers_[l];
+            const LayerActs& a = acts_[l];
+            BK::layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, p + o.ln1w, p + o.ln1b, N, C);
+            BK::linear_forward(a.qkv, a.ln1, p + o.qkvw, p + o.qkvb, N, C, 3 * C);
+            BK::attention_forward(a.atty, a.att, a.qkv, in.segments, B, T, C, NH);
+            BK::linear_forward(a.attproj, a.atty, p + o.attprojw, p + o.attprojb, N, C, C);
+            BK::residual_forward(a.res2, x, a.attproj, static_cast<size_t>(N) * C);
+            BK::layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, p + o.ln2w, p + o.ln2b, N, C);
+            BK::linear_forward(a.fch, a.ln2, p + o.fcw, p + o.fcb, N, C, 4 * C);
+            BK::gelu_forward(a.fch_gelu, a.fch, static_cast<size_t>(N) * 4 * C);
+            BK::linear_forward(a.fcproj, a.fch_gelu, p + o.fcprojw, p + o.fcprojb, N, 4 * C, C);
+            BK::residual_forward(a.res3, a.res2, a.fcproj, static_cast<size_t>(N) * C);
+            x = a.res3;
+        }
+        BK::layernorm_forward(lnf_, lnf_mean_, lnf_rstd_, x, p + lnfw_, p + lnfb_, N, C);
+    }
+
+    // Expects dlnf_ (the head's gradient w.r.t. the final LayerNorm's output).
+    void backward(const Inputs& in) {
+        const int B = in.B, T = in.T, N = in.N, C = cfg_.channels, NH = cfg_.num_heads;
+        const size_t NC = static_cast<size_t>(N) * C;
+        float* p = params_;
+        float* g = grads_;
+        const float* x_last = acts_.back().res3;
+        BK::zero(dres_, NC * sizeof(float));
+        BK::layernorm_backward(dres_, g + lnfw_, g + lnfb_, dlnf_, x_last, p + lnfw_, lnf_mean_, lnf_rstd_, N, C);
+        for (int l = cfg_.num_layers - 1; l >= 0; l--) {
+            const LayerOffsets& o = layers_[l];
+            const LayerActs& a = acts_[l];
+            const float* x_in = l == 0 ? encoded_ : acts_[l - 1].res3;
+            // res3 = res2 + fcproj: dres is d(fcproj) and flows on to res2.
+            BK::zero(dfch_gelu_, 4 * NC * sizeof(float));
+            BK::linear_backward(dfch_gelu_, g + o.fcprojw, g + o.fcprojb, dres_, a.fch_gelu, p + o.fcprojw, N, 4 * C, C);
+            BK::zero(dfch_, 4 * NC * sizeof(float));
+            BK::gelu_backward(dfch_, a.fch, dfch_gelu_, 4 * NC);
+            BK::zero(dbuf_, NC * sizeof(float));  // d(ln2)
+            BK::linear_backward(dbuf_, g + o.fcw, g + o.fcb, dfch_, a.ln2, p + o.fcw, N, C, 4 * C);
+            BK::layernorm_backward(dres_, g + o.ln2w, g + o.ln2b, dbuf_, a.res2, p + o.ln2w, a.ln2_mean, a.ln2_rstd, N, C);
+            // res2 = x_in + attproj: dres is now d(res2) = d(attproj), and flows on to x_in.
+            BK::zero(dbuf_, NC * sizeof(float));  // d(atty)
+            BK::linear_backward(dbuf_, g + o.attprojw, g + o.attprojb, dres_, a.atty, p + o.attprojw, N, C, C);
+            BK::zero(dqkv_, 3 * NC * sizeof(float));
+            BK::attention_backward(dqkv_, dbuf_, a.qkv, a.att, in.segments, B, T, C, NH);
+            BK::zero(dbuf_, NC * sizeof(float));  // d(ln1)
+            BK::linear_backward(dbuf_, g + o.qkvw, g + o.qkvb, dqkv_, a.ln1, p + o.qkvw, N, C, 3 * C);
+            BK::layernorm_backward(dres_, g + o.ln1w, g + o.ln1b, dbuf_, x_in, p + o.ln1w, a.ln1_mean, a.ln1_rstd, N, C);
+        }
+        BK::embedding_backward(g + wte_, g + wpe_, dres_, tokens_, positions_, N, C);
+    }
+
+    LossReport report(const StepBatch& b, int N, bool training) {
+        std::vector<float> losses(N);
+        BK::download(losses.data(), losses_, N * sizeof(float));
+        LossReport r;
+        for (int i = 0; i < N; i++) {
+            const float w = b.weights[i];
+            const int kind = b.kinds ? b.kinds[i] : (w != 0.0f ? 2 : 0);
+            const bool measured = training ? w != 0.0f : kind != 0;
+            if (!measured) continue;
+            r.loss_sum += static_cast<double>(w) * losses[i];
+            r.weight_sum += w;
+            if (kind == 2) {
+                r.completion_sum += losses[i];
+                r.completion_count++;
+            } else if (kind == 1) {
+                r.prompt_sum += losses[i];
+                r.prompt_count++;
+            }
+        }
+        return r;
+    }
+
+    GPT2Config cfg_;
+    BatchShape max_;
+    int Vp_ = 0;
+    int chunk_ = 1;
+    int adam_t_ = 0;
+    std::vector<Entry> entries_;
+    std::map<std::string, size_t> index_;
+    std::vector<LayerOffsets> layers_;
+    size_t num_params_ = 0;
+    size_t wte_ = 0, wpe_ = 0, lnfw_ = 0, lnfb_ = 0;
+    MemoryReport mem_;
+    std::vector<void*> allocations_;
+    float *params_ = nullptr, *grads_ = nullptr, *m_ = nullptr, *v_ = nullptr;
+    float* encoded_ = nullptr;
+    std::vector<LayerActs> acts_;
+    float *lnf_ = nullptr, *lnf_mean_ = nullptr, *lnf_rstd_ = nullptr, *losses_ = nullptr;
+    float *dres_ = nullptr, *dlnf_ = nullptr, *dbuf_ = nullptr, *dqkv_ = nullptr, *dfch_ = nullptr,
+          *dfch_gelu_ = nullptr;
+    int32_t *tokens_ = nullptr, *positions_ = nullptr, *segments_ = nullptr, *targets_ = nullptr;
+    float *weights_ = nullptr, *eval_weights_ = nullptr;
+    uint8_t* head_scratch_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> create_gpt2(const GPT2Config& config, const std::string& device,
+                                   BatchShape max_batch) {
+    if (device == "cpu") return std::make_unique<GPT2<CpuBackend>>(config, max_batch);
+    if (device == "cuda") {
+        std::string reason;
+        if (!cuda::available(&reason)) throw Error("CUDA backend unavailable: " + reason);
+#if PLW_WITH_CUDA
+        return std::make_unique<GPT2<CudaBackend>>(config, max_batch);
+#endif
+    }
+    throw Error("unknown device '" + device + "' (expected 'cpu' or 'cuda')");
+}
+
+}  // namespace plw::engine

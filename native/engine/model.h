@@ -1,0 +1,93 @@
+// The engine's face to the binding: a GPT-2 model on one device that owns its parameters,
+// gradients, AdamW moments and activations, and runs a whole micro-step (forward +
+// backward) or an optimizer step per call. No per-op round trips cross into JS.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gpt2_config.h"
+
+namespace plw::engine {
+
+// One micro-batch, in host memory, B*T of each (row-major (B,T)).
+struct StepBatch {
+    int B = 0, T = 0;
+    const int32_t* tokens = nullptr;     // input ids
+    const int32_t* targets = nullptr;    // next-token ids (any value where the weight is 0)
+    const float* weights = nullptr;      // loss weight per target: lambda, 1 or 0
+    const uint8_t* kinds = nullptr;      // per target: 0 padding, 1 prompt, 2 completion
+    const int32_t* positions = nullptr;  // position ids (restart per packed example); null = 0..T-1
+    const int32_t* segments = nullptr;   // packed example id per token; null = one per row
+};
+
+// Sums over a micro-batch; the caller divides by the step's normalizer or by the counts.
+struct LossReport {
+    double loss_sum = 0;        // sum of w * CE
+    double weight_sum = 0;      // sum of w
+    double completion_sum = 0;  // sum of CE over completion targets
+    int64_t completion_count = 0;
+    double prompt_sum = 0;  // sum of CE over prompt targets (in a training step: those with w > 0)
+    int64_t prompt_count = 0;
+};
+
+struct OptimizerSettings {
+    double lr = 1e-4, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
+    float max_grad_norm = 0.0f;  // 0 = no clipping
+};
+
+struct StepResult {
+    double grad_norm = 0;
+    float clip_coefficient = 1;
+    int step = 0;  // AdamW's t after this step
+};
+
+struct ParamInfo {
+    std::string name;            // Hugging Face key, e.g. "h.0.attn.c_attn.weight"
+    std::vector<int64_t> shape;  // Hugging Face shape (real vocabulary)
+    bool decay;                  // weight decay applies (>= 2-D weights)
+};
+
+struct MemoryReport {
+    size_t parameters = 0, gradients = 0, optimizer = 0, activations = 0, scratch = 0;
+    size_t total() const { return parameters + gradients + optimizer + activations + scratch; }
+};
+
+enum class Buffer { Param, Grad, AdamM, AdamV };
+
+class Model {
+public:
+    virtual ~Model() = default;
+    virtual const GPT2Config& config() const = 0;
+    virtual const char* device() const = 0;
+    virtual BatchShape max_batch() const = 0;
+    virtual std::vector<ParamInfo> parameters() const = 0;
+    virtual MemoryReport memory() const = 0;
+
+    // Whole tensors by Hugging Face key, in HF shape (copies to/from host float32).
+    virtual void read(Buffer which, const std::string& name, float* out, size_t n) const = 0;
+    virtual void write(Buffer which, const std::string& name, const float* in, size_t n) = 0;
+    virtual int adam_step() const = 0;
+    virtual void set_adam_step(int t) = 0;
+
+    // GPT-2's initialization: N(0, 0.02), residual projections N(0, 0.02/sqrt(2L)),
+    // biases 0, LayerNorm weight 1. Deterministic for a seed.
+    virtual void init_random(uint64_t seed) = 0;
+
+    // Forward + backward, gradients accumulated (+=) with grad scale 1/normalizer.
+    virtual LossReport accumulate(const StepBatch& batch, double normalizer) = 0;
+    // Global-norm clipping + AdamW over all parameters, then zeroes the gradients.
+    virtual StepResult optimizer_step(const OptimizerSettings& opt) = 0;
+    virtual void zero_grad() = 0;
+    // Forward only; every non-padding target's CE is measured, whatever its weight.
+    virtual LossReport evaluate(const StepBatch& batch) = 0;
+    // Logits (B, T, V) into host memory.
+    virtual void logits(const StepBatch& batch, float* out) = 0;
+};
+
+// Throws plw::Error when the device is unavailable or the model does not fit.
+std::unique_ptr<Model> create_gpt2(const GPT2Config& config, const std::string& device,
+                                   BatchShape max_batch);
+
+}  // namespace plw::engine
