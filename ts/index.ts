@@ -1,3 +1,5 @@
 /** plwtune's public API. */
 export * from './native'
 export * from './model'
+export * from './checkpoint'
+export * from './safetensors'

@@ -119,6 +119,15 @@ export class GPT2Model {
     return guardNative(() => this.native.logits(batch))
   }
 
+  /**
+   * Writes a Hugging Face model directory (config.json + model.safetensors, f32, real
+   * vocabulary) that GPT2LMHeadModel.from_pretrained loads; each file is replaced atomically.
+   */
+  async save(dir: string, extraConfig: Record<string, unknown> = {}): Promise<void> {
+    const { saveModel } = await import('./checkpoint') // checkpoint.ts imports this module
+    saveModel(this, dir, extraConfig)
+  }
+
   zeroGrad(): void {
     this.native.zeroGrad()
   }
