@@ -3,11 +3,17 @@
  * engine (native/engine). Checkpoint files are ts/checkpoint.ts's business.
  */
 import {
-  Batch, createNativeModel, Device, GPT2Config, guardNative, LossReport, ModelBuffer, ModelInfo, NativeModel,
-  OptimizerSettings, cudaAvailable,
+  Batch, createNativeModel, Device, GenerateOptions, GPT2Config, guardNative, LossReport, ModelBuffer, ModelInfo,
+  NativeModel, OptimizerSettings, cudaAvailable,
 } from './native'
 
-export type { Batch, GPT2Config, LossReport, OptimizerSettings, ModelInfo }
+export type { Batch, GenerateOptions, GPT2Config, LossReport, OptimizerSettings, ModelInfo }
+
+export interface Generation {
+  /** The new token ids (without the prompt and without a stop id). */
+  tokens: number[]
+  stopReason: 'stop' | 'max_tokens' | 'length'
+}
 
 export interface ModelOptions {
   /** 'auto' picks cuda when it can run here, else cpu. */
@@ -126,6 +132,20 @@ export class GPT2Model {
   async save(dir: string, extraConfig: Record<string, unknown> = {}): Promise<void> {
     const { saveModel } = await import('./checkpoint') // checkpoint.ts imports this module
     saveModel(this, dir, extraConfig)
+  }
+
+  /** Continues `prompt` (token ids) with a KV cache: greedy by default, or seeded sampling. */
+  async generate(prompt: ArrayLike<number>, options: GenerateOptions = {}): Promise<Generation> {
+    const r = await guardNative(() => this.native.generate(Int32Array.from(prompt), {
+      maxNewTokens: options.maxNewTokens ?? 32,
+      temperature: options.temperature ?? 0,
+      topK: options.topK ?? 0,
+      topP: options.topP ?? 1,
+      seed: options.seed ?? 0,
+      stopIds: Int32Array.from(options.stopIds ?? []),
+      useCache: options.useCache ?? true,
+    }))
+    return { tokens: Array.from(r.tokens), stopReason: r.stopReason }
   }
 
   zeroGrad(): void {

@@ -123,6 +123,23 @@ export interface ModelInfo {
 
 export type ModelBuffer = 'param' | 'grad' | 'm' | 'v'
 
+export interface GenerateOptions {
+  /** Default 32. */
+  maxNewTokens?: number
+  /** 0 (default) is greedy. */
+  temperature?: number
+  /** Keep the k most likely tokens (0, default: all). */
+  topK?: number
+  /** Keep the smallest set of tokens with this much probability (1, default: all). */
+  topP?: number
+  /** Sampling seed (default 0): the same seed gives the same tokens. */
+  seed?: number
+  /** Token ids that end generation (not included in the output). */
+  stopIds?: number[]
+  /** Use the KV cache (default true); false recomputes every step, for checking. */
+  useCache?: boolean
+}
+
 /** The engine instance as the binding exposes it; ts/model.ts wraps it. */
 export interface NativeModel {
   info(): ModelInfo
@@ -137,6 +154,8 @@ export interface NativeModel {
   optimizerStep(options: OptimizerSettings): Promise<{ gradNorm: number; clipCoefficient: number; step: number }>
   evaluate(batch: Batch): Promise<LossReport>
   logits(batch: Batch): Promise<Float32Array>
+  generate(prompt: Int32Array, options: Required<Omit<GenerateOptions, 'stopIds'>> & { stopIds: Int32Array }):
+    Promise<{ tokens: Int32Array; stopReason: 'stop' | 'max_tokens' | 'length' }>
   dispose(): void
 }
 

@@ -112,6 +112,7 @@ Napi::Function Model::Define(Napi::Env env) {
          InstanceMethod<&Model::OptimizerStep>("optimizerStep"),
          InstanceMethod<&Model::Evaluate>("evaluate"),
          InstanceMethod<&Model::Logits>("logits"),
+         InstanceMethod<&Model::Generate>("generate"),
          InstanceMethod<&Model::Dispose>("dispose")});
     constructor = new Napi::FunctionReference(Napi::Persistent(cls));
     return cls;
@@ -334,6 +335,52 @@ Napi::Value Model::Logits(const Napi::CallbackInfo& info) {
                 Napi::Float32Array a = Napi::Float32Array::New(env, out->size());
                 std::copy(out->begin(), out->end(), a.Data());
                 return a;
+            });
+    });
+}
+
+// generate(prompt: Int32Array, { maxNewTokens, temperature, topK, topP, seed, stopIds: Int32Array, useCache })
+//   -> Promise<{ tokens: Int32Array, stopReason }>
+Napi::Value Model::Generate(const Napi::CallbackInfo& info) {
+    return guarded(info, "generate", [&]() -> Napi::Value {
+        engine(info.Env(), "generate");
+        auto int32s = [&](const Napi::Value& v, const char* name) {
+            if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+                throw ArgError(std::string("Expected an Int32Array for ") + name + " but received " + received(v));
+            Napi::Int32Array a = v.As<Napi::Int32Array>();
+            return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
+        };
+        auto prompt = std::make_shared<std::vector<int32_t>>(int32s(info[0], "prompt"));
+        Napi::Object o = Args(info).object(1, "options");
+        auto num = [&](const char* key, double lo, double hi) {
+            Napi::Value v = o.Get(key);
+            if (!v.IsNumber()) throw ArgError(std::string("Expected a number for options.") + key + " but received " + received(v));
+            const double x = v.As<Napi::Number>().DoubleValue();
+            if (!(x >= lo && x <= hi))
+                throw ValueError(std::string("Expected options.") + key + " in [" + std::to_string(lo) + ", " +
+                                 std::to_string(hi) + "] but received " + std::to_string(x));
+            return x;
+        };
+        engine::GenerateOptions g;
+        g.max_new_tokens = static_cast<int>(num("maxNewTokens", 0, 1 << 20));
+        g.temperature = static_cast<float>(num("temperature", 0, 100));
+        g.top_k = static_cast<int>(num("topK", 0, 1 << 30));
+        g.top_p = static_cast<float>(num("topP", 1e-6, 1));
+        g.seed = static_cast<uint64_t>(num("seed", 0, 9007199254740991.0));
+        g.stop_ids = int32s(o.Get("stopIds"), "options.stopIds");
+        Napi::Value uc = o.Get("useCache");
+        if (!uc.IsBoolean()) throw ArgError("Expected a boolean for options.useCache but received " + received(uc));
+        g.use_cache = uc.As<Napi::Boolean>().Value();
+        auto m = model_;
+        auto out = std::make_shared<engine::GenerateResult>();
+        return queue_on_model(info, Value(), &busy_, "generate", [m, prompt, g, out] { *out = m->generate(*prompt, g); },
+            [out](Napi::Env env) -> Napi::Value {
+                Napi::Object r = Napi::Object::New(env);
+                Napi::Int32Array t = Napi::Int32Array::New(env, out->tokens.size());
+                std::copy(out->tokens.begin(), out->tokens.end(), t.Data());
+                r.Set("tokens", t);
+                r.Set("stopReason", out->stop_reason);
+                return r;
             });
     });
 }

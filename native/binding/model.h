@@ -31,6 +31,7 @@ private:
     Napi::Value OptimizerStep(const Napi::CallbackInfo& info);
     Napi::Value Evaluate(const Napi::CallbackInfo& info);
     Napi::Value Logits(const Napi::CallbackInfo& info);
+    Napi::Value Generate(const Napi::CallbackInfo& info);
     Napi::Value Dispose(const Napi::CallbackInfo& info);
 
     std::shared_ptr<engine::Model> model_;

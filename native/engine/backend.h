@@ -8,6 +8,7 @@
 
 #include "../cpu/adamw.h"
 #include "../cpu/attention.h"
+#include "../cpu/decode.h"
 #include "../cpu/embedding.h"
 #include "../cpu/fused_head.h"
 #include "../cpu/gelu.h"
@@ -20,6 +21,7 @@
 #if PLW_WITH_CUDA
 #include "../cuda/adamw.h"
 #include "../cuda/attention.h"
+#include "../cuda/decode.h"
 #include "../cuda/embedding.h"
 #include "../cuda/fused_head.h"
 #include "../cuda/gelu.h"
@@ -41,6 +43,7 @@ struct CpuBackend {
     static void zero(void* p, size_t bytes) { std::memset(p, 0, bytes); }
     static void upload(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
     static void download(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+    static void copy(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
     static void sync() {}
     static size_t fused_head_scratch_bytes(int chunk, int V) {
         return sizeof(float) * cpu::fused_head_scratch_floats(chunk, V);
@@ -56,6 +59,7 @@ struct CpuBackend {
     PLW_FORWARD(residual_forward) PLW_FORWARD(residual_backward)
     PLW_FORWARD(fused_head_cross_entropy_forward) PLW_FORWARD(fused_head_cross_entropy_backward)
     PLW_FORWARD(adamw_update) PLW_FORWARD(grad_sum_squares)
+    PLW_FORWARD(attention_decode_forward) PLW_FORWARD(head_logits_forward)
 #undef PLW_FORWARD
 };
 
@@ -67,6 +71,7 @@ struct CudaBackend {
     static void zero(void* p, size_t bytes) { cuda::memset_zero(p, bytes); }
     static void upload(void* dst, const void* src, size_t bytes) { cuda::copy_to_device(dst, src, bytes); }
     static void download(void* dst, const void* src, size_t bytes) { cuda::copy_to_host(dst, src, bytes); }
+    static void copy(void* dst, const void* src, size_t bytes) { cuda::copy_device_to_device(dst, src, bytes); }
     static void sync() { cuda::synchronize(); }
     static size_t fused_head_scratch_bytes(int chunk, int V) {
         return cuda::fused_head_scratch_bytes(chunk, V, sizeof(float));
@@ -82,6 +87,7 @@ struct CudaBackend {
     PLW_FORWARD(residual_forward) PLW_FORWARD(residual_backward)
     PLW_FORWARD(fused_head_cross_entropy_forward) PLW_FORWARD(fused_head_cross_entropy_backward)
     PLW_FORWARD(adamw_update) PLW_FORWARD(grad_sum_squares)
+    PLW_FORWARD(attention_decode_forward) PLW_FORWARD(head_logits_forward)
 #undef PLW_FORWARD
 };
 #endif

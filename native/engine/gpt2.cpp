@@ -142,6 +142,43 @@ public:
 
     void zero_grad() override { BK::zero(grads_, num_params_ * sizeof(float)); }
 
+    GenerateResult generate(const std::vector<int32_t>& prompt, const GenerateOptions& o) override {
+        const int V = cfg_.vocab_size, S = cfg_.max_seq_len;
+        PLW_CHECK(!prompt.empty(), "generate needs a prompt of at least one token");
+        PLW_CHECK(static_cast<int>(prompt.size()) < S,
+                  "the prompt has " << prompt.size() << " tokens; n_positions (" << S << ") leaves no room to generate");
+        for (size_t i = 0; i < prompt.size(); i++)
+            PLW_CHECK(prompt[i] >= 0 && prompt[i] < V, "prompt[" << i << "] = " << prompt[i] << " is outside the vocabulary [0, " << V << ")");
+        PLW_CHECK(o.max_new_tokens >= 0, "max_new_tokens must be >= 0");
+        std::vector<int32_t> seq = prompt;
+        std::vector<float> logits(V);
+        std::mt19937_64 rng(o.seed);
+        GenerateResult r;
+        r.stop_reason = "max_tokens";
+        if (o.max_new_tokens == 0) return r;
+        if (o.use_cache) prefill(seq, logits.data());
+        else full_logits(seq, logits.data());
+        while (true) {
+            const int32_t tok = sample(logits, o, rng);
+            if (std::find(o.stop_ids.begin(), o.stop_ids.end(), tok) != o.stop_ids.end()) {
+                r.stop_reason = "stop";
+                break;
+            }
+            r.tokens.push_back(tok);
+            seq.push_back(tok);
+            if (static_cast<int>(r.tokens.size()) >= o.max_new_tokens) break;
+            if (static_cast<int>(seq.size()) >= S) {
+                r.stop_reason = "length";
+                break;
+            }
+            if (o.use_cache) decode_step(tok, static_cast<int>(seq.size()) - 1, logits.data());
+            else full_logits(seq, logits.data());
+        }
+        return r;
+    }
+
+
+
     LossReport evaluate(const StepBatch& batch) override {
         Inputs in = upload_batch(batch, /*eval=*/true);
         forward(in);
@@ -162,6 +199,158 @@ public:
     }
 
 private:
+    // ------------------------------------------------------------------ generation
+    // Single-row buffers and the KV cache (L x n_positions x C each for K and V), allocated
+    // on the first generate() call and kept: the training arenas are sized for batches.
+    struct DecodeArena {
+        float *x = nullptr, *ln = nullptr, *mean = nullptr, *rstd = nullptr, *qkv = nullptr, *atty = nullptr,
+              *tmp = nullptr, *res = nullptr, *fch = nullptr, *fch_gelu = nullptr, *logits = nullptr;
+        float *kcache = nullptr, *vcache = nullptr;
+        int32_t *tok = nullptr, *pos = nullptr;
+    };
+
+    void ensure_decode_arena() {
+        if (dec_.x) return;
+        const size_t C = cfg_.channels, L = cfg_.num_layers, S = cfg_.max_seq_len, V = cfg_.vocab_size;
+        size_t* bucket = &mem_.activations;
+        dec_.x = take<float>(C, bucket, false);
+        dec_.ln = take<float>(C, bucket, false);
+        dec_.mean = take<float>(1, bucket, false);
+        dec_.rstd = take<float>(1, bucket, false);
+        dec_.qkv = take<float>(3 * C, bucket, false);
+        dec_.atty = take<float>(C, bucket, false);
+        dec_.tmp = take<float>(C, bucket, false);
+        dec_.res = take<float>(C, bucket, false);
+        dec_.fch = take<float>(4 * C, bucket, false);
+        dec_.fch_gelu = take<float>(4 * C, bucket, false);
+        dec_.logits = take<float>(V, bucket, false);
+        dec_.kcache = take<float>(L * S * C, bucket, false);
+        dec_.vcache = take<float>(L * S * C, bucket, false);
+        dec_.tok = take<int32_t>(1, bucket, false);
+        dec_.pos = take<int32_t>(1, bucket, false);
+    }
+
+    float* kc(int l) const { return dec_.kcache + static_cast<size_t>(l) * cfg_.max_seq_len * cfg_.channels; }
+    float* vc(int l) const { return dec_.vcache + static_cast<size_t>(l) * cfg_.max_seq_len * cfg_.channels; }
+
+    static StepBatch single_row(const std::vector<int32_t>& seq, std::vector<int32_t>* zeros, std::vector<float>* w) {
+        zeros->assign(seq.size(), 0);
+        w->assign(seq.size(), 0.0f);
+        StepBatch b;
+        b.B = 1;
+        b.T = static_cast<int>(seq.size());
+        b.tokens = seq.data();
+        b.targets = zeros->data();
+        b.weights = w->data();
+        return b;
+    }
+
+    // Logits of the last position by a full forward of the sequence (no cache).
+    void full_logits(const std::vector<int32_t>& seq, float* out) {
+        PLW_CHECK(static_cast<int>(seq.size()) <= max_.T,
+                  "generation without the KV cache needs the sequence (" << seq.size()
+                      << " tokens) to fit the model's maxSeqLen (" << max_.T << ")");
+        ensure_decode_arena();
+        std::vector<int32_t> zeros;
+        std::vector<float> w;
+        Inputs in = upload_batch(single_row(seq, &zeros, &w), /*eval=*/true);
+        forward(in);
+        const size_t last = static_cast<size_t>(in.N - 1) * cfg_.channels;
+        BK::head_logits_forward(dec_.logits, lnf_ + last, params_ + wte_, cfg_.channels, cfg_.vocab_size);
+        BK::download(out, dec_.logits, sizeof(float) * cfg_.vocab_size);
+    }
+
+    // Fills the KV cache with the prompt and returns the logits of its last position: one
+    // batched forward when the prompt fits the activation arena, else token by token.
+    void prefill(const std::vector<int32_t>& seq, float* out) {
+        ensure_decode_arena();
+        const int T = static_cast<int>(seq.size()), C = cfg_.channels;
+        if (T > max_.T) {
+            for (int t = 0; t < T; t++) decode_step(seq[t], t, out);
+            return;
+        }
+        std::vector<int32_t> zeros;
+        std::vector<float> w;
+        Inputs in = upload_batch(single_row(seq, &zeros, &w), /*eval=*/true);
+        forward(in);
+        for (int l = 0; l < cfg_.num_layers; l++) {
+            for (int t = 0; t < T; t++) {  // qkv rows are [q | k | v]
+                const float* row = acts_[l].qkv + static_cast<size_t>(t) * 3 * C;
+                BK::copy(kc(l) + static_cast<size_t>(t) * C, row + C, sizeof(float) * C);
+                BK::copy(vc(l) + static_cast<size_t>(t) * C, row + 2 * C, sizeof(float) * C);
+            }
+        }
+        BK::head_logits_forward(dec_.logits, lnf_ + static_cast<size_t>(T - 1) * C, params_ + wte_, C, cfg_.vocab_size);
+        BK::download(out, dec_.logits, sizeof(float) * cfg_.vocab_size);
+    }
+
+    // The forward of one new token at position pos, attending over the cache; its K and V
+    // join the cache. Mirrors forward() op for op with N = 1.
+    void decode_step(int32_t token, int pos, float* out) {
+        const int C = cfg_.channels, NH = cfg_.num_heads;
+        float* p = params_;
+        DecodeArena& d = dec_;
+        BK::upload(d.tok, &token, sizeof token);
+        BK::upload(d.pos, &pos, sizeof pos);
+        BK::embedding_forward(d.x, d.tok, d.pos, p + wte_, p + wpe_, 1, C);
+        for (int l = 0; l < cfg_.num_layers; l++) {
+            const LayerOffsets& o = layers_[l];
+            BK::layernorm_forward(d.ln, d.mean, d.rstd, d.x, p + o.ln1w, p + o.ln1b, 1, C);
+            BK::linear_forward(d.qkv, d.ln, p + o.qkvw, p + o.qkvb, 1, C, 3 * C);
+            BK::copy(kc(l) + static_cast<size_t>(pos) * C, d.qkv + C, sizeof(float) * C);
+            BK::copy(vc(l) + static_cast<size_t>(pos) * C, d.qkv + 2 * C, sizeof(float) * C);
+            BK::attention_decode_forward(d.atty, d.qkv, kc(l), vc(l), pos + 1, C, NH);
+            BK::linear_forward(d.tmp, d.atty, p + o.attprojw, p + o.attprojb, 1, C, C);
+            BK::residual_forward(d.res, d.x, d.tmp, C);
+            BK::layernorm_forward(d.ln, d.mean, d.rstd, d.res, p + o.ln2w, p + o.ln2b, 1, C);
+            BK::linear_forward(d.fch, d.ln, p + o.fcw, p + o.fcb, 1, C, 4 * C);
+            BK::gelu_forward(d.fch_gelu, d.fch, static_cast<size_t>(4) * C);
+            BK::linear_forward(d.tmp, d.fch_gelu, p + o.fcprojw, p + o.fcprojb, 1, 4 * C, C);
+            BK::residual_forward(d.x, d.res, d.tmp, C);
+        }
+        BK::layernorm_forward(d.ln, d.mean, d.rstd, d.x, p + lnfw_, p + lnfb_, 1, C);
+        BK::head_logits_forward(d.logits, d.ln, p + wte_, C, cfg_.vocab_size);
+        BK::download(out, d.logits, sizeof(float) * cfg_.vocab_size);
+    }
+
+    // Greedy (temperature 0, ties to the lowest id), or temperature + top-k + top-p sampling
+    // with a uniform from the seeded 64-bit stream.
+    static int32_t sample(const std::vector<float>& logits, const GenerateOptions& o, std::mt19937_64& rng) {
+        const int V = static_cast<int>(logits.size());
+        if (!(o.temperature > 0.0f)) {
+            return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+        }
+        std::vector<int32_t> ids(V);
+        for (int i = 0; i < V; i++) ids[i] = i;
+        std::stable_sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+        int keep = o.top_k > 0 ? std::min(o.top_k, V) : V;
+        std::vector<double> prob(keep);
+        const double m = logits[ids[0]];
+        double z = 0;
+        for (int i = 0; i < keep; i++) z += prob[i] = std::exp((logits[ids[i]] - m) / o.temperature);
+        if (o.top_p < 1.0f) {
+            double cum = 0;
+            int cut = keep;
+            for (int i = 0; i < keep; i++) {
+                cum += prob[i] / z;
+                if (cum >= o.top_p) {
+                    cut = i + 1;
+                    break;
+                }
+            }
+            keep = cut;
+            z = 0;
+            for (int i = 0; i < keep; i++) z += prob[i];
+        }
+        const double u = static_cast<double>(rng() >> 11) * (1.0 / 9007199254740992.0) * z;
+        double acc = 0;
+        for (int i = 0; i < keep; i++) {
+            acc += prob[i];
+            if (u < acc) return ids[i];
+        }
+        return ids[keep - 1];
+    }
+
     float* scratch() const { return reinterpret_cast<float*>(head_scratch_); }
 
     struct Inputs {
@@ -463,6 +652,7 @@ private:
     int32_t *tokens_ = nullptr, *positions_ = nullptr, *segments_ = nullptr, *targets_ = nullptr;
     float *weights_ = nullptr, *eval_weights_ = nullptr;
     uint8_t* head_scratch_ = nullptr;
+    DecodeArena dec_;
 };
 
 }  // namespace

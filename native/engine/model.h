@@ -56,6 +56,21 @@ struct MemoryReport {
 
 enum class Buffer { Param, Grad, AdamM, AdamV };
 
+struct GenerateOptions {
+    int max_new_tokens = 32;
+    float temperature = 0.0f;  // 0: greedy
+    int top_k = 0;             // 0: off
+    float top_p = 1.0f;        // 1: off
+    uint64_t seed = 0;
+    std::vector<int32_t> stop_ids;  // generation ends at the first of these (not included)
+    bool use_cache = true;          // false recomputes the whole sequence each step (for tests)
+};
+
+struct GenerateResult {
+    std::vector<int32_t> tokens;  // the new tokens only
+    std::string stop_reason;      // "stop", "max_tokens" or "length" (n_positions reached)
+};
+
 class Model {
 public:
     virtual ~Model() = default;
@@ -84,6 +99,8 @@ public:
     virtual LossReport evaluate(const StepBatch& batch) = 0;
     // Logits (B, T, V) into host memory.
     virtual void logits(const StepBatch& batch, float* out) = 0;
+    // Continues one sequence; with the KV cache, each new token costs one row's forward.
+    virtual GenerateResult generate(const std::vector<int32_t>& prompt, const GenerateOptions& opts) = 0;
 };
 
 // Throws plw::Error when the device is unavailable or the model does not fit.

@@ -7,7 +7,7 @@
  * weight (chat messages with `weight`). `eos` says whether the tokenizer's end-of-sequence
  * token follows the last segment (completion-kind, weight 1).
  */
-import { DataRecord } from './records'
+import { DataFormat, DataRecord } from './records'
 
 export type SegmentKind = 'prompt' | 'completion'
 
@@ -39,6 +39,8 @@ export interface Template {
   readonly markers: readonly Marker[]
   /** Strings that end a completion at generation time, besides the eos token. */
   readonly stop: readonly string[]
+  /** The record formats it renders. */
+  readonly formats: readonly DataFormat[]
 }
 
 /**
@@ -49,7 +51,7 @@ export function generationPrompt(template: Template, record: DataRecord): string
   const { segments } = template.render(record)
   let last = segments.length - 1
   while (last >= 0 && segments[last].kind !== 'completion') last--
-  return segments.slice(0, Math.max(last, 0)).map((s) => s.text).join('')
+  return segments.slice(0, last >= 0 ? last : segments.length).map((s) => s.text).join('')
 }
 
 /** The whole rendered text of a record (without the eos token). */

@@ -1,0 +1,163 @@
+/**
+ * A model's own Jinja `chat_template` (tokenizer_config.json), rendered with @huggingface/jinja,
+ * as a Template: one segment per message, split where the template's text for that message
+ * starts and ends.
+ *
+ * The boundaries are found by rendering prefixes of the conversation:
+ * - an assistant message's header ends where `render(messages[:i], add_generation_prompt=true)`
+ *   ends (the text the model is given at inference), when that is a prefix of the full text;
+ *   otherwise where the message's content (or its trimmed content) first occurs after the
+ *   previous boundary;
+ * - message i ends where `render(messages[:i+1])` stops agreeing with the full render
+ *   (templates that close a conversation with eos_token make the prefix render diverge there),
+ *   moved back to the start of a special token if it would fall inside one, and never before
+ *   the message's content ends. The last message ends at the end of the text, so whatever the
+ *   template writes after it (end-of-turn marker, eos_token) is completion.
+ * The header is prompt-like; the content with its end marker is completion-like for the
+ * assistant, prompt-like for system/user; a message's `weight` applies to its content segment.
+ * A template whose prefixes cannot be placed this way is reported (TemplateError) rather than
+ * guessed at.
+ */
+import { Template as JinjaTemplate } from '@huggingface/jinja'
+import { TemplateError, formatSource } from './errors'
+import { ChatMessage, DATA_FORMATS, DataRecord, toMessages } from './records'
+import { Rendered, Segment, Template } from './template'
+
+export interface ChatTemplateOptions {
+  /** Variables the template reads besides messages: bos_token, eos_token, … (strings). */
+  variables?: Record<string, unknown>
+  /** Special-token strings: a boundary never falls inside one; they are also the warned-about markers. */
+  specialTokens?: readonly string[]
+  /** Append the tokenizer's eos after the rendered text. Default false: the template writes its own ending. */
+  eos?: boolean
+}
+
+/** The special-token variables of a tokenizer_config.json, as strings (they may be `{content: …}` objects). */
+export function specialTokenVariables(config: Record<string, unknown>): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const key of ['bos_token', 'eos_token', 'unk_token', 'pad_token', 'sep_token', 'cls_token', 'mask_token']) {
+    const v = config[key]
+    if (typeof v === 'string') out[key] = v
+    else if (typeof v === 'object' && v !== null && typeof (v as { content?: unknown }).content === 'string') {
+      out[key] = (v as { content: string }).content
+    }
+  }
+  return out
+}
+
+/**
+ * The chat template of a tokenizer_config.json: `chat_template` as a string, or the entry named
+ * "default" of a list of `{name, template}`. Null when the config has none.
+ */
+export function chatTemplateSource(config: Record<string, unknown>): string | null {
+  const t = config.chat_template
+  if (typeof t === 'string') return t
+  if (Array.isArray(t)) {
+    const entry = t.find((e) => typeof e === 'object' && e !== null && (e as { name?: unknown }).name === 'default')
+    if (entry !== undefined && typeof (entry as { template?: unknown }).template === 'string') return (entry as { template: string }).template
+  }
+  return null
+}
+
+export function jinjaChatTemplate(source: string, options: ChatTemplateOptions = {}): Template {
+  let compiled: JinjaTemplate
+  try {
+    compiled = new JinjaTemplate(source)
+  } catch (err) {
+    throw new TemplateError(`chat_template: cannot parse it: ${(err as Error).message}`)
+  }
+  const variables = options.variables ?? {}
+  const specials = [...new Set(options.specialTokens ?? [])].filter((s) => s !== '')
+  const render = (messages: ChatMessage[], addGenerationPrompt: boolean): string =>
+    compiled.render({
+      ...variables,
+      messages: messages.map((m) => ({ role: m.role, content: m.content })),
+      add_generation_prompt: addGenerationPrompt,
+    })
+  const tryRender = (messages: ChatMessage[], addGenerationPrompt: boolean): string | null => {
+    try { return render(messages, addGenerationPrompt) } catch { return null }
+  }
+
+  /** Moves a boundary back to the start of a special token it would cut. */
+  const notInsideSpecial = (text: string, pos: number): number => {
+    for (const s of specials) {
+      for (let start = Math.max(0, pos - s.length + 1); start < pos; start++) {
+        if (text.startsWith(s, start)) return start
+      }
+    }
+    return pos
+  }
+
+  return {
+    name: 'chat_template',
+    formats: DATA_FORMATS,
+    markers: specials.map((text) => ({ text, what: 'special token' })),
+    stop: [],
+    render(record: DataRecord): Rendered {
+      const messages = toMessages(record)
+      const where = formatSource(record.source)
+      let full: string
+      try {
+        full = render(messages, false)
+      } catch (err) {
+        throw new TemplateError(`${where}: the chat_template failed on this conversation: ${(err as Error).message}`)
+      }
+      const segments: Segment[] = []
+      let pos = 0
+      const push = (end: number, kind: Segment['kind'], weight: number | undefined): void => {
+        if (end <= pos) return
+        const s: Segment = { text: full.slice(pos, end), kind }
+        if (weight !== undefined) s.weight = weight
+        const last = segments[segments.length - 1]
+        // Adjacent segments of one kind and weight merge: fewer pieces, same tokens' weights.
+        if (last !== undefined && last.kind === s.kind && last.weight === s.weight) last.text += s.text
+        else segments.push(s)
+        pos = end
+      }
+      for (let i = 0; i < messages.length; i++) {
+        const m = messages[i]
+        const isLast = i === messages.length - 1
+        let contentEnd = pos
+        if (m.role === 'assistant') {
+          const g = tryRender(messages.slice(0, i), true)
+          let headerEnd = -1
+          if (g !== null && g.length >= pos && full.startsWith(g)) headerEnd = g.length
+          else {
+            const at = [m.content, m.content.trim()].map((c) => (c === '' ? -1 : full.indexOf(c, pos))).find((x) => x >= 0)
+            if (at !== undefined) headerEnd = at
+          }
+          if (headerEnd < 0) {
+            throw new TemplateError(`${where}: cannot find where assistant message ${i} starts in the chat_template's text ` +
+              '(its render with add_generation_prompt is not a prefix of the conversation\'s, and the content does not occur)')
+          }
+          push(headerEnd, 'prompt', undefined)
+          const c = m.content.trim()
+          const at = c === '' ? -1 : full.indexOf(c, pos)
+          contentEnd = at >= 0 ? at + c.length : pos
+        } else {
+          const c = m.content.trim()
+          const at = c === '' ? -1 : full.indexOf(c, pos)
+          contentEnd = at >= 0 ? at + c.length : pos
+        }
+        let end: number
+        if (isLast) end = full.length
+        else {
+          const prefix = tryRender(messages.slice(0, i + 1), false)
+          if (prefix === null) {
+            if (m.role === 'assistant') {
+              throw new TemplateError(`${where}: the chat_template fails on the conversation up to assistant message ${i}, ` +
+                'so where that message ends cannot be found')
+            }
+            continue // a prompt-like message whose end cannot be rendered alone merges with what follows
+          }
+          let k = 0
+          const n = Math.min(prefix.length, full.length)
+          while (k < n && prefix.charCodeAt(k) === full.charCodeAt(k)) k++
+          end = Math.max(notInsideSpecial(full, k), contentEnd)
+        }
+        push(end, m.role === 'assistant' ? 'completion' : 'prompt', m.weight)
+      }
+      return { segments, eos: options.eos ?? false }
+    },
+  }
+}

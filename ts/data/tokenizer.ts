@@ -1,0 +1,86 @@
+/**
+ * The tokenizer interface the data layer needs, and the built-in byte-level tokenizer of the
+ * demo (no files, no training: ids 0–255 are the UTF-8 bytes, then the special tokens).
+ */
+
+export interface Tokenizer {
+  /** Ids of a text, without any special tokens added around it (special-token strings inside it are recognized). */
+  encode(text: string): number[]
+  decode(ids: ArrayLike<number>): string
+  /** End of sequence: appended after every completion. */
+  readonly eosId: number
+  /** Number of ids (the largest id + 1): the model's real vocabulary size. */
+  readonly vocabSize: number
+  /** The strings read as special tokens (e.g. `<|endoftext|>`); found inside data they are warned about. */
+  readonly specialTokens?: readonly string[]
+}
+
+/** The byte tokenizer's special tokens by default: GPT-2's end of text. */
+export const BYTE_SPECIAL_TOKENS = ['<|endoftext|>'] as const
+
+/**
+ * Bytes as tokens: `encode` is UTF-8, `decode` its inverse (invalid sequences decode to U+FFFD,
+ * as a byte-level BPE decoder does). Special tokens get ids 256, 257, …; the first one is eos.
+ * Vocabulary 257 by default; the engine pads V for speed on its own.
+ */
+export class ByteTokenizer implements Tokenizer {
+  readonly eosId: number
+  readonly vocabSize: number
+  readonly specialTokens: readonly string[]
+  private readonly specialIds: Map<string, number>
+  private readonly specialPattern: RegExp
+
+  constructor(options: { specialTokens?: readonly string[] } = {}) {
+    const specials = options.specialTokens ?? BYTE_SPECIAL_TOKENS
+    if (specials.length === 0) throw new RangeError('ByteTokenizer: Expected at least one special token (the eos) but received none')
+    if (new Set(specials).size !== specials.length || specials.some((s) => s === '')) {
+      throw new RangeError(`ByteTokenizer: Expected distinct non-empty special tokens but received ${JSON.stringify(specials)}`)
+    }
+    this.specialTokens = [...specials]
+    this.specialIds = new Map(specials.map((s, i) => [s, 256 + i]))
+    this.eosId = 256
+    this.vocabSize = 256 + specials.length
+    // Longest first, so that a special token that is a prefix of another never wins.
+    const alternatives = [...specials].sort((a, b) => b.length - a.length).map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+    this.specialPattern = new RegExp(alternatives.join('|'), 'g')
+  }
+
+  encode(text: string): number[] {
+    const out: number[] = []
+    let last = 0
+    const re = this.specialPattern
+    re.lastIndex = 0
+    for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+      this.pushBytes(out, text.slice(last, m.index))
+      out.push(this.specialIds.get(m[0]) as number)
+      last = m.index + m[0].length
+    }
+    this.pushBytes(out, last === 0 ? text : text.slice(last))
+    return out
+  }
+
+  private pushBytes(out: number[], text: string): void {
+    if (text === '') return
+    const bytes = Buffer.from(text, 'utf8')
+    for (let i = 0; i < bytes.length; i++) out.push(bytes[i])
+  }
+
+  decode(ids: ArrayLike<number>): string {
+    let text = ''
+    let bytes: number[] = []
+    const flush = (): void => {
+      if (bytes.length > 0) { text += Buffer.from(bytes).toString('utf8'); bytes = [] }
+    }
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]
+      if (id >= 0 && id < 256) { bytes.push(id); continue }
+      if (id < 256 || id >= this.vocabSize || !Number.isInteger(id)) {
+        throw new RangeError(`ByteTokenizer.decode: Expected ids in [0, ${this.vocabSize}) but received ${id} at ${i}`)
+      }
+      flush()
+      text += this.specialTokens[id - 256]
+    }
+    flush()
+    return text
+  }
+}
