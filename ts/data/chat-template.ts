@@ -4,10 +4,10 @@
  * starts and ends.
  *
  * The boundaries are found by rendering prefixes of the conversation:
- * - an assistant message's header ends where `render(messages[:i], add_generation_prompt=true)`
- *   ends (the text the model is given at inference), when that is a prefix of the full text;
- *   otherwise where the message's content (or its trimmed content) first occurs after the
- *   previous boundary;
+ * - an assistant message's header ends where its content starts: found by rendering the
+ *   conversation with a sentinel in place of that content (so a header-like word inside the
+ *   content cannot mislead it); failing that, where `render(messages[:i], add_generation_prompt=true)`
+ *   ends, or where the content first occurs;
  * - message i ends where `render(messages[:i+1])` stops agreeing with the full render
  *   (templates that close a conversation with eos_token make the prefix render diverge there),
  *   moved back to the start of a special token if it would fall inside one, and never before
@@ -22,6 +22,9 @@ import { Template as JinjaTemplate } from '@huggingface/jinja'
 import { TemplateError, formatSource } from './errors'
 import { ChatMessage, DATA_FORMATS, DataRecord, toMessages } from './records'
 import { Rendered, Segment, Template } from './template'
+
+/** Stands in for a message's content to find where the template puts it. */
+const SENTINEL = '\u0000plwtune-content\u0000'
 
 export interface ChatTemplateOptions {
   /** Variables the template reads besides messages: bos_token, eos_token, … (strings). */
@@ -88,6 +91,24 @@ export function jinjaChatTemplate(source: string, options: ChatTemplateOptions =
     return pos
   }
 
+  /**
+   * Where message i's content starts in `full`: render the conversation with a sentinel for that
+   * content and find it (the text before it must match `full`); else the end of the render with
+   * add_generation_prompt, when a prefix of `full`; else the content's first occurrence. -1 if none.
+   */
+  const findContentStart = (messages: ChatMessage[], i: number, full: string, pos: number): number => {
+    const probe = tryRender(messages.map((m, k) => (k === i ? { ...m, content: SENTINEL } : m)), false)
+    const at = probe !== null ? probe.indexOf(SENTINEL, pos) : -1
+    if (at >= 0 && (probe as string).startsWith(full.slice(0, at))) return at
+    const g = tryRender(messages.slice(0, i), true)
+    if (g !== null && g.length >= pos && full.startsWith(g)) return g.length
+    for (const c of [messages[i].content, messages[i].content.trim()]) {
+      const found = c === '' ? -1 : full.indexOf(c, pos)
+      if (found >= 0) return found
+    }
+    return -1
+  }
+
   return {
     name: 'chat_template',
     formats: DATA_FORMATS,
@@ -117,28 +138,17 @@ export function jinjaChatTemplate(source: string, options: ChatTemplateOptions =
       for (let i = 0; i < messages.length; i++) {
         const m = messages[i]
         const isLast = i === messages.length - 1
-        let contentEnd = pos
         if (m.role === 'assistant') {
-          const g = tryRender(messages.slice(0, i), true)
-          let headerEnd = -1
-          if (g !== null && g.length >= pos && full.startsWith(g)) headerEnd = g.length
-          else {
-            const at = [m.content, m.content.trim()].map((c) => (c === '' ? -1 : full.indexOf(c, pos))).find((x) => x >= 0)
-            if (at !== undefined) headerEnd = at
-          }
+          const headerEnd = findContentStart(messages, i, full, pos)
           if (headerEnd < 0) {
-            throw new TemplateError(`${where}: cannot find where assistant message ${i} starts in the chat_template's text ` +
-              '(its render with add_generation_prompt is not a prefix of the conversation\'s, and the content does not occur)')
+            throw new TemplateError(`${where}: cannot find where the content of assistant message ${i} starts in the ` +
+              'chat_template\'s text')
           }
           push(headerEnd, 'prompt', undefined)
-          const c = m.content.trim()
-          const at = c === '' ? -1 : full.indexOf(c, pos)
-          contentEnd = at >= 0 ? at + c.length : pos
-        } else {
-          const c = m.content.trim()
-          const at = c === '' ? -1 : full.indexOf(c, pos)
-          contentEnd = at >= 0 ? at + c.length : pos
         }
+        const c = m.content.trim()
+        const at = c === '' ? -1 : full.indexOf(c, pos)
+        const contentEnd = at >= 0 ? at + c.length : pos
         let end: number
         if (isLast) end = full.length
         else {

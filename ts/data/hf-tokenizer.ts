@@ -9,6 +9,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { Tokenizer as HfTokenizerImpl } from '@huggingface/tokenizers'
+import { ByteLevelBpe } from './byte-bpe'
 import { chatTemplateSource, specialTokenVariables } from './chat-template'
 import { Tokenizer } from './tokenizer'
 
@@ -32,6 +33,9 @@ export class HfTokenizer implements Tokenizer {
   /** bos_token, eos_token, … as the chat template reads them. */
   readonly templateVariables: Record<string, string>
   private readonly impl: HfTokenizerImpl
+  /** GPT-2-style byte-level BPE runs here, not in the library (byte-bpe.ts), except on texts with added tokens. */
+  private readonly fast: ByteLevelBpe | null
+  private readonly addedPattern: RegExp | null
 
   constructor(files: HfTokenizerFiles, chatTemplate: string | null = null) {
     const config = files.config ?? {}
@@ -57,6 +61,16 @@ export class HfTokenizer implements Tokenizer {
     const added = Array.isArray(files.tokenizer.added_tokens) ? files.tokenizer.added_tokens as Array<Record<string, unknown>> : []
     this.specialTokens = added.filter((t) => t.special === true && typeof t.content === 'string').map((t) => t.content as string)
     this.chatTemplate = chatTemplate ?? chatTemplateSource(config)
+    this.fast = ByteLevelBpe.from(files.tokenizer)
+    const addedTexts = added.map((t) => t.content).filter((c): c is string => typeof c === 'string' && c !== '')
+    this.addedPattern = addedTexts.length > 0
+      ? new RegExp(addedTexts.map((c) => c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'))
+      : null
+  }
+
+  /** Whether the byte-level BPE fast path is in use (else every text goes through @huggingface/tokenizers). */
+  get fastPath(): boolean {
+    return this.fast !== null
   }
 
   /** Reads `dir/tokenizer.json`, and `tokenizer_config.json` and `chat_template.jinja` when present. */
@@ -84,10 +98,12 @@ export class HfTokenizer implements Tokenizer {
   }
 
   encode(text: string): number[] {
+    if (this.fast !== null && (this.addedPattern === null || !this.addedPattern.test(text))) return this.fast.encode(text)
     return this.impl.encode(text, { add_special_tokens: false }).ids
   }
 
   decode(ids: ArrayLike<number>): string {
+    if (ids.length === 0) return ''
     return this.impl.decode(Array.from(ids), { skip_special_tokens: false })
   }
 

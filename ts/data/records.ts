@@ -87,7 +87,7 @@ export function validateRecord(raw: unknown, format: DataFormat, source: Source)
   const str = (field: string, opts: { optional?: boolean; nonEmpty?: boolean } = {}): string => {
     const v = o[field]
     if (v === undefined || (opts.optional && v === null)) {
-      if (!opts.optional) bad(field, `missing, expected a string (a ${format} record has ${FORMAT_KEYS[format]})`)
+      if (!opts.optional) bad(field, `missing, expected a string (${format === 'alpaca' ? 'an' : 'a'} ${format} record has ${FORMAT_KEYS[format]})`)
       return ''
     }
     if (typeof v !== 'string') { bad(field, `expected a string, received ${jsonType(v)}`); return '' }

@@ -29,6 +29,7 @@ export class ByteTokenizer implements Tokenizer {
   readonly specialTokens: readonly string[]
   private readonly specialIds: Map<string, number>
   private readonly specialPattern: RegExp
+  private readonly specialFirstChars: string[]
 
   constructor(options: { specialTokens?: readonly string[] } = {}) {
     const specials = options.specialTokens ?? BYTE_SPECIAL_TOKENS
@@ -43,26 +44,29 @@ export class ByteTokenizer implements Tokenizer {
     // Longest first, so that a special token that is a prefix of another never wins.
     const alternatives = [...specials].sort((a, b) => b.length - a.length).map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
     this.specialPattern = new RegExp(alternatives.join('|'), 'g')
+    this.specialFirstChars = [...new Set(specials.map((s) => s[0]))]
   }
 
   encode(text: string): number[] {
     const out: number[] = []
     let last = 0
-    const re = this.specialPattern
-    re.lastIndex = 0
-    for (let m = re.exec(text); m !== null; m = re.exec(text)) {
-      this.pushBytes(out, text.slice(last, m.index))
-      out.push(this.specialIds.get(m[0]) as number)
-      last = m.index + m[0].length
+    if (this.mayHoldSpecial(text)) {
+      const re = this.specialPattern
+      re.lastIndex = 0
+      for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+        pushUtf8(out, text, last, m.index)
+        out.push(this.specialIds.get(m[0]) as number)
+        last = m.index + m[0].length
+      }
     }
-    this.pushBytes(out, last === 0 ? text : text.slice(last))
+    pushUtf8(out, text, last, text.length)
     return out
   }
 
-  private pushBytes(out: number[], text: string): void {
-    if (text === '') return
-    const bytes = Buffer.from(text, 'utf8')
-    for (let i = 0; i < bytes.length; i++) out.push(bytes[i])
+  /** A cheap pre-check: a special token can only match where its first character occurs. */
+  private mayHoldSpecial(text: string): boolean {
+    for (const c of this.specialFirstChars) if (text.includes(c)) return true
+    return false
   }
 
   decode(ids: ArrayLike<number>): string {
@@ -73,8 +77,8 @@ export class ByteTokenizer implements Tokenizer {
     }
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i]
-      if (id >= 0 && id < 256) { bytes.push(id); continue }
-      if (id < 256 || id >= this.vocabSize || !Number.isInteger(id)) {
+      if (id >= 0 && id < 256 && Number.isInteger(id)) { bytes.push(id); continue }
+      if (!(id >= 256 && id < this.vocabSize && Number.isInteger(id))) {
         throw new RangeError(`ByteTokenizer.decode: Expected ids in [0, ${this.vocabSize}) but received ${id} at ${i}`)
       }
       flush()
@@ -82,5 +86,25 @@ export class ByteTokenizer implements Tokenizer {
     }
     flush()
     return text
+  }
+}
+
+/** Appends the UTF-8 bytes of text[from, to); lone surrogates become U+FFFD, as Buffer.from does. */
+function pushUtf8(out: number[], text: string, from: number, to: number): void {
+  for (let i = from; i < to; i++) {
+    let c = text.charCodeAt(i)
+    if (c < 0x80) { out.push(c); continue }
+    if (c < 0x800) { out.push(0xc0 | (c >> 6), 0x80 | (c & 63)); continue }
+    if (c >= 0xd800 && c <= 0xdfff) {
+      const d = i + 1 < to ? text.charCodeAt(i + 1) : 0
+      if (c <= 0xdbff && d >= 0xdc00 && d <= 0xdfff) {
+        c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00)
+        i++
+        out.push(0xf0 | (c >> 18), 0x80 | ((c >> 12) & 63), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63))
+        continue
+      }
+      c = 0xfffd
+    }
+    out.push(0xe0 | (c >> 12), 0x80 | ((c >> 6) & 63), 0x80 | (c & 63))
   }
 }
