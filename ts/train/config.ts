@@ -1,0 +1,236 @@
+/**
+ * The training run's configuration: every field with its default and what it means, in one
+ * typed object (nanoGPT's way). A JSON config file (--config) and command-line flags
+ * (--kebab-case of each key; flags win) are checked against it: unknown keys and wrong
+ * types are errors that name the key.
+ */
+
+export interface TrainConfig {
+  /** Hugging Face GPT-2 directory to fine-tune; null: a fresh GPT-2 of `init` (the demo's). */
+  model: string | null
+  /** Training data (JSON or JSONL: Alpaca, prompt/completion or chat records); null: the built-in demo set. */
+  data: string | null
+  /** Validation data; null: `valSplit` of `data`. */
+  valData: string | null
+  /** Record format of the data files; 'auto' detects it from the first record. */
+  format: 'auto' | 'alpaca' | 'prompt-completion' | 'chat'
+  /** alpaca, phi3, chatml, completion, chat_template (the model's own), auto, or a template string with {instruction} {input} {output}. */
+  template: string
+  /** λ, the loss weight of prompt tokens (completion tokens weigh 1). 0 masks the prompt; 1 is plain LM training. */
+  promptLossWeight: number
+  /** Passes over the training split (ignored when maxSteps > 0). */
+  epochs: number
+  /** Optimizer steps to run; 0: `epochs` decide. */
+  maxSteps: number
+  /** Examples per optimizer step. */
+  batchSize: number
+  /** Examples per forward/backward; batchSize / microBatchSize micro-batches accumulate. 0: batchSize. */
+  microBatchSize: number
+  /** Peak learning rate. */
+  lr: number
+  /** Linear warmup from 0 over this many steps. */
+  warmupSteps: number
+  /** Decay after warmup, to minLrRatio · lr at the last step. */
+  lrSchedule: 'cosine' | 'linear' | 'constant'
+  minLrRatio: number
+  weightDecay: number
+  adamBeta1: number
+  adamBeta2: number
+  adamEps: number
+  /** Global gradient-norm clipping; 0: off. */
+  maxGradNorm: number
+  /** Tokens per example (prompt + completion + eos); longer prompts are cut from the start. 0: the model's n_positions. */
+  maxLength: number
+  /** Several examples per row (attention and positions kept apart per example). */
+  packing: boolean
+  /** Shuffle each epoch (false: file order). */
+  shuffle: boolean
+  /** Group examples of similar length into the same micro-batches (less padding). */
+  groupByLength: boolean
+  /** Fractions of `data` held out for validation and test (ignored for val when valData is given). */
+  valSplit: number
+  testSplit: number
+  seed: number
+  /** Evaluate on the validation split every N steps; 0: at the end of each epoch. */
+  evalEvery: number
+  /** Checkpoint every N steps; 0: only at the end (and on Ctrl-C). */
+  saveEvery: number
+  /** Checkpoints kept in checkpoints/ (the newest); best/ is kept apart. */
+  keepCheckpoints: number
+  /** Stop after this many evaluations without a better validation completion loss; 0: off. */
+  earlyStoppingPatience: number
+  /** Log a metrics line every N steps. */
+  logEvery: number
+  device: 'cpu' | 'cuda' | 'auto'
+  /** The run directory. */
+  out: string
+  /** Continue the run in this directory exactly where it stopped. */
+  resume: string | null
+  /** Skip (and count) invalid records instead of stopping at them. */
+  skipInvalid: boolean
+  /** Test records to answer by generation at the end (exact match); 0: none. */
+  generateEval: number
+  maxNewTokens: number
+  /** A fresh model when `model` is null (the tokenizer sets vocab_size). */
+  init: { nLayer: number; nHead: number; nEmbd: number; nPositions: number }
+  /** Records of the built-in demo set (when `data` is null). */
+  demoRecords: number
+}
+
+export const DEFAULTS: TrainConfig = {
+  model: null,
+  data: null,
+  valData: null,
+  format: 'auto',
+  template: 'auto',
+  promptLossWeight: 0.1, // the study's best λ for short completions
+  epochs: 3,
+  maxSteps: 0,
+  batchSize: 16,
+  microBatchSize: 0,
+  lr: 1e-4,
+  warmupSteps: 10,
+  lrSchedule: 'cosine',
+  minLrRatio: 0.1,
+  weightDecay: 0.01,
+  adamBeta1: 0.9,
+  adamBeta2: 0.999,
+  adamEps: 1e-8,
+  maxGradNorm: 1.0,
+  maxLength: 0,
+  packing: false,
+  shuffle: true,
+  groupByLength: false,
+  valSplit: 0.05,
+  testSplit: 0,
+  seed: 42,
+  evalEvery: 0,
+  saveEvery: 0,
+  keepCheckpoints: 2,
+  earlyStoppingPatience: 0,
+  logEvery: 1,
+  device: 'auto',
+  out: 'runs/latest',
+  resume: null,
+  skipInvalid: false,
+  generateEval: 0,
+  maxNewTokens: 32,
+  init: { nLayer: 4, nHead: 4, nEmbd: 128, nPositions: 256 },
+  demoRecords: 6000,
+}
+
+/**
+ * The demo's preset: what `npm run train` with no arguments runs. Only what differs from the
+ * defaults, and why. A tiny byte-level GPT (4 layers, 128 channels, ~0.9M parameters) on the
+ * built-in task set; ~9.6k tokens per step (48 examples × ~200 bytes).
+ */
+export const DEMO: Partial<TrainConfig> = {
+  // Short prompts: Alpaca's 204-byte preamble would be most of every byte-level example.
+  template: '{instruction}\nInput: {input}\nAnswer: {output}',
+  lr: 2e-3, // a small model from scratch learns fast at a high rate
+  warmupSteps: 30,
+  batchSize: 48,
+  maxSteps: 450, // ~3.5 minutes on 2 CPU cores
+  valSplit: 0.05,
+  testSplit: 0.05,
+  evalEvery: 75,
+  saveEvery: 150,
+  weightDecay: 0.1,
+  generateEval: 200,
+  maxNewTokens: 16,
+  packing: true, // short examples: several per row, no padding
+  maxLength: 256,
+  out: 'runs/demo',
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'ConfigError'
+  }
+}
+
+const ENUMS: Partial<Record<keyof TrainConfig, readonly string[]>> = {
+  format: ['auto', 'alpaca', 'prompt-completion', 'chat'],
+  lrSchedule: ['cosine', 'linear', 'constant'],
+  device: ['cpu', 'cuda', 'auto'],
+}
+const NULLABLE_STRINGS = new Set<keyof TrainConfig>(['model', 'data', 'valData', 'resume'])
+const INTEGERS = new Set<keyof TrainConfig>(['epochs', 'maxSteps', 'batchSize', 'microBatchSize', 'warmupSteps', 'maxLength',
+  'seed', 'evalEvery', 'saveEvery', 'keepCheckpoints', 'earlyStoppingPatience', 'logEvery', 'generateEval', 'maxNewTokens',
+  'demoRecords'])
+
+/** Checks one key's value against the defaults' type; returns it typed. `where` names the source. */
+function checkValue(key: keyof TrainConfig, value: unknown, where: string): unknown {
+  const expected = DEFAULTS[key]
+  const fail = (what: string): never => {
+    throw new ConfigError(`${where}: Expected ${what} for ${key} but received ${JSON.stringify(value)}`)
+  }
+  if (key === 'init') {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('an object {nLayer, nHead, nEmbd, nPositions}')
+    const o = value as Record<string, unknown>
+    for (const k of Object.keys(o)) if (!(k in DEFAULTS.init)) fail(`only nLayer, nHead, nEmbd, nPositions (not ${k}) in an object`)
+    for (const k of Object.keys(DEFAULTS.init)) {
+      if (k in o && !(Number.isInteger(o[k]) && (o[k] as number) > 0)) fail(`a positive integer ${k}`)
+    }
+    return { ...DEFAULTS.init, ...o }
+  }
+  if (NULLABLE_STRINGS.has(key)) {
+    if (value !== null && (typeof value !== 'string' || value === '')) fail('a non-empty string or null')
+    return value
+  }
+  const options = ENUMS[key]
+  if (options) {
+    if (typeof value !== 'string' || !options.includes(value)) fail(`one of ${options.join(', ')}`)
+    return value
+  }
+  if (typeof expected === 'boolean') {
+    if (typeof value !== 'boolean') fail('true or false')
+    return value
+  }
+  if (typeof expected === 'string') {
+    if (typeof value !== 'string' || value === '') fail('a non-empty string')
+    return value
+  }
+  if (typeof value !== 'number' || !Number.isFinite(value)) fail('a number')
+  const x = value as number
+  if (INTEGERS.has(key) && !Number.isInteger(x)) fail('an integer')
+  if (x < 0) fail('a number ≥ 0')
+  return x
+}
+
+/** Merges partial configs (later wins) over the defaults, checking every key. */
+export function resolveConfig(...layers: Array<{ source: string; values: Record<string, unknown> }>): TrainConfig {
+  const out: Record<string, unknown> = { ...DEFAULTS, init: { ...DEFAULTS.init } }
+  for (const { source, values } of layers) {
+    for (const [key, value] of Object.entries(values)) {
+      if (!(key in DEFAULTS)) {
+        const near = Object.keys(DEFAULTS).find((k) => k.toLowerCase() === key.toLowerCase().replace(/[-_]/g, ''))
+        throw new ConfigError(`${source}: unknown key ${key}${near ? ` (did you mean ${near}?)` : ''}`)
+      }
+      out[key] = checkValue(key as keyof TrainConfig, value, source)
+    }
+  }
+  const c = out as unknown as TrainConfig
+  const check = (ok: boolean, message: string): void => {
+    if (!ok) throw new ConfigError(message)
+  }
+  check(c.promptLossWeight <= 1, `promptLossWeight must be in [0, 1], received ${c.promptLossWeight}`)
+  check(c.batchSize >= 1, 'batchSize must be ≥ 1')
+  check(c.microBatchSize === 0 || c.batchSize % c.microBatchSize === 0,
+    `batchSize (${c.batchSize}) must be a multiple of microBatchSize (${c.microBatchSize})`)
+  check(c.lr > 0, 'lr must be > 0')
+  check(c.adamBeta1 < 1 && c.adamBeta2 < 1, 'adamBeta1 and adamBeta2 must be < 1')
+  check(c.adamEps > 0, 'adamEps must be > 0')
+  check(c.minLrRatio <= 1, 'minLrRatio must be in [0, 1]')
+  check(c.valSplit < 1 && c.testSplit < 1 && c.valSplit + c.testSplit < 1, 'valSplit + testSplit must be < 1')
+  check(c.maxSteps > 0 || c.epochs > 0, 'set epochs or maxSteps above 0')
+  check(c.logEvery >= 1, 'logEvery must be ≥ 1')
+  check(c.keepCheckpoints >= 1, 'keepCheckpoints must be ≥ 1')
+  check(c.maxLength === 0 || c.maxLength >= 2, 'maxLength must be 0 (the model’s n_positions) or ≥ 2')
+  return c
+}
+
+export function kebab(key: string): string {
+  return key.replace(/[A-Z]/g, (m) => `-${m.toLowerCase()}`)
+}

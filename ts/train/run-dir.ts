@@ -1,0 +1,144 @@
+/**
+ * The run directory:
+ *   config.json            the resolved run configuration (what --resume reads back)
+ *   metrics.jsonl          one JSON object per logged optimizer step (eval results on their step)
+ *   loss.svg               train and validation loss, redrawn at each evaluation
+ *   checkpoints/step-N/    a Hugging Face model directory (config.json, model.safetensors,
+ *                          tokenizer files) + optimizer.safetensors (AdamW m and v) +
+ *                          trainer_state.json; the newest `keepCheckpoints` are kept
+ *   best/                  the model with the best validation completion loss
+ *   final/                 the model at the end of the run
+ * Every directory is written under a temporary name and renamed into place (a rename is
+ * atomic), and trainer_state.json is written last, so a crash never leaves a checkpoint that
+ * looks complete but is not.
+ */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { GPT2Model } from '../model'
+import { openSafetensors, writeSafetensors } from '../safetensors'
+import { loadModel } from '../checkpoint'
+import { ModelOptions } from '../model'
+import { writeTokenizerFiles } from './tokenizer-files'
+
+export interface TrainerState {
+  /** Optimizer steps done. */
+  globalStep: number
+  /** The next step to run: (epoch, step within the epoch). */
+  position: { epoch: number; step: number }
+  adamStep: number
+  bestValCompletionLoss: number | null
+  bestStep: number | null
+  evalsWithoutImprovement: number
+  tokensSeen: number
+  elapsedMs: number
+}
+
+export type TokenizerSource = Parameters<typeof writeTokenizerFiles>[1]
+
+function replaceDir(tmp: string, target: string): void {
+  const old = `${target}.old-${process.pid}`
+  if (fs.existsSync(target)) fs.renameSync(target, old)
+  fs.renameSync(tmp, target)
+  fs.rmSync(old, { recursive: true, force: true })
+}
+
+export class RunDir {
+  constructor(readonly dir: string) {}
+
+  get checkpointsDir(): string {
+    return path.join(this.dir, 'checkpoints')
+  }
+
+  create(config: object): void {
+    fs.mkdirSync(this.checkpointsDir, { recursive: true })
+    const tmp = path.join(this.dir, `.config.json.${process.pid}.tmp`)
+    fs.writeFileSync(tmp, JSON.stringify(config, null, 2) + '\n')
+    fs.renameSync(tmp, path.join(this.dir, 'config.json'))
+  }
+
+  readConfig(): Record<string, unknown> {
+    const file = path.join(this.dir, 'config.json')
+    if (!fs.existsSync(file)) throw new Error(`${this.dir}: no config.json: not a plwtune run directory`)
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>
+  }
+
+  appendMetrics(line: object): void {
+    fs.appendFileSync(path.join(this.dir, 'metrics.jsonl'), JSON.stringify(line) + '\n')
+  }
+
+  /** Metrics logged so far (used to redraw the plot after a resume). */
+  readMetrics(): Array<Record<string, unknown>> {
+    const file = path.join(this.dir, 'metrics.jsonl')
+    if (!fs.existsSync(file)) return []
+    return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as Record<string, unknown>)
+  }
+
+  /** Drops metrics lines past `step`: a resumed run logs those steps again. */
+  truncateMetrics(step: number): void {
+    const kept = this.readMetrics().filter((m) => (m.step as number) <= step)
+    const tmp = path.join(this.dir, `.metrics.jsonl.${process.pid}.tmp`)
+    fs.writeFileSync(tmp, kept.map((m) => JSON.stringify(m) + '\n').join(''))
+    fs.renameSync(tmp, path.join(this.dir, 'metrics.jsonl'))
+  }
+
+  writePlot(svg: string): void {
+    const tmp = path.join(this.dir, `.loss.svg.${process.pid}.tmp`)
+    fs.writeFileSync(tmp, svg)
+    fs.renameSync(tmp, path.join(this.dir, 'loss.svg'))
+  }
+
+  /** A model directory (HF files + tokenizer) at `name` under the run dir, replaced atomically. */
+  async saveModelDir(name: string, model: GPT2Model, tokenizer: TokenizerSource, extra?: (tmp: string) => void): Promise<string> {
+    const target = path.join(this.dir, name)
+    const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.tmp`)
+    fs.rmSync(tmp, { recursive: true, force: true })
+    fs.mkdirSync(tmp, { recursive: true })
+    await model.save(tmp)
+    writeTokenizerFiles(tmp, tokenizer)
+    if (extra) extra(tmp)
+    replaceDir(tmp, target)
+    return target
+  }
+
+  /** checkpoints/step-N with the optimizer and trainer state; prunes to the newest `keep`. */
+  async saveCheckpoint(model: GPT2Model, tokenizer: TokenizerSource, state: TrainerState, keep: number): Promise<string> {
+    const name = path.join('checkpoints', `step-${state.globalStep}`)
+    const dir = await this.saveModelDir(name, model, tokenizer, (tmp) => {
+      const moments = model.parameters().flatMap((p) => [
+        { name: `m.${p.name}`, shape: p.shape, data: model.read(p.name, 'm') },
+        { name: `v.${p.name}`, shape: p.shape, data: model.read(p.name, 'v') },
+      ])
+      writeSafetensors(path.join(tmp, 'optimizer.safetensors'), moments)
+      fs.writeFileSync(path.join(tmp, 'trainer_state.json'), JSON.stringify(state, null, 2) + '\n') // last: marks it complete
+    })
+    for (const old of this.checkpoints().slice(0, -keep)) fs.rmSync(old.dir, { recursive: true, force: true })
+    return dir
+  }
+
+  /** Complete checkpoints, oldest first. */
+  checkpoints(): Array<{ step: number; dir: string }> {
+    if (!fs.existsSync(this.checkpointsDir)) return []
+    return fs.readdirSync(this.checkpointsDir)
+      .map((n) => ({ m: /^step-(\d+)$/.exec(n), dir: path.join(this.checkpointsDir, n) }))
+      .filter((e) => e.m !== null && fs.existsSync(path.join(e.dir, 'trainer_state.json')))
+      .map((e) => ({ step: Number((e.m as RegExpExecArray)[1]), dir: e.dir }))
+      .sort((a, b) => a.step - b.step)
+  }
+
+  /** Loads a checkpoint: the model with its AdamW moments and step, and the trainer state. */
+  static async loadCheckpoint(dir: string, options: ModelOptions): Promise<{ model: GPT2Model; state: TrainerState }> {
+    const state = JSON.parse(fs.readFileSync(path.join(dir, 'trainer_state.json'), 'utf8')) as TrainerState
+    const model = await loadModel(dir, options)
+    const st = openSafetensors(path.join(dir, 'optimizer.safetensors'))
+    try {
+      for (const p of model.parameters()) {
+        model.write(p.name, st.read(`m.${p.name}`), 'm')
+        model.write(p.name, st.read(`v.${p.name}`), 'v')
+      }
+    } finally {
+      st.close()
+    }
+    model.adamStep = state.adamStep
+    return { model, state }
+  }
+}

@@ -1,0 +1,343 @@
+/**
+ * The trainer: data → prompt-loss-weighted batches → optimizer steps on the engine, with
+ * evaluation, early stopping on the validation completion loss, checkpoints, exact resume,
+ * and events. The CLI (ts/cli.ts) is one user of it; a Node service is another:
+ *
+ *   const trainer = new Trainer(resolveConfig({ source: 'api', values: { data: 'a.jsonl', promptLossWeight: 0.1 } }))
+ *   trainer.on('step', (m) => console.log(m.step, m.loss))
+ *   const result = await trainer.fit({ signal: controller.signal })
+ *
+ * Everything heavy runs in native code off the event loop; between steps the loop yields, so
+ * a server embedding the trainer stays responsive.
+ */
+import { EventEmitter } from 'node:events'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { loadModel } from '../checkpoint'
+import { generateDemoRecords } from '../demo/tasks'
+import { BatchLoader, Step } from '../data/loader'
+import { EncodedExample } from '../data/example'
+import { describeEncode, encodeDataset } from '../data/encode'
+import { readDataset, recordsFromObjects, describeRead } from '../data/read'
+import { DataRecord } from '../data/records'
+import { resolveTemplate } from '../data/resolve-template'
+import { splitDataset } from '../data/split'
+import { Template } from '../data/template'
+import { ByteTokenizer, Tokenizer } from '../data/tokenizer'
+import { HfTokenizer } from '../data/hf-tokenizer'
+import { GPT2Model, initModel, resolveDevice } from '../model'
+import { Answer, evaluateLoss, generateAnswers, SplitLoss } from './evaluate'
+import { renderLossPlot } from './plot'
+import { RunDir, TokenizerSource, TrainerState } from './run-dir'
+import { learningRate, Schedule } from './schedule'
+import { TrainConfig } from './config'
+
+export interface StepMetrics {
+  step: number
+  epoch: number
+  loss: number
+  completion_loss: number | null
+  prompt_loss: number | null
+  lr: number
+  tokens: number
+  tokens_total: number
+  grad_norm: number
+  tokens_per_s: number
+  elapsed_s: number
+  val_loss?: number | null
+  val_completion_loss?: number | null
+  val_prompt_loss?: number | null
+}
+
+export type StopReason = 'completed' | 'early_stopping' | 'interrupted' | 'non_finite'
+
+export interface TrainResult {
+  stopReason: StopReason
+  steps: number
+  totalSteps: number
+  runDir: string
+  finalDir: string | null
+  bestDir: string | null
+  bestValCompletionLoss: number | null
+  lastCheckpoint: string | null
+  test: { accuracy: number | null; answers: Answer[]; loss: SplitLoss | null } | null
+  message: string
+}
+
+export class TrainingStopped extends Error {}
+
+interface Prepared {
+  tokenizer: Tokenizer
+  tokenizerSource: TokenizerSource
+  template: Template
+  train: EncodedExample[]
+  val: EncodedExample[]
+  testRecords: DataRecord[]
+  test: EncodedExample[]
+  maxLength: number
+}
+
+export class Trainer extends EventEmitter {
+  private model: GPT2Model | null = null
+
+  constructor(readonly config: TrainConfig) {
+    super()
+  }
+
+  private log(line: string): void {
+    this.emit('log', line)
+  }
+
+  /** Reads, splits and tokenizes the data; picks the tokenizer and template. */
+  async prepare(nPositions: number): Promise<Prepared> {
+    const c = this.config
+    let tokenizer: Tokenizer
+    let tokenizerSource: TokenizerSource
+    if (c.model !== null) {
+      if (!fs.existsSync(path.join(c.model, 'tokenizer.json'))) {
+        throw new Error(`${c.model}: no tokenizer.json (the model directory needs its Hugging Face tokenizer files)`)
+      }
+      tokenizer = await HfTokenizer.fromDir(c.model)
+      tokenizerSource = { modelDir: c.model }
+    } else {
+      tokenizer = new ByteTokenizer()
+      tokenizerSource = { byte: { specialTokens: (tokenizer as ByteTokenizer).specialTokens, maxLength: c.init.nPositions } }
+    }
+    const read = async (file: string) => {
+      const r = await readDataset(file, { format: c.format, skipInvalid: c.skipInvalid })
+      this.log(describeRead(r.summary))
+      return r
+    }
+    const main = c.data !== null ? await read(c.data)
+      : recordsFromObjects(generateDemoRecords(c.demoRecords, c.seed), { name: 'built-in demo set' })
+    if (c.data === null) this.log(`data: the built-in demo set, ${main.records.length} records (${describeRead(main.summary)})`)
+    const splits = splitDataset(main.records, { val: c.valData !== null ? 0 : c.valSplit, test: c.testSplit, seed: c.seed })
+    const valRecords = c.valData !== null ? (await read(c.valData)).records : splits.val
+    const template = resolveTemplate(c.template === 'auto' ? undefined : c.template, { format: main.summary.format, tokenizer })
+    const maxLength = c.maxLength > 0 ? Math.min(c.maxLength, nPositions) : nPositions
+    const encode = (records: DataRecord[], name: string) => {
+      if (records.length === 0) return [] as EncodedExample[]
+      const r = encodeDataset(records, template, tokenizer, { maxLength, skipTooLong: c.skipInvalid, skipInvalid: c.skipInvalid })
+      this.log(`${name}: ${describeEncode(r.stats)}`)
+      for (const w of r.warnings.format()) this.log(`warning: ${w}`)
+      return r.examples
+    }
+    const train = encode(splits.train, `train (template ${template.name}, λ = ${c.promptLossWeight})`)
+    if (train.length === 0) throw new Error('no training examples left after splitting and encoding')
+    const val = encode(valRecords, 'val')
+    const test = encode(splits.test, 'test')
+    return { tokenizer, tokenizerSource, template, train, val, testRecords: splits.test, test, maxLength }
+  }
+
+  /** Runs the training to its end, an early stop, a non-finite loss, or the signal. */
+  async fit(options: { signal?: AbortSignal } = {}): Promise<TrainResult> {
+    const c = this.config
+    const run = new RunDir(c.out)
+    const device = resolveDevice(c.device)
+    const microBatch = c.microBatchSize > 0 ? c.microBatchSize : c.batchSize
+
+    // The model first (its n_positions bounds the example length), then the data.
+    let state: TrainerState = {
+      globalStep: 0, position: { epoch: 0, step: 0 }, adamStep: 0, bestValCompletionLoss: null, bestStep: null,
+      evalsWithoutImprovement: 0, tokensSeen: 0, elapsedMs: 0,
+    }
+    let model: GPT2Model
+    const resumeFrom = c.resume !== null ? new RunDir(c.resume).checkpoints().pop() : undefined
+    if (c.resume !== null && resumeFrom === undefined) throw new Error(`${c.resume}: no complete checkpoint to resume from`)
+    const positions = resumeFrom !== undefined ? readPositions(resumeFrom.dir)
+      : c.model !== null ? readPositions(c.model) : c.init.nPositions
+    const data = await this.prepare(positions)
+    const modelOptions = { device, maxBatch: microBatch, maxSeqLen: data.maxLength - 1 }
+    if (resumeFrom !== undefined) {
+      const loaded = await RunDir.loadCheckpoint(resumeFrom.dir, modelOptions)
+      model = loaded.model
+      state = loaded.state
+      run.truncateMetrics(state.globalStep)
+      this.log(`resuming ${c.resume} from ${path.relative(process.cwd(), resumeFrom.dir) || resumeFrom.dir} (step ${state.globalStep})`)
+    } else {
+      model = c.model !== null ? await loadModel(c.model, modelOptions)
+        : await initModel({ ...c.init, vocabSize: data.tokenizer.vocabSize }, { ...modelOptions, seed: c.seed })
+      run.create({ ...c, resume: null })
+    }
+    this.model = model
+    const info = model.info
+    const params = model.parameters().reduce((s, p) => s + p.shape.reduce((a, d) => a * d, 1), 0)
+    this.log(`model: GPT-2 ${info.config.nLayer} layers, ${info.config.nHead} heads, ${info.config.nEmbd} channels, ` +
+      `${(params / 1e6).toFixed(2)}M parameters on ${info.device}; memory ${(info.memory.total / 2 ** 20).toFixed(0)} MiB ` +
+      `(activations ${(info.memory.activations / 2 ** 20).toFixed(0)} MiB for ${microBatch} × ${data.maxLength - 1})`)
+
+    const loader = new BatchLoader(data.train, {
+      batchSize: c.batchSize, microBatchSize: microBatch, promptLossWeight: c.promptLossWeight, seed: c.seed,
+      shuffle: c.shuffle, groupByLength: c.groupByLength, packing: c.packing, maxLength: data.maxLength, padId: data.tokenizer.eosId,
+    })
+    const totalSteps = c.maxSteps > 0 ? c.maxSteps : c.epochs * loader.stepsPerEpoch
+    const schedule: Schedule = { lr: c.lr, warmupSteps: c.warmupSteps, totalSteps, kind: c.lrSchedule, minLrRatio: c.minLrRatio }
+    const lossOptions = { promptLossWeight: c.promptLossWeight, microBatchSize: microBatch, padId: data.tokenizer.eosId,
+      packing: c.packing, maxLength: data.maxLength }
+    this.emit('start', { totalSteps, stepsPerEpoch: loader.stepsPerEpoch, startStep: state.globalStep, examples: data.train.length })
+
+    const started = Date.now() - state.elapsedMs
+    let stopReason: StopReason = 'completed'
+    let message = ''
+    let lastCheckpoint: string | null = resumeFrom?.dir ?? null
+    const saveCheckpoint = async () => {
+      state.elapsedMs = Date.now() - started
+      state.adamStep = model.adamStep
+      lastCheckpoint = await run.saveCheckpoint(model, data.tokenizerSource, state, c.keepCheckpoints)
+      this.emit('checkpoint', { step: state.globalStep, dir: lastCheckpoint })
+    }
+    const plotPoints = rebuildPlot(run)
+
+    while (state.globalStep < totalSteps) {
+      if (options.signal?.aborted) {
+        stopReason = 'interrupted'
+        break
+      }
+      const step: Step = loader.step(state.position.epoch, state.position.step)
+      const lr = learningRate(state.globalStep, schedule)
+      if (step.normalizer === 0) { // only possible with chat weights of 0 everywhere: nothing to learn
+        this.log(`warning: step ${state.globalStep + 1} has no weighted target (all weights 0); skipped`)
+        state.globalStep++
+        state.position = loader.next(state.position)
+        continue
+      }
+      const t0 = Date.now()
+      let lossSum = 0, cSum = 0, cCount = 0, pSum = 0, pCount = 0
+      for (const mb of step.microBatches) {
+        const r = await model.accumulate(mb, step.normalizer)
+        lossSum += r.lossSum
+        cSum += r.completionLossSum
+        cCount += r.completionCount
+        pSum += r.promptLossSum
+        pCount += r.promptCount
+      }
+      const loss = lossSum / step.normalizer
+      if (!Number.isFinite(loss)) {
+        model.zeroGrad()
+        stopReason = 'non_finite'
+        message = `the loss became ${loss} at step ${state.globalStep + 1} (epoch ${step.epoch + 1}); stopped before ` +
+          `updating the weights. ${lastCheckpoint ? `The last good checkpoint is ${lastCheckpoint}.` : 'No checkpoint was saved yet.'} ` +
+          'Try a lower --lr or --max-grad-norm.'
+        break
+      }
+      const opt = await model.optimizerStep({ lr, beta1: c.adamBeta1, beta2: c.adamBeta2, eps: c.adamEps,
+        weightDecay: c.weightDecay, maxGradNorm: c.maxGradNorm })
+      if (!Number.isFinite(opt.gradNorm)) {
+        stopReason = 'non_finite'
+        message = `the gradient norm became ${opt.gradNorm} at step ${state.globalStep + 1}; the weights of this run are ` +
+          `no longer usable. ${lastCheckpoint ? `The last good checkpoint is ${lastCheckpoint}.` : 'No checkpoint was saved yet.'}`
+        break
+      }
+      state.globalStep++
+      state.tokensSeen += step.tokens
+      const epochEnded = step.step === loader.stepsPerEpoch - 1
+      state.position = loader.next(state.position)
+      const seconds = (Date.now() - t0) / 1000
+      const metrics: StepMetrics = {
+        step: state.globalStep, epoch: step.epoch + 1, loss,
+        completion_loss: cCount > 0 ? cSum / cCount : null, prompt_loss: pCount > 0 ? pSum / pCount : null,
+        lr, tokens: step.tokens, tokens_total: state.tokensSeen, grad_norm: opt.gradNorm,
+        tokens_per_s: step.tokens / Math.max(seconds, 1e-9), elapsed_s: (Date.now() - started) / 1000,
+      }
+      const last = state.globalStep === totalSteps
+      const evalNow = data.val.length > 0 && (c.evalEvery > 0 ? state.globalStep % c.evalEvery === 0 || last : epochEnded || last)
+      let improved = false
+      if (evalNow) {
+        const v = await evaluateLoss(model, data.val, lossOptions)
+        metrics.val_loss = v.loss
+        metrics.val_completion_loss = v.completionLoss
+        metrics.val_prompt_loss = v.promptLoss
+        if (v.completionLoss !== null && (state.bestValCompletionLoss === null || v.completionLoss < state.bestValCompletionLoss)) {
+          state.bestValCompletionLoss = v.completionLoss
+          state.bestStep = state.globalStep
+          state.evalsWithoutImprovement = 0
+          improved = true
+        } else {
+          state.evalsWithoutImprovement++
+        }
+        this.emit('eval', { step: state.globalStep, ...v, best: state.bestValCompletionLoss, improved })
+      }
+      if (state.globalStep % c.logEvery === 0 || evalNow || last) run.appendMetrics(metrics)
+      this.emit('step', metrics)
+      plotPoints.add(metrics)
+      if (evalNow) run.writePlot(plotPoints.svg())
+      if (improved) await run.saveModelDir('best', model, data.tokenizerSource)
+      if (c.saveEvery > 0 && state.globalStep % c.saveEvery === 0 && !last) await saveCheckpoint()
+      if (evalNow && c.earlyStoppingPatience > 0 && state.evalsWithoutImprovement >= c.earlyStoppingPatience) {
+        stopReason = 'early_stopping'
+        message = `validation completion loss did not improve for ${c.earlyStoppingPatience} evaluations; best ` +
+          `${state.bestValCompletionLoss?.toFixed(4)} at step ${state.bestStep}`
+        break
+      }
+      await new Promise((resolve) => setImmediate(resolve)) // let the event loop breathe between steps
+    }
+
+    if (stopReason === 'non_finite') {
+      this.emit('stopped', { reason: stopReason, message })
+      const result: TrainResult = { stopReason, steps: state.globalStep, totalSteps, runDir: c.out, finalDir: null,
+        bestDir: fs.existsSync(path.join(c.out, 'best')) ? path.join(c.out, 'best') : null,
+        bestValCompletionLoss: state.bestValCompletionLoss, lastCheckpoint, test: null, message }
+      model.dispose()
+      return result
+    }
+    await saveCheckpoint()
+    run.writePlot(plotPoints.svg())
+    let finalDir: string | null = null
+    let test: TrainResult['test'] = null
+    if (stopReason !== 'interrupted') {
+      finalDir = await run.saveModelDir('final', model, data.tokenizerSource)
+      if (data.testRecords.length > 0) {
+        const loss = data.test.length > 0 ? await evaluateLoss(model, data.test, lossOptions) : null
+        let answers: Answer[] = []
+        let accuracy: number | null = null
+        if (c.generateEval > 0) {
+          const records = data.testRecords.slice(0, c.generateEval)
+          this.emit('generate-start', { total: records.length })
+          const g = await generateAnswers(model, data.tokenizer, data.template, records, {
+            maxNewTokens: c.maxNewTokens, onProgress: (done) => this.emit('generate-progress', { done, total: records.length }),
+          })
+          answers = g.answers
+          accuracy = g.accuracy
+          fs.writeFileSync(path.join(c.out, 'test_responses.jsonl'), answers.map((a) => JSON.stringify(a) + '\n').join(''))
+        }
+        test = { accuracy, answers, loss }
+      }
+      if (message === '') message = `trained ${state.globalStep} steps`
+    } else {
+      message = `interrupted at step ${state.globalStep}; resume with --resume ${c.out}`
+    }
+    const bestDir = fs.existsSync(path.join(c.out, 'best')) ? path.join(c.out, 'best') : null
+    const result: TrainResult = { stopReason, steps: state.globalStep, totalSteps, runDir: c.out, finalDir, bestDir,
+      bestValCompletionLoss: state.bestValCompletionLoss, lastCheckpoint, test, message }
+    model.dispose()
+    this.model = null
+    return result
+  }
+}
+
+function readPositions(modelDir: string): number {
+  const cfg = JSON.parse(fs.readFileSync(path.join(modelDir, 'config.json'), 'utf8')) as { n_positions?: number }
+  if (typeof cfg.n_positions !== 'number') throw new Error(`${modelDir}/config.json: no n_positions`)
+  return cfg.n_positions
+}
+
+/** The loss plot's series, rebuilt from metrics.jsonl on resume so the picture stays whole. */
+function rebuildPlot(run: RunDir): { add(m: StepMetrics): void; svg(): string } {
+  const train: Array<[number, number]> = []
+  const val: Array<[number, number]> = []
+  const valCompletion: Array<[number, number]> = []
+  const add = (m: Partial<StepMetrics> & { step: number }) => {
+    if (typeof m.loss === 'number') train.push([m.step, m.loss])
+    if (typeof m.val_loss === 'number') val.push([m.step, m.val_loss])
+    if (typeof m.val_completion_loss === 'number') valCompletion.push([m.step, m.val_completion_loss])
+  }
+  for (const m of run.readMetrics()) add(m as unknown as StepMetrics)
+  return {
+    add,
+    svg: () => renderLossPlot([
+      { name: 'train loss (weighted)', points: train },
+      { name: 'val loss (weighted)', points: val },
+      { name: 'val completion loss', points: valCompletion },
+    ], { title: `plwtune — ${path.basename(path.resolve(run.dir))}`, xLabel: 'optimizer step', yLabel: 'cross-entropy (nats)' }),
+  }
+}
