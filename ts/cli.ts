@@ -10,7 +10,7 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { ConfigError, DEFAULTS, DEMO, kebab, resolveConfig, TrainConfig } from './train/config'
+import { ConfigError, DEFAULTS, DEMO, kebab, nearest, resolveConfig, TrainConfig } from './train/config'
 import { Progress, formatDuration } from './train/progress'
 import { Trainer, StepMetrics, TrainResult } from './train/trainer'
 
@@ -41,7 +41,7 @@ export function parseTrainArgs(argv: string[]): { values: Record<string, unknown
     }
     const key = byFlag.get(flag)
     if (!key) {
-      const near = [...byFlag.keys()].find((f) => f.replace(/-/g, '') === flag.replace(/-/g, ''))
+      const near = nearest(flag, [...byFlag.keys()])
       throw new ConfigError(`unknown flag --${flag}${near ? ` (did you mean --${near}?)` : ''}; see --help`)
     }
     const expected = DEFAULTS[key]

@@ -199,13 +199,37 @@ function checkValue(key: keyof TrainConfig, value: unknown, where: string): unkn
   return x
 }
 
+/** Edit distance, for "did you mean" hints. */
+function distance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)])
+  for (let j = 1; j <= b.length; j++) d[0][j] = j
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+  }
+  return d[a.length][b.length]
+}
+
+/** The known name closest to `name` (ignoring case, '-' and '_'), if it is close. */
+export function nearest(name: string, known: readonly string[]): string | undefined {
+  const norm = (s: string) => s.toLowerCase().replace(/[-_]/g, '')
+  let best: string | undefined
+  let bestD = 3
+  for (const k of known) {
+    const dist = distance(norm(name), norm(k))
+    if (dist < bestD) { best = k; bestD = dist }
+  }
+  return best
+}
+
 /** Merges partial configs (later wins) over the defaults, checking every key. */
 export function resolveConfig(...layers: Array<{ source: string; values: Record<string, unknown> }>): TrainConfig {
   const out: Record<string, unknown> = { ...DEFAULTS, init: { ...DEFAULTS.init } }
   for (const { source, values } of layers) {
     for (const [key, value] of Object.entries(values)) {
       if (!(key in DEFAULTS)) {
-        const near = Object.keys(DEFAULTS).find((k) => k.toLowerCase() === key.toLowerCase().replace(/[-_]/g, ''))
+        const near = nearest(key, Object.keys(DEFAULTS))
         throw new ConfigError(`${source}: unknown key ${key}${near ? ` (did you mean ${near}?)` : ''}`)
       }
       out[key] = checkValue(key as keyof TrainConfig, value, source)

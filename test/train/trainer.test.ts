@@ -1,0 +1,111 @@
+/**
+ * The trainer end to end on tiny models (CPU): exact resume, gradient accumulation, a
+ * non-finite loss, learning, and the run directory's contents.
+ */
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { resolveConfig, TrainConfig } from '../../ts/train/config'
+import { Trainer, StepMetrics } from '../../ts/train/trainer'
+import { initModel } from '../../ts/model'
+import { openSafetensors } from '../../ts/safetensors'
+import { DEMO_TEMPLATE } from '../../ts/demo/tasks'
+import { ByteTokenizer } from '../../ts/data/tokenizer'
+import { writeTokenizerFiles } from '../../ts/train/tokenizer-files'
+import { relError } from '../support/reference'
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'plw-train-'))
+
+function config(values: Partial<TrainConfig>): TrainConfig {
+  return resolveConfig({ source: 'test', values: {
+    device: 'cpu', template: DEMO_TEMPLATE, demoRecords: 240, init: { nLayer: 1, nHead: 2, nEmbd: 16, nPositions: 64 },
+    batchSize: 8, lr: 3e-3, warmupSteps: 2, valSplit: 0.1, testSplit: 0.1, evalEvery: 3, maxLength: 64, seed: 3,
+    ...values,
+  } as Record<string, unknown> })
+}
+
+const metrics = (dir: string) => fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n')
+  .map((l) => JSON.parse(l) as StepMetrics)
+
+describe('Trainer', () => {
+  test('an interrupted run resumed from its checkpoint gives bitwise the losses of an uninterrupted one', async () => {
+    const whole = tmp(), split = tmp()
+    const a = await new Trainer(config({ out: whole, maxSteps: 8 })).fit()
+    expect(a.stopReason).toBe('completed')
+
+    const controller = new AbortController()
+    const t = new Trainer(config({ out: split, maxSteps: 8 }))
+    t.on('step', (m: StepMetrics) => { if (m.step === 5) controller.abort() })
+    const b = await t.fit({ signal: controller.signal })
+    expect(b.stopReason).toBe('interrupted')
+    expect(b.steps).toBe(5)
+    expect(fs.existsSync(path.join(split, 'checkpoints', 'step-5', 'trainer_state.json'))).toBe(true)
+    expect(fs.existsSync(path.join(split, 'final'))).toBe(false)
+
+    const resumed = await new Trainer(config({ out: split, maxSteps: 8, resume: split })).fit()
+    expect(resumed.stopReason).toBe('completed')
+    const ma = metrics(whole), mb = metrics(split)
+    expect(mb.map((m) => m.step)).toEqual(ma.map((m) => m.step))
+    expect(mb.map((m) => [m.loss, m.grad_norm, m.lr, m.val_loss])).toEqual(ma.map((m) => [m.loss, m.grad_norm, m.lr, m.val_loss]))
+    const fa = fs.readFileSync(path.join(whole, 'final', 'model.safetensors'))
+    expect(fs.readFileSync(path.join(split, 'final', 'model.safetensors')).equals(fa)).toBe(true)
+  })
+
+  test('one step of 8 examples in micro-batches of 4 equals micro-batches of 8', async () => {
+    const d1 = tmp(), d2 = tmp()
+    await new Trainer(config({ out: d1, maxSteps: 1, microBatchSize: 8 })).fit()
+    await new Trainer(config({ out: d2, maxSteps: 1, microBatchSize: 4 })).fit()
+    expect(metrics(d2)[0].loss).toBeCloseTo(metrics(d1)[0].loss, 6)
+    expect(metrics(d2)[0].grad_norm).toBeCloseTo(metrics(d1)[0].grad_norm, 5)
+    const w = (d: string) => openSafetensors(path.join(d, 'final', 'model.safetensors')).read('transformer.h.0.mlp.c_fc.weight')
+    expect(relError(w(d2), w(d1))).toBeLessThan(1e-5)
+  })
+
+  test('learns: the training loss falls by more than 40% in 60 steps', async () => {
+    const out = tmp()
+    const r = await new Trainer(config({ out, maxSteps: 60, evalEvery: 20, lr: 1e-2, init: { nLayer: 2, nHead: 2, nEmbd: 32, nPositions: 64 } })).fit()
+    const m = metrics(out)
+    const first = m.slice(0, 3).reduce((s, x) => s + x.loss, 0) / 3
+    const last = m.slice(-3).reduce((s, x) => s + x.loss, 0) / 3
+    expect(last).toBeLessThan(0.6 * first)
+    expect(r.bestValCompletionLoss).not.toBeNull()
+    // The run directory holds what the docs promise.
+    for (const f of ['config.json', 'metrics.jsonl', 'loss.svg', 'final/config.json', 'final/model.safetensors',
+      'final/tokenizer.json', 'final/tokenizer_config.json', 'best/model.safetensors']) {
+      expect({ f, exists: fs.existsSync(path.join(out, f)) }).toEqual({ f, exists: true })
+    }
+    expect(m[0]).toEqual(expect.objectContaining({ step: 1, loss: expect.any(Number), completion_loss: expect.any(Number),
+      prompt_loss: expect.any(Number), lr: expect.any(Number), tokens: expect.any(Number) }))
+    expect(fs.readFileSync(path.join(out, 'loss.svg'), 'utf8')).toContain('val completion loss')
+  })
+
+  test('a NaN loss stops the run with the step and keeps no corrupted model', async () => {
+    const modelDir = tmp()
+    const tok = new ByteTokenizer()
+    const m = await initModel({ nLayer: 1, nHead: 2, nEmbd: 16, nPositions: 64, vocabSize: tok.vocabSize }, { seed: 1 })
+    const w = m.read('h.0.ln_1.weight'); w[3] = NaN
+    m.write('h.0.ln_1.weight', w)
+    await m.save(modelDir)
+    writeTokenizerFiles(modelDir, { byte: { specialTokens: tok.specialTokens, maxLength: 64 } })
+    m.dispose()
+    const out = tmp()
+    // data: the demo set through a file, so --model and --data are both real.
+    const data = path.join(out, 'data.jsonl')
+    fs.writeFileSync(data, Array.from({ length: 40 }, (_, i) => JSON.stringify({ instruction: 'Add.', input: `${i} + 1`, output: `${i + 1}` })).join('\n'))
+    const r = await new Trainer(config({ out, model: modelDir, data, maxSteps: 5 })).fit()
+    expect(r.stopReason).toBe('non_finite')
+    expect(r.message).toMatch(/the loss became NaN at step 1/)
+    expect(r.finalDir).toBeNull()
+  })
+
+  test('the byte tokenizer is exported as a real Hugging Face tokenizer.json', async () => {
+    const { HfTokenizer } = await import('../../ts/data/hf-tokenizer')
+    const dir = tmp()
+    const tok = new ByteTokenizer()
+    writeTokenizerFiles(dir, { byte: { specialTokens: tok.specialTokens, maxLength: 64 } })
+    const hf = await HfTokenizer.fromDir(dir)
+    for (const text of ['Add 2 + 3', 'héllo wörld\n\t!', 'x<|endoftext|>y']) expect(hf.encode(text)).toEqual(tok.encode(text))
+    expect(hf.eosId).toBe(tok.eosId)
+    expect(hf.vocabSize).toBe(tok.vocabSize)
+  })
+})
