@@ -5,8 +5,11 @@
 // which GCC vectorizes; std::tanh is a libm call that stops the vectorizer):
 //   p = sigmoid(2u)     = 1 / (1 + e)  for u >= 0,   e / (1 + e)  for u < 0
 //   q = 1 - p           = e / (1 + e)  for u >= 0,   1 / (1 + e)  for u < 0
-// Both forms are free of cancellation, so p and q are within a few ulp on both tails (the
-// form 0.5 (1 + tanh) loses all relative accuracy where tanh -> -1, i.e. gelu of x < -3).
+// Both forms are free of cancellation, so p and q are within a few ulp of the sigmoid of
+// the f32 argument on both tails (the form 0.5 (1 + tanh) loses all relative accuracy where
+// tanh -> -1, i.e. gelu of x < -3). Measured against float64, elementwise: ~2e-7 for
+// |x| < 1, growing on the negative tail to 5e-6 at x = -8, which is the f32 rounding of the
+// argument 2u magnified by exp's condition number |2u| (test/native/ops_check.cpp).
 // The derivative is the exact one of this formula:
 //   gelu'(x) = p + x * dp/dx = p + x * p q * 2 u'(x),   u'(x) = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
 // Elementwise: the split across threads cannot change a result.
