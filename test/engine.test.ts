@@ -117,7 +117,7 @@ describe('GPT-2 engine (cpu)', () => {
     a.dispose(); b.dispose()
   })
 
-  test('packing isolation: two examples packed in one row equal the same examples in two rows', async () => {
+  test('packing isolation: two examples packed in one row give the logits, loss and gradients of two rows', async () => {
     const model = await initModel(tiny, { seed: 15, maxBatch: 2, maxSeqLen: 10 })
     await spread(model, 16)
     const r = rng(17)
@@ -139,6 +139,14 @@ describe('GPT-2 engine (cpu)', () => {
     expect(relError(lp.slice(4 * V), ls.slice(6 * V))).toBeLessThan(1e-6)
     const ep = await model.evaluate(packed), es = await model.evaluate(separate)
     expect(ep.lossSum).toBeCloseTo(es.lossSum, 5)
+    // And the same gradients, for every parameter.
+    await model.accumulate(packed, 9)
+    const gp = model.parameters().map((p) => model.read(p.name, 'grad'))
+    model.zeroGrad()
+    await model.accumulate(separate, 9)
+    model.parameters().forEach((p, i) => {
+      expect({ name: p.name, ok: relError(model.read(p.name, 'grad'), gp[i]) < 1e-5 }).toEqual({ name: p.name, ok: true })
+    })
     model.dispose()
   })
 

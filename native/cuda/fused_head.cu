@@ -53,7 +53,7 @@
 
 #include "check.cuh"
 #include "cross_entropy.h"
-#include "cublaslt_handle.h"
+#include "lt_matmul.cuh"
 #include "runtime.h"
 
 namespace plw::cuda {
@@ -101,114 +101,8 @@ bool all_zero(const float* w, int n) {
     return std::all_of(w, w + n, [](float x) { return x == 0.0f; });
 }
 
-// ----------------------------------------------------------------------------
-// cuBLASLt plumbing: descriptors owned by RAII guards, so that a throw in the middle of a
-// call leaks nothing.
-
-struct MatmulDesc {
-    cublasLtMatmulDesc_t desc = nullptr;
-    MatmulDesc(cublasComputeType_t compute, cudaDataType_t scale) {
-        PLW_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, compute, scale));
-    }
-    ~MatmulDesc() { (void)cublasLtMatmulDescDestroy(desc); }
-    MatmulDesc(const MatmulDesc&) = delete;
-    MatmulDesc& operator=(const MatmulDesc&) = delete;
-};
-
-struct Layout {
-    cublasLtMatrixLayout_t layout = nullptr;
-    Layout(cudaDataType_t type, uint64_t rows, uint64_t cols, int64_t ld) {
-        PLW_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&layout, type, rows, cols, ld));
-    }
-    ~Layout() { (void)cublasLtMatrixLayoutDestroy(layout); }
-    Layout(const Layout&) = delete;
-    Layout& operator=(const Layout&) = delete;
-};
-
-struct Preference {
-    cublasLtMatmulPreference_t pref = nullptr;
-    Preference() { PLW_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref)); }
-    ~Preference() { (void)cublasLtMatmulPreferenceDestroy(pref); }
-    Preference(const Preference&) = delete;
-    Preference& operator=(const Preference&) = delete;
-};
-
-// Largest power of two (up to 256) dividing the address: the heuristic assumes 256-byte
-// aligned operands unless told otherwise, and rows r0 of hidden need not be.
-uint32_t alignment_of(const void* ptr) {
-    const uintptr_t address = reinterpret_cast<uintptr_t>(ptr);
-    uint32_t alignment = 1;
-    while (alignment < 256 && address % (2 * alignment) == 0) {
-        alignment *= 2;
-    }
-    return alignment;
-}
-
-// A column-major operand as stored in memory: rows x cols, leading dimension ld.
-struct Operand {
-    const void* ptr;
-    cudaDataType_t type;
-    uint64_t rows;
-    uint64_t cols;
-    int64_t ld;
-};
-
-// D (m x n) = op_a(A) (m x k) . op_b(B) (k x n) + beta * D, all column-major, D in place as
-// C. beta is 0 (D is written without being read) or 1 (accumulate). Runs on the legacy
-// default stream with the process-wide handle and workspace.
-void lt_matmul(const char* what, cublasComputeType_t compute, cublasOperation_t op_a,
-               const Operand& a, cublasOperation_t op_b, const Operand& b, void* d,
-               cudaDataType_t d_type, uint64_t m, uint64_t n, int64_t ldd, float beta) {
-    const CublasLtContext& lt = cublaslt_context();
-
-    MatmulDesc desc(compute, CUDA_R_32F);
-    const int32_t trans_a = op_a;
-    const int32_t trans_b = op_b;
-    PLW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_TRANSA,
-                                                    &trans_a, sizeof trans_a));
-    PLW_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.desc, CUBLASLT_MATMUL_DESC_TRANSB,
-                                                    &trans_b, sizeof trans_b));
-
-    Layout a_layout(a.type, a.rows, a.cols, a.ld);
-    Layout b_layout(b.type, b.rows, b.cols, b.ld);
-    Layout d_layout(d_type, m, n, ldd);  // also C's layout: C == D
-
-    Preference pref;
-    const uint64_t workspace_bytes = lt.workspace_bytes;
-    PLW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-        pref.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes,
-        sizeof workspace_bytes));
-    const uint32_t align_a = alignment_of(a.ptr);
-    const uint32_t align_b = alignment_of(b.ptr);
-    const uint32_t align_d = alignment_of(d);
-    PLW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-        pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof align_a));
-    PLW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-        pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof align_b));
-    PLW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-        pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_d, sizeof align_d));
-    PLW_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-        pref.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_d, sizeof align_d));
-
-    cublasLtMatmulHeuristicResult_t heuristic{};
-    int found = 0;
-    const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
-        lt.handle, desc.desc, a_layout.layout, b_layout.layout, d_layout.layout,
-        d_layout.layout, pref.pref, 1, &heuristic, &found);
-    PLW_CHECK((status == CUBLAS_STATUS_SUCCESS || status == CUBLAS_STATUS_NOT_SUPPORTED) &&
-                  found > 0 && heuristic.state == CUBLAS_STATUS_SUCCESS,
-              "cuBLASLt has no algorithm for the fused head's "
-                  << what << " GEMM (m=" << m << " n=" << n << " A " << a.rows << "x" << a.cols
-                  << " ld " << a.ld << ", B " << b.rows << "x" << b.cols << " ld " << b.ld
-                  << ", alignments A/B/D " << align_a << "/" << align_b << "/" << align_d
-                  << " bytes): " << cublasLtGetStatusName(status));
-
-    const float alpha = 1.0f;
-    PLW_CUBLAS_CHECK(cublasLtMatmul(lt.handle, desc.desc, &alpha, a.ptr, a_layout.layout, b.ptr,
-                                    b_layout.layout, &beta, d, d_layout.layout, d,
-                                    d_layout.layout, &heuristic.algo, lt.workspace,
-                                    lt.workspace_bytes, /*stream: legacy default*/ nullptr));
-}
+using detail::lt_matmul;
+using detail::LtOperand;
 
 template <typename T>
 struct GemmTypes;
@@ -227,9 +121,9 @@ struct GemmTypes<bf16> {
 template <typename T>
 void logits_gemm(T* scratch, const T* h, const T* wte, int n, int C, int V) {
     const int64_t ld = scratch_ld(V);
-    lt_matmul("logits", GemmTypes<T>::kCompute,
-              CUBLAS_OP_T, Operand{wte, GemmTypes<T>::kInput, uint64_t(C), uint64_t(V), C},
-              CUBLAS_OP_N, Operand{h, GemmTypes<T>::kInput, uint64_t(C), uint64_t(n), C},
+    lt_matmul("fused head's logits", GemmTypes<T>::kCompute,
+              CUBLAS_OP_T, LtOperand{wte, GemmTypes<T>::kInput, uint64_t(C), uint64_t(V), C},
+              CUBLAS_OP_N, LtOperand{h, GemmTypes<T>::kInput, uint64_t(C), uint64_t(n), C},
               scratch, GemmTypes<T>::kInput, uint64_t(V), uint64_t(n), ld, 0.0f);
 }
 
@@ -238,13 +132,13 @@ template <typename T>
 void backward_gemms(float* dh, float* dwte, const T* dlogits, const T* h, const T* wte, int n,
                     int C, int V) {
     const int64_t ld = scratch_ld(V);
-    lt_matmul("dhidden", GemmTypes<T>::kCompute,
-              CUBLAS_OP_N, Operand{wte, GemmTypes<T>::kInput, uint64_t(C), uint64_t(V), C},
-              CUBLAS_OP_N, Operand{dlogits, GemmTypes<T>::kInput, uint64_t(V), uint64_t(n), ld},
+    lt_matmul("fused head's dhidden", GemmTypes<T>::kCompute,
+              CUBLAS_OP_N, LtOperand{wte, GemmTypes<T>::kInput, uint64_t(C), uint64_t(V), C},
+              CUBLAS_OP_N, LtOperand{dlogits, GemmTypes<T>::kInput, uint64_t(V), uint64_t(n), ld},
               dh, CUDA_R_32F, uint64_t(C), uint64_t(n), C, 0.0f);
-    lt_matmul("dwte", GemmTypes<T>::kCompute,
-              CUBLAS_OP_N, Operand{h, GemmTypes<T>::kInput, uint64_t(C), uint64_t(n), C},
-              CUBLAS_OP_T, Operand{dlogits, GemmTypes<T>::kInput, uint64_t(V), uint64_t(n), ld},
+    lt_matmul("fused head's dwte", GemmTypes<T>::kCompute,
+              CUBLAS_OP_N, LtOperand{h, GemmTypes<T>::kInput, uint64_t(C), uint64_t(n), C},
+              CUBLAS_OP_T, LtOperand{dlogits, GemmTypes<T>::kInput, uint64_t(V), uint64_t(n), ld},
               dwte, CUDA_R_32F, uint64_t(C), uint64_t(V), C, 1.0f);
 }
 

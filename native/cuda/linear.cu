@@ -1,0 +1,169 @@
+// Linear layer in Hugging Face's Conv1D layout, the CUDA twin of native/cpu/linear.h (the
+// reference: same names, arguments and math).
+//
+// Shapes: N = rows (B*T), IC = in channels, OC = out channels; weight stored (IC, OC).
+//   forward:  out (N, OC) = inp (N, IC) . weight (IC, OC) + bias (OC)      (bias may be null)
+//   backward: dinp (N, IC)     += dout (N, OC) . weight^T
+//             dweight (IC, OC) += inp^T . dout
+//             dbias (OC)       += sum over rows of dout                     (dbias may be null)
+//
+// The three products go through cuBLASLt (lt_matmul.cuh) in f32 with TF32 tensor cores
+// (CUBLAS_COMPUTE_32F_FAST_TF32: 10-bit mantissa inputs, f32 accumulation), so results match
+// the f32 reference to ~1e-3 relative, not to f32 rounding. The bias is the GEMM's
+// CUBLASLT_EPILOGUE_BIAS when it is 16-byte aligned, else a separate add kernel. dbias is
+// our own deterministic column sum (column_sum.cuh): cuBLASLt's BGRADB epilogue overwrites
+// instead of accumulating.
+//
+// cuBLASLt is column-major; a row-major (R, K) matrix with row stride ld is, in the same
+// memory, a column-major (K, R) matrix with leading dimension ld (its transpose). So:
+//   inp     row-major (N, IC)  = col-major (IC, N)  ld IC
+//   weight  row-major (IC, OC) = col-major (OC, IC) ld OC
+//   out     row-major (N, OC)  = col-major (OC, N)  ld OC   (dout alike)
+// and every GEMM is written for these views:
+//   forward  out^T (OC, N) = weight-view (OC, IC) . inp-view (IC, N)  [+ bias (OC) per column]
+//        A = weight col-major (OC, IC) ld OC, op N                 m = OC
+//        B = inp col-major (IC, N) ld IC, op N                     n = N, k = IC
+//        D = out col-major (OC, N) ld OC, beta = 0; the epilogue adds bias[o] to row o of D,
+//        i.e. to out[n, o] for every n.
+//        Check: D[o, n] = sum_i weight[i, o] * inp[n, i] = (inp . weight)[n, o].
+//   dinp     dinp^T (IC, N) += weight-view^T (IC, OC) . dout-view (OC, N)
+//        A = weight col-major (OC, IC) ld OC, op T -> (IC, OC)     m = IC
+//        B = dout col-major (OC, N) ld OC, op N                    n = N, k = OC
+//        D = dinp col-major (IC, N) ld IC, beta = 1
+//        Check: D[i, n] = sum_o weight[i, o] * dout[n, o] = (dout . weight^T)[n, i].
+//   dweight  dweight^T (OC, IC) += dout-view (OC, N) . inp-view^T (N, IC)
+//        A = dout col-major (OC, N) ld OC, op N                    m = OC
+//        B = inp col-major (IC, N) ld IC, op T -> (N, IC)          n = IC, k = N
+//        D = dweight col-major (OC, IC) ld OC, beta = 1
+//        Check: D[o, i] = sum_n dout[n, o] * inp[n, i] = (inp^T . dout)[i, o].
+//
+// Cost: each GEMM is 2 * N * IC * OC flops; at GPT-2 sizes (N = 8k-16k, IC/OC = 768-3072)
+// they are compute-bound, ~60-70% of the TF32 dense peak expected (H100 SXM: ~495 TFLOP/s
+// dense TF32). dbias reads dout once (4 * N * OC bytes, memory-bound).
+#include "linear.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "check.cuh"
+#include "column_sum.cuh"
+#include "common.cuh"
+#include "lt_matmul.cuh"
+
+namespace plw::cuda {
+
+namespace {
+
+using detail::ceil_div;
+using detail::is_aligned;
+
+// ----------------------------------------------------------------------------
+// CUDA kernels
+
+// out (N, OC) += bias broadcast over rows; grid-stride over N * OC elements. Only for a bias
+// that the GEMM epilogue cannot take (not 16-byte aligned). A template so that a build
+// without cuBLASLt, where nothing launches it, has no unused function.
+template <typename T>
+__global__ void add_bias_kernel(T* out, const T* bias, int64_t rows, int cols) {
+    const int64_t total = rows * cols;
+    const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+    for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
+         idx += stride) {
+        out[idx] += bias[idx % cols];
+    }
+}
+
+}  // namespace
+
+#if defined(PLW_HAVE_CUBLASLT) && PLW_HAVE_CUBLASLT
+
+namespace {
+
+using detail::lt_matmul;
+using detail::LtOperand;
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = 16384;
+
+void check_shape(const char* what, int N, int IC, int OC) {
+    PLW_CHECK(N >= 0 && IC > 0 && OC > 0,
+              what << ": bad shape N=" << N << " IC=" << IC << " OC=" << OC);
+}
+
+}  // namespace
+
+// ----------------------------------------------------------------------------
+// linear.h
+
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
+                    int IC, int OC) {
+    check_shape("linear_forward", N, IC, OC);
+    if (N == 0) {
+        return;
+    }
+    PLW_CHECK(out != nullptr && inp != nullptr && weight != nullptr,
+              "linear_forward: null device pointer");
+    const bool epilogue = bias != nullptr && is_aligned(bias, 16);
+    lt_matmul("linear forward", CUBLAS_COMPUTE_32F_FAST_TF32,
+              CUBLAS_OP_N, LtOperand{weight, CUDA_R_32F, uint64_t(OC), uint64_t(IC), OC},
+              CUBLAS_OP_N, LtOperand{inp, CUDA_R_32F, uint64_t(IC), uint64_t(N), IC},
+              out, CUDA_R_32F, uint64_t(OC), uint64_t(N), OC, 0.0f,
+              epilogue ? bias : nullptr);
+    if (bias != nullptr && !epilogue) {
+        const int64_t total = static_cast<int64_t>(N) * OC;
+        const int blocks = static_cast<int>(
+            std::max<int64_t>(1, std::min(ceil_div<int64_t>(total, kThreads), kMaxBlocks)));
+        add_bias_kernel<float><<<blocks, kThreads>>>(out, bias, N, OC);
+        PLW_CUDA_CHECK_LAUNCH("add_bias_kernel");
+    }
+}
+
+void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                     const float* inp, const float* weight, int N, int IC, int OC) {
+    check_shape("linear_backward", N, IC, OC);
+    if (N == 0) {
+        return;
+    }
+    PLW_CHECK(dinp != nullptr && dweight != nullptr && dout != nullptr && inp != nullptr &&
+                  weight != nullptr,
+              "linear_backward: null device pointer");
+    lt_matmul("linear dinp", CUBLAS_COMPUTE_32F_FAST_TF32,
+              CUBLAS_OP_T, LtOperand{weight, CUDA_R_32F, uint64_t(OC), uint64_t(IC), OC},
+              CUBLAS_OP_N, LtOperand{dout, CUDA_R_32F, uint64_t(OC), uint64_t(N), OC},
+              dinp, CUDA_R_32F, uint64_t(IC), uint64_t(N), IC, 1.0f);
+    lt_matmul("linear dweight", CUBLAS_COMPUTE_32F_FAST_TF32,
+              CUBLAS_OP_N, LtOperand{dout, CUDA_R_32F, uint64_t(OC), uint64_t(N), OC},
+              CUBLAS_OP_T, LtOperand{inp, CUDA_R_32F, uint64_t(IC), uint64_t(N), IC},
+              dweight, CUDA_R_32F, uint64_t(OC), uint64_t(IC), OC, 1.0f);
+    if (dbias != nullptr) {
+        detail::column_sum_accumulate(dbias, dout, N, OC, OC);
+    }
+}
+
+#else  // no cuBLASLt: the backend reports itself unavailable, and these throw if reached
+
+namespace {
+[[noreturn]] void no_cublaslt(const char* what, int line) {
+    ::plw::fail(std::string(what) +
+                    ": cuBLASLt unavailable (plwtune was built without cuBLASLt; install the CUDA "
+                    "toolkit's cuBLAS and rebuild)",
+                __FILE__, line);
+}
+}  // namespace
+
+void linear_forward(float*, const float*, const float*, const float*, int, int, int) {
+    no_cublaslt("linear_forward", __LINE__);
+}
+
+void linear_backward(float*, float*, float*, const float*, const float*, const float*, int, int,
+                     int) {
+    no_cublaslt("linear_backward", __LINE__);
+}
+
+#endif
+
+}  // namespace plw::cuda
