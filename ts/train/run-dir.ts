@@ -19,6 +19,7 @@ import { openSafetensors, writeSafetensors } from '../safetensors'
 import { loadModel } from '../checkpoint'
 import { ModelOptions } from '../model'
 import { writeTokenizerFiles } from './tokenizer-files'
+import { TrainingMeta, writeMeta } from '../model-dir'
 
 export interface TrainerState {
   /** Optimizer steps done. */
@@ -43,6 +44,9 @@ function replaceDir(tmp: string, target: string): void {
 }
 
 export class RunDir {
+  /** Written into every model directory saved (plwtune.json), once the data is prepared. */
+  meta: TrainingMeta | null = null
+
   constructor(readonly dir: string) {}
 
   get checkpointsDir(): string {
@@ -95,6 +99,7 @@ export class RunDir {
     fs.mkdirSync(tmp, { recursive: true })
     await model.save(tmp)
     writeTokenizerFiles(tmp, tokenizer)
+    if (this.meta) writeMeta(tmp, this.meta)
     if (extra) extra(tmp)
     replaceDir(tmp, target)
     return target

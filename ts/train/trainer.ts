@@ -26,6 +26,7 @@ import { Template } from '../data/template'
 import { ByteTokenizer, Tokenizer } from '../data/tokenizer'
 import { HfTokenizer } from '../data/hf-tokenizer'
 import { GPT2Model, initModel, resolveDevice } from '../model'
+import { TrainingMeta } from '../model-dir'
 import { Answer, evaluateLoss, generateAnswers, SplitLoss } from './evaluate'
 import { renderLossPlot } from './plot'
 import { RunDir, TokenizerSource, TrainerState } from './run-dir'
@@ -67,6 +68,7 @@ export interface TrainResult {
 export class TrainingStopped extends Error {}
 
 interface Prepared {
+  meta: TrainingMeta
   tokenizer: Tokenizer
   tokenizerSource: TokenizerSource
   template: Template
@@ -126,7 +128,9 @@ export class Trainer extends EventEmitter {
     if (train.length === 0) throw new Error('no training examples left after splitting and encoding')
     const val = encode(valRecords, 'val')
     const test = encode(splits.test, 'test')
-    return { tokenizer, tokenizerSource, template, train, val, testRecords: splits.test, test, maxLength }
+    const meta: TrainingMeta = { template: c.template === 'auto' ? template.name : c.template, format: main.summary.format,
+      promptLossWeight: c.promptLossWeight, maxLength }
+    return { meta, tokenizer, tokenizerSource, template, train, val, testRecords: splits.test, test, maxLength }
   }
 
   /** Runs the training to its end, an early stop, a non-finite loss, or the signal. */
@@ -147,6 +151,7 @@ export class Trainer extends EventEmitter {
     const positions = resumeFrom !== undefined ? readPositions(resumeFrom.dir)
       : c.model !== null ? readPositions(c.model) : c.init.nPositions
     const data = await this.prepare(positions)
+    run.meta = data.meta
     const modelOptions = { device, maxBatch: microBatch, maxSeqLen: data.maxLength - 1 }
     if (resumeFrom !== undefined) {
       const loaded = await RunDir.loadCheckpoint(resumeFrom.dir, modelOptions)
