@@ -152,6 +152,8 @@ describe('GPT-2 engine (cpu)', () => {
 
   test('errors name the problem and never crash', async () => {
     const model = await initModel(tiny, { maxBatch: 2, maxSeqLen: 4 })
+    expect(model.info.memory.total).toBe(model.info.memory.parameters + model.info.memory.gradients +
+      model.info.memory.optimizer + model.info.memory.activations + model.info.memory.scratch)
     const b = batchOf(2, 4, 1)
     await expect(model.accumulate({ ...b, B: 3, tokens: new Int32Array(12), targets: new Int32Array(12), weights: new Float32Array(12), kinds: undefined }, 1))
       .rejects.toThrow(/exceeds the model's batch capacity B=2 T=4/)
@@ -166,6 +168,10 @@ describe('GPT-2 engine (cpu)', () => {
     model.dispose()
     expect(() => model.parameters()).toThrow(/disposed/)
     await expect(initModel({ ...tiny, nHead: 3 })).rejects.toThrow(/multiple of n_head/)
+    // Too big for this machine: refused with the bill, before anything is allocated or touched.
+    const gpt2 = { nLayer: 12, nHead: 12, nEmbd: 768, nPositions: 1024, vocabSize: 50257 }
+    await expect(initModel(gpt2, { maxBatch: 512, maxSeqLen: 1024 }))
+      .rejects.toThrow(/does not fit on cpu: it needs about \d+ MiB \(parameters 475 MiB, gradients 475 MiB, AdamW 950 MiB, activations \d+ MiB/)
     await expect(initModel(tiny, { maxSeqLen: 17 })).rejects.toThrow(/maxSeqLen/)
   })
 })

@@ -287,6 +287,12 @@ void memset_zero(void* ptr, size_t bytes) {
 
 void synchronize() { PLW_CUDA_CHECK(cudaDeviceSynchronize()); }
 
+size_t free_memory() {
+    size_t free_bytes = 0, total_bytes = 0;
+    PLW_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    return free_bytes;
+}
+
 ScratchBuffer::ScratchBuffer(size_t bytes) : bytes_(bytes) {
     if (bytes != 0) {
         ptr_ = scratch_pool().acquire(bytes);

@@ -24,6 +24,7 @@ void copy_to_host(void* dst, const void* src, size_t bytes);
 void copy_device_to_device(void* dst, const void* src, size_t bytes);
 void memset_zero(void* ptr, size_t bytes);
 void synchronize();
+size_t free_memory();  // bytes free on the current device (cudaMemGetInfo)
 
 // Scratch memory from a caching pool: a released buffer is kept for the next request of
 // a size it can serve, so hot calls (loss scratch, per-row losses) do not cudaMalloc.

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <new>
 
@@ -45,6 +46,19 @@ struct CpuBackend {
     static void download(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
     static void copy(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
     static void sync() {}
+    // MemAvailable from /proc/meminfo (what can be allocated without swapping or the OOM
+    // killer); 0 when unknown, which skips the check.
+    static size_t free_memory() {
+        FILE* f = std::fopen("/proc/meminfo", "r");
+        if (!f) return 0;
+        char line[256];
+        size_t kib = 0;
+        while (std::fgets(line, sizeof line, f)) {
+            if (std::sscanf(line, "MemAvailable: %zu kB", &kib) == 1) break;
+        }
+        std::fclose(f);
+        return kib * 1024;
+    }
     static size_t fused_head_scratch_bytes(int chunk, int V) {
         return sizeof(float) * cpu::fused_head_scratch_floats(chunk, V);
     }
@@ -73,6 +87,7 @@ struct CudaBackend {
     static void download(void* dst, const void* src, size_t bytes) { cuda::copy_to_host(dst, src, bytes); }
     static void copy(void* dst, const void* src, size_t bytes) { cuda::copy_device_to_device(dst, src, bytes); }
     static void sync() { cuda::synchronize(); }
+    static size_t free_memory() { return cuda::free_memory(); }
     static size_t fused_head_scratch_bytes(int chunk, int V) {
         return cuda::fused_head_scratch_bytes(chunk, V, sizeof(float));
     }

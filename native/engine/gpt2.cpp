@@ -503,7 +503,12 @@ private:
         chunk_ = std::min(BK::default_head_chunk(), max_.B * max_.T);
         MemoryReport plan;
         carve(/*dry=*/true, &plan);
+        const size_t free = BK::free_memory();
+        // Checked up front: on Linux a host allocation past the available memory can succeed
+        // and the process then dies to the OOM killer when the pages are touched.
+        const bool fits = free == 0 || plan.total() <= free;
         try {
+            if (!fits) throw Error("only " + mib(free) + " is free");
             carve(/*dry=*/false, &mem_);
         } catch (const std::exception& e) {
             for (void* p : allocations_) BK::release(p);
