@@ -44,6 +44,7 @@ void copy_device_to_device(void*, const void*, size_t) { unavailable(__LINE__); 
 void memset_zero(void*, size_t) { unavailable(__LINE__); }
 
 void synchronize() { unavailable(__LINE__); }
+size_t free_memory() { unavailable(__LINE__); }
 
 ScratchBuffer::ScratchBuffer(size_t) { unavailable(__LINE__); }
 
