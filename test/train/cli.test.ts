@@ -42,7 +42,7 @@ describe('plwtune train flags and config', () => {
   })
 
   test('the demo preset applies only without --model and --data', () => {
-    expect(loadConfig([])).toMatchObject({ maxSteps: 450, packing: true, out: 'runs/demo' })
+    expect(loadConfig([])).toMatchObject({ maxSteps: 1000, packing: true, out: 'runs/demo' })
     expect(loadConfig(['--data', 'x.jsonl'])).toMatchObject({ maxSteps: 0, packing: false, out: 'runs/latest' })
   })
 

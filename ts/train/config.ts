@@ -50,7 +50,11 @@ export interface TrainConfig {
   /** Fractions of `data` held out for validation and test (ignored for val when valData is given). */
   valSplit: number
   testSplit: number
+  /** Model initialization and data order. */
   seed: number
+  /** The train/val/test split (and the demo set's generation): fixed apart from `seed`, so runs
+   *  with different seeds (a sweep) are evaluated on the same held-out records. */
+  dataSeed: number
   /** Evaluate on the validation split every N steps; 0: at the end of each epoch. */
   evalEvery: number
   /** Checkpoint every N steps; 0: only at the end (and on Ctrl-C). */
@@ -104,6 +108,7 @@ export const DEFAULTS: TrainConfig = {
   valSplit: 0.05,
   testSplit: 0,
   seed: 42,
+  dataSeed: 42,
   evalEvery: 0,
   saveEvery: 0,
   keepCheckpoints: 2,
@@ -130,11 +135,11 @@ export const DEMO: Partial<TrainConfig> = {
   lr: 2e-3, // a small model from scratch learns fast at a high rate
   warmupSteps: 30,
   batchSize: 48,
-  maxSteps: 450, // ~3.5 minutes on 2 CPU cores
+  maxSteps: 1000, // ~3 minutes on 2 quiet CPU cores; 450 steps reach 39% exact match, 1000 reach 60%
   valSplit: 0.05,
   testSplit: 0.05,
-  evalEvery: 75,
-  saveEvery: 150,
+  evalEvery: 125,
+  saveEvery: 250,
   weightDecay: 0.1,
   generateEval: 200,
   maxNewTokens: 16,
@@ -157,7 +162,7 @@ const ENUMS: Partial<Record<keyof TrainConfig, readonly string[]>> = {
 }
 const NULLABLE_STRINGS = new Set<keyof TrainConfig>(['model', 'data', 'valData', 'resume'])
 const INTEGERS = new Set<keyof TrainConfig>(['epochs', 'maxSteps', 'batchSize', 'microBatchSize', 'warmupSteps', 'maxLength',
-  'seed', 'evalEvery', 'saveEvery', 'keepCheckpoints', 'earlyStoppingPatience', 'logEvery', 'generateEval', 'maxNewTokens',
+  'seed', 'dataSeed', 'evalEvery', 'saveEvery', 'keepCheckpoints', 'earlyStoppingPatience', 'logEvery', 'generateEval', 'maxNewTokens',
   'demoRecords'])
 
 /** Checks one key's value against the defaults' type; returns it typed. `where` names the source. */

@@ -111,9 +111,9 @@ export class Trainer extends EventEmitter {
       return r
     }
     const main = c.data !== null ? await read(c.data)
-      : recordsFromObjects(generateDemoRecords(c.demoRecords, c.seed), { name: 'built-in demo set' })
+      : recordsFromObjects(generateDemoRecords(c.demoRecords, c.dataSeed), { name: 'built-in demo set' })
     if (c.data === null) this.log(`data: the built-in demo set, ${main.records.length} records (${describeRead(main.summary)})`)
-    const splits = splitDataset(main.records, { val: c.valData !== null ? 0 : c.valSplit, test: c.testSplit, seed: c.seed })
+    const splits = splitDataset(main.records, { val: c.valData !== null ? 0 : c.valSplit, test: c.testSplit, seed: c.dataSeed })
     const valRecords = c.valData !== null ? (await read(c.valData)).records : splits.val
     const template = resolveTemplate(c.template === 'auto' ? undefined : c.template, { format: main.summary.format, tokenizer })
     const maxLength = c.maxLength > 0 ? Math.min(c.maxLength, nPositions) : nPositions
