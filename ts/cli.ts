@@ -194,11 +194,31 @@ export function summary(r: TrainResult): string {
   return lines.join('\n')
 }
 
+const COMMANDS = `Usage: plwtune <command> [flags]   (plwtune <command> --help for its flags)
+
+Commands:
+  train      fine-tune a GPT-2 with a prompt loss weight
+  generate   answer one prompt or every record of a dataset split (responses JSONL)
+  eval       loss, completion loss and perplexity, exact/contains match, multiple choice
+  stats      token counts, completion/prompt ratio and a recommended prompt loss weight
+  data swap  turn long-completion records into prompt-prediction tasks (AlpacaDataShort)
+  sweep      the same training over several prompt loss weights and seeds
+`
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
-  if (command === 'train') return trainCommand(rest)
+  const io = { out: process.stdout, err: process.stderr }
+  switch (command) {
+    case 'train': return trainCommand(rest)
+    case 'stats': return (await import('./commands/stats')).statsCommand(rest, io)
+    case 'sweep': return (await import('./commands/sweep')).sweepCommand(rest, io)
+    case 'data':
+      if (rest[0] === 'swap') return (await import('./commands/data-swap')).dataSwapCommand(rest.slice(1), io)
+      process.stderr.write(`plwtune data: expected a subcommand: swap\n`)
+      return 2
+  }
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
-    process.stdout.write('Usage: plwtune <command> [flags]\n\nCommands:\n  train   fine-tune a GPT-2 with a prompt loss weight (see plwtune train --help)\n')
+    process.stdout.write(COMMANDS)
     return command === undefined ? 2 : 0
   }
   process.stderr.write(`plwtune: unknown command ${JSON.stringify(command)} (try plwtune --help)\n`)
