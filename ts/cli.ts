@@ -13,6 +13,7 @@ import * as path from 'node:path'
 import { ConfigError, DEFAULTS, DEMO, kebab, nearest, resolveConfig, TrainConfig } from './train/config'
 import { Progress, formatDuration } from './train/progress'
 import { Trainer, StepMetrics, TrainResult } from './train/trainer'
+import { abortOnSigint } from './commands/interrupt'
 
 const BOOLEAN_NEGATIONS: Record<string, keyof TrainConfig> = { 'no-shuffle': 'shuffle', 'no-packing': 'packing' }
 
@@ -121,19 +122,7 @@ export async function trainCommand(argv: string[], io = { out: process.stdout, e
   }
   const trainer = new Trainer(config)
   const controller = new AbortController()
-  let firstSigint = 0
-  const onSigint = () => {
-    const now = Date.now()
-    if (firstSigint === 0) {
-      firstSigint = now
-      controller.abort()
-      io.err.write('\nplwtune: stopping after this step and saving a checkpoint (Ctrl-C again in 2 s to quit at once)\n')
-    } else if (now - firstSigint > 2000) {
-      io.err.write('plwtune: quitting without a checkpoint\n')
-      process.exit(130)
-    }
-  }
-  process.on('SIGINT', onSigint)
+  const stopListening = abortOnSigint(controller, io.err, 'plwtune')
   let progress: Progress | null = null
   trainer.on('log', (line: string) => (progress ? progress.log(line) : io.out.write(line + '\n')))
   trainer.on('start', (s: { totalSteps: number; startStep: number; stepsPerEpoch: number; examples: number }) => {
@@ -164,7 +153,7 @@ export async function trainCommand(argv: string[], io = { out: process.stdout, e
     io.err.write(`plwtune train: ${(err as Error).message}\n`)
     return 1
   } finally {
-    process.off('SIGINT', onSigint)
+    stopListening()
   }
   ;(progress as Progress | null)?.finish()
   io.out.write(summary(result) + '\n')

@@ -33,6 +33,14 @@
 
 namespace plw::engine {
 
+// The ops the engine calls, listed once; each backend forwards them to its namespace.
+#define PLW_BACKEND_OPS(X)                                                                   \
+    X(embedding_forward) X(embedding_backward) X(layernorm_forward) X(layernorm_backward)   \
+    X(linear_forward) X(linear_backward) X(attention_forward) X(attention_backward)         \
+    X(gelu_forward) X(gelu_backward) X(residual_forward) X(residual_backward)               \
+    X(fused_head_cross_entropy_forward) X(fused_head_cross_entropy_backward) X(adamw_update) \
+    X(grad_sum_squares) X(attention_decode_forward) X(head_logits_forward)
+
 struct CpuBackend {
     static constexpr const char* name = "cpu";
     static void* alloc(size_t bytes) {
@@ -65,15 +73,7 @@ struct CpuBackend {
     static int default_head_chunk() { return 256; }
 #define PLW_FORWARD(fn) \
     template <typename... A> static auto fn(A... a) { return cpu::fn(a...); }
-    PLW_FORWARD(embedding_forward) PLW_FORWARD(embedding_backward)
-    PLW_FORWARD(layernorm_forward) PLW_FORWARD(layernorm_backward)
-    PLW_FORWARD(linear_forward) PLW_FORWARD(linear_backward)
-    PLW_FORWARD(attention_forward) PLW_FORWARD(attention_backward)
-    PLW_FORWARD(gelu_forward) PLW_FORWARD(gelu_backward)
-    PLW_FORWARD(residual_forward) PLW_FORWARD(residual_backward)
-    PLW_FORWARD(fused_head_cross_entropy_forward) PLW_FORWARD(fused_head_cross_entropy_backward)
-    PLW_FORWARD(adamw_update) PLW_FORWARD(grad_sum_squares)
-    PLW_FORWARD(attention_decode_forward) PLW_FORWARD(head_logits_forward)
+    PLW_BACKEND_OPS(PLW_FORWARD)
 #undef PLW_FORWARD
 };
 
@@ -94,15 +94,7 @@ struct CudaBackend {
     static int default_head_chunk() { return 2048; }
 #define PLW_FORWARD(fn) \
     template <typename... A> static auto fn(A... a) { return cuda::fn(a...); }
-    PLW_FORWARD(embedding_forward) PLW_FORWARD(embedding_backward)
-    PLW_FORWARD(layernorm_forward) PLW_FORWARD(layernorm_backward)
-    PLW_FORWARD(linear_forward) PLW_FORWARD(linear_backward)
-    PLW_FORWARD(attention_forward) PLW_FORWARD(attention_backward)
-    PLW_FORWARD(gelu_forward) PLW_FORWARD(gelu_backward)
-    PLW_FORWARD(residual_forward) PLW_FORWARD(residual_backward)
-    PLW_FORWARD(fused_head_cross_entropy_forward) PLW_FORWARD(fused_head_cross_entropy_backward)
-    PLW_FORWARD(adamw_update) PLW_FORWARD(grad_sum_squares)
-    PLW_FORWARD(attention_decode_forward) PLW_FORWARD(head_logits_forward)
+    PLW_BACKEND_OPS(PLW_FORWARD)
 #undef PLW_FORWARD
 };
 #endif

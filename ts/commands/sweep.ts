@@ -35,6 +35,7 @@
  * - The tables are rewritten after every finished run, so a long sweep can be read while it
  *   runs; an interrupted sweep writes what it has and says how many runs are missing.
  */
+import { abortOnSigint } from './interrupt'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { loadConfig, parseTrainArgs } from '../cli'
@@ -669,19 +670,7 @@ export async function sweepCommand(argv: string[], io: { out: NodeJS.WritableStr
   const controller = new AbortController()
   if (options.signal?.aborted) controller.abort()
   options.signal?.addEventListener('abort', () => controller.abort(), { once: true })
-  let firstSigint = 0
-  const onSigint = () => {
-    const now = Date.now()
-    if (firstSigint === 0) {
-      firstSigint = now
-      controller.abort()
-      io.err.write('\nplwtune sweep: stopping this run after its step and saving a checkpoint (Ctrl-C again in 2 s to quit at once)\n')
-    } else if (now - firstSigint > 2000) {
-      io.err.write('plwtune sweep: quitting without a checkpoint\n')
-      process.exit(130)
-    }
-  }
-  process.on('SIGINT', onSigint)
+  const stopListening = abortOnSigint(controller, io.err, 'plwtune sweep')
   const command = ['plwtune sweep', ...argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`))].join(' ')
   let outcome: SweepOutcome
   try {
@@ -690,7 +679,7 @@ export async function sweepCommand(argv: string[], io: { out: NodeJS.WritableStr
     io.err.write(`plwtune sweep: ${(err as Error).message}\n`)
     return err instanceof ConfigError || err instanceof UsageError ? 2 : 1
   } finally {
-    process.off('SIGINT', onSigint)
+    stopListening()
   }
   const s = outcome.summary
   io.out.write(['', ...s.verdict, '', `results: ${path.join(spec.out, 'results.md')}, ${path.join(spec.out, 'results.csv')}, ` +

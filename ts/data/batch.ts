@@ -14,16 +14,10 @@
  * each packed example exactly as they would see it alone.
  */
 import { EncodedExample, KIND_PAD, tokenWeight } from './example'
+import type { Batch as EngineBatch } from '../native'
 
-export interface Batch {
-  B: number
-  T: number
-  /** (B, T) input ids. */
-  tokens: Int32Array
-  /** (B, T) the next token; PAD_TARGET at padding. */
-  targets: Int32Array
-  /** (B, T) loss weight of each target. */
-  weights: Float32Array
+/** The engine's micro-batch (ts/native.ts) with every optional array filled, and counts. */
+export interface Batch extends EngineBatch {
   /** (B, T) KIND_PAD (0), KIND_PROMPT (1), KIND_COMPLETION (2) of each target. */
   kinds: Uint8Array
   /** (B, T) position of each input within its example. */
