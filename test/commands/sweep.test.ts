@@ -160,7 +160,7 @@ describe('plwtune sweep, end to end on tiny runs', () => {
       expect((err as NodeJS.ErrnoException).code).toBe('ESRCH')
     }
     expect(await exited).toBe(130)
-    expect(stderr).toMatch(/stopping this run after its step and saving a checkpoint/)
+    expect(stderr).toMatch(/plwtune sweep: stopping after this step and saving a checkpoint/)
     expect(stdout).toMatch(/\[2\/2\] λ = 1, seed 1: interrupted at step \d+ \(checkpoint saved\)/)
     expect(stdout).toMatch(/1 of 2 runs finished; run the same command again to continue/)
     expect(fs.existsSync(path.join(out, 'lambda-0', 'seed-1', 'result.json'))).toBe(true)
