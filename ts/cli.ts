@@ -199,6 +199,8 @@ async function main(argv: string[]): Promise<number> {
   const io = { out: process.stdout, err: process.stderr }
   switch (command) {
     case 'train': return trainCommand(rest)
+    case 'generate': return (await import('./commands/generate')).generateCommand(rest, io)
+    case 'eval': return (await import('./commands/eval')).evalCommand(rest, io)
     case 'stats': return (await import('./commands/stats')).statsCommand(rest, io)
     case 'sweep': return (await import('./commands/sweep')).sweepCommand(rest, io)
     case 'data':

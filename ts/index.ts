@@ -8,5 +8,9 @@ export * from './data'
 export type { Batch } from './data'
 export { Trainer, type TrainResult, type StepMetrics, type StopReason } from './train/trainer'
 export { resolveConfig, DEFAULTS, DEMO, ConfigError, type TrainConfig } from './train/config'
-export { evaluateLoss, generateAnswers, type SplitLoss, type Answer } from './train/evaluate'
+export {
+  evaluateLoss, generateAnswers, generateOne, generateMany, recordRequest, finishResponse, cutAtStop, exactMatch, containsMatch, matchRates,
+  encodePair, choiceRequests, scoreChoices, type SplitLoss, type Answer, type Generated, type GenerationOptions, type MatchRates,
+  type ChoiceScore, type ChoiceResult,
+} from './train/evaluate'
 export { generateDemoRecords } from './demo/tasks'

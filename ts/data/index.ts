@@ -5,8 +5,13 @@ export {
   type ChatRecord, type DataRecord, detectFormat, validateRecord, toMessages, textFields,
 } from './records'
 export {
-  type ReadOptions, type ReadSummary, type ReadResult, readDataset, recordsFromObjects, describeRead, MAX_PROBLEMS_KEPT,
+  type ReadOptions, type ReadSummary, type ReadResult, type JsonSink, readDataset, readJsonValues, recordsFromObjects, describeRead,
+  MAX_PROBLEMS_KEPT,
 } from './read'
+export {
+  type ChoiceRecord, type ChoiceReadSummary, isChoiceObject, isChoiceFile, validateChoiceRecord, readChoiceDataset,
+  choiceRecordsFromObjects, codePoints,
+} from './choices'
 export { type SplitOptions, type Splits, splitDataset } from './split'
 export { Rng, hashSeed, permutation, shuffleInPlace } from './rng'
 export { type DataWarning, type WarningGroup, Warnings, formatWarning } from './warnings'
@@ -28,3 +33,8 @@ export {
 } from './encode'
 export { type Batch, type CollateOptions, PAD_TARGET, collate, packRows } from './batch'
 export { type LoaderOptions, type StepPosition, type Step, BatchLoader } from './loader'
+export {
+  type LengthVerdict, type RecordTokenCounts, type FieldStats, type DatasetStats, SHORT_COMPLETION_RATIO, SHORT_COMPLETION_PLW, BORDERLINE_FACTOR,
+  LONG_COMPLETION_PLW, recordTokenCounts, fieldStats, plwAdvice, datasetStats,
+} from './stats'
+export { SWAP_INSTRUCTION, SWAP_INSTRUCTION_WITH_CONTEXT, completionLongerThanPrompt, swapRecord, swapLongCompletions } from './swap'

@@ -48,34 +48,51 @@ export const MAX_PROBLEMS_KEPT = 1000
 /** Reads a dataset file. Throws DataError on bad records unless `skipInvalid`. */
 export async function readDataset(file: string, options: ReadOptions = {}): Promise<ReadResult> {
   checkOptions(options)
-  const head = await readHead(file)
   const collector = new Collector(file, options)
+  await readJsonValues(file, collector)
+  return collector.finish()
+}
+
+/** Where readJsonValues delivers a file's values: each parsed one with its source, and each line that does not parse. */
+export interface JsonSink {
+  /** Values delivered so far (parsed or not): the next value's index. */
+  readonly seen: number
+  add(value: unknown, source: Source): void
+  unparsable(source: Source, message: string): void
+}
+
+/**
+ * Walks a JSON array or JSON Lines file value by value, with file and line, as readDataset
+ * does (other record kinds, such as multiple-choice records, reuse it). A file that cannot be
+ * opened, or a JSON array that does not parse, throws DataError.
+ */
+export async function readJsonValues(file: string, sink: JsonSink): Promise<void> {
+  const head = await readHead(file)
   if (head.trimStart().startsWith('[')) {
     const text = stripBom(await fs.promises.readFile(file, 'utf8'))
-    readJsonArray(text, collector)
-  } else {
-    const stream = fs.createReadStream(file, { encoding: 'utf8' })
-    const lines = readline.createInterface({ input: stream, crlfDelay: Infinity })
-    let line = 0
-    try {
-      for await (const raw of lines) {
-        line++
-        const text = line === 1 ? stripBom(raw) : raw
-        if (text.trim() === '') continue
-        let value: unknown
-        try {
-          value = JSON.parse(text)
-        } catch (err) {
-          collector.unparsable({ file, line, index: collector.seen }, jsonMessage(err))
-          continue
-        }
-        collector.add(value, { file, line, index: collector.seen })
-      }
-    } finally {
-      stream.destroy()
-    }
+    readJsonArray(text, file, sink)
+    return
   }
-  return collector.finish()
+  const stream = fs.createReadStream(file, { encoding: 'utf8' })
+  const lines = readline.createInterface({ input: stream, crlfDelay: Infinity })
+  let line = 0
+  try {
+    for await (const raw of lines) {
+      line++
+      const text = line === 1 ? stripBom(raw) : raw
+      if (text.trim() === '') continue
+      let value: unknown
+      try {
+        value = JSON.parse(text)
+      } catch (err) {
+        sink.unparsable({ file, line, index: sink.seen }, jsonMessage(err))
+        continue
+      }
+      sink.add(value, { file, line, index: sink.seen })
+    }
+  } finally {
+    stream.destroy()
+  }
 }
 
 /** Validates in-memory records (the library API): messages name them `<name>[index]`. */
@@ -199,8 +216,7 @@ function jsonMessage(err: unknown): string {
   return `invalid JSON: ${m.length > 200 ? m.slice(0, 200) + '…' : m}`
 }
 
-function readJsonArray(text: string, collector: Collector): void {
-  const file = collector.file
+function readJsonArray(text: string, file: string, sink: JsonSink): void {
   let value: unknown
   try {
     value = JSON.parse(text)
@@ -213,7 +229,7 @@ function readJsonArray(text: string, collector: Collector): void {
     throw new DataError(`${file}: expected a JSON array of records or JSON Lines`, [])
   }
   const lines = elementLines(text)
-  value.forEach((item, index) => collector.add(item, { file, line: lines[index], index }))
+  value.forEach((item, index) => sink.add(item, { file, line: lines[index], index }))
 }
 
 /** The 1-based line of a character offset. */
