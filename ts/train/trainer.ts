@@ -193,12 +193,16 @@ export class Trainer extends EventEmitter {
     }
     const plotPoints = rebuildPlot(run)
 
+    // The next step is collated while the engine computes the current one (the native work
+    // runs off the event loop), so batching costs the step no time.
+    let prefetched: Step | null = null
     while (state.globalStep < totalSteps) {
       if (options.signal?.aborted) {
         stopReason = 'interrupted'
         break
       }
-      const step: Step = loader.step(state.position.epoch, state.position.step)
+      const step: Step = prefetched ?? loader.step(state.position.epoch, state.position.step)
+      prefetched = null
       const lr = learningRate(state.globalStep, schedule)
       if (step.normalizer === 0) { // only possible with chat weights of 0 everywhere: nothing to learn
         this.log(`warning: step ${state.globalStep + 1} has no weighted target (all weights 0); skipped`)
@@ -208,8 +212,19 @@ export class Trainer extends EventEmitter {
       }
       const t0 = Date.now()
       let lossSum = 0, cSum = 0, cCount = 0, pSum = 0, pCount = 0
-      for (const mb of step.microBatches) {
-        const r = await model.accumulate(mb, step.normalizer)
+      for (const [i, mb] of step.microBatches.entries()) {
+        const pending = model.accumulate(mb, step.normalizer)
+        let prefetchError: unknown = null
+        if (i === 0 && state.globalStep + 1 < totalSteps) {
+          try {
+            const next = loader.next(state.position)
+            prefetched = loader.step(next.epoch, next.step)
+          } catch (err) {
+            prefetchError = err // raised once the step in flight has settled, never left unhandled
+          }
+        }
+        const r = await pending
+        if (prefetchError !== null) throw prefetchError
         lossSum += r.lossSum
         cSum += r.completionLossSum
         cCount += r.completionCount
