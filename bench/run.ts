@@ -1,13 +1,14 @@
 /**
- * plwtune microbenchmarks: the loss kernels, the fused LM head, AdamW and the CPU SGEMM, each
- * against its floor (memory bandwidth or FLOP peak, see ceilings.ts) and against PyTorch on
- * the same device, sizes and dtypes (torch_peer.py, when torch imports).
+ * plwtune microbenchmarks: the loss kernels, the fused LM head, AdamW, the CPU SGEMM and a
+ * whole GPT-2 training step, each against its floor (memory bandwidth or FLOP peak, see
+ * ceilings.ts) and against PyTorch on the same device, sizes and dtypes (torch_peer.py, when
+ * torch imports).
  *
  *   npm run bench                               every device this machine has, full sizes
  *   npm run bench -- --device cpu --only ce,adamw
  *   npm run bench -- --quick --json out.json    small sizes, results also as JSON
  *
- * Options: --device cpu|cuda|all (default all available), --only ce|head|adamw|sgemm[,...],
+ * Options: --device cpu|cuda|all (default all available), --only ce|head|adamw|sgemm|train[,...],
  * --quick, --json FILE, --no-peer (skip PyTorch). bench/RESULTS.md says how results are recorded.
  * Environment: PLW_PYTHON (the interpreter for the peer, default python3), PLW_CPU_PEAK_GFLOPS,
  * PLW_GPU_BANDWIDTH_GBS, PLW_GPU_BF16_TFLOPS, PLW_GPU_TF32_TFLOPS (ceilings, see ceilings.ts).
@@ -21,6 +22,7 @@ import { crossEntropyCases } from './cross-entropy'
 import { fusedHeadCases } from './fused-head'
 import { adamwCases } from './adamw'
 import { sgemmCases } from './sgemm'
+import { isTrainCase, trainFigures, trainStepCases, trainSummary, TrainCase } from './train-step'
 import { runPeer, torchAvailable, PeerResult } from './peer'
 
 const FAMILIES: Record<string, (device: Device, quick: boolean) => BenchCase[]> = {
@@ -28,6 +30,7 @@ const FAMILIES: Record<string, (device: Device, quick: boolean) => BenchCase[]> 
   head: fusedHeadCases,
   adamw: adamwCases,
   sgemm: sgemmCases,
+  train: trainStepCases,
 }
 
 interface Options {
@@ -102,6 +105,8 @@ interface Row {
   torchError: string | null
   /** our median / torch median: < 1 means plwtune is faster. */
   oursOverTorch: number | null
+  /** Family-specific figures (train: tokens/s, MFU, memory), for --json. */
+  extra?: Record<string, unknown>
 }
 
 interface DeviceReport {
@@ -112,6 +117,8 @@ interface DeviceReport {
   gpu?: GpuCeilings
   peerNote: string
   rows: Row[]
+  /** The training-step summary (tokens/s, MFU, memory, torch variants), '' without train cases. */
+  trainSummary: string
 }
 
 function floorOf(c: BenchCase, cpu: CpuCeilings | undefined, gpu: GpuCeilings | undefined): { ms: number | null; basis: string } {
@@ -270,7 +277,11 @@ async function main(): Promise<void> {
         }
       }
     }
-    reports.push({ device, description: describeDevice(device, cpu), ceilingNotes: notes, cpu, gpu, peerNote, rows })
+    const trainItems: Array<{ c: TrainCase; row: Row }> = []
+    cases.forEach((c, i) => { if (isTrainCase(c)) trainItems.push({ c, row: rows[i] }) })
+    for (const { c, row } of trainItems) row.extra = trainFigures(c, row, cpu, gpu)
+    reports.push({ device, description: describeDevice(device, cpu), ceilingNotes: notes, cpu, gpu, peerNote, rows,
+      trainSummary: trainSummary(device, trainItems, cpu, gpu) })
   }
 
   // The report: one table per device, with what it ran on and the ceilings it was held to.
@@ -305,6 +316,7 @@ async function main(): Promise<void> {
       if (row.error) extra.push(`error: ${row.error}`)
       process.stdout.write(`  ${row.id}: ${extra.join('; ')}\n`)
     }
+    if (r.trainSummary) process.stdout.write(`\n### training step (${r.device})\n\n${r.trainSummary}`)
   }
   if (!opts.devices.includes('cuda')) {
     process.stdout.write(`\n(cuda: not run — ${info.cuda.available ? 'not selected' : info.cuda.reason})\n`)

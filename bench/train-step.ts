@@ -1,0 +1,336 @@
+/**
+ * One whole training step of the GPT-2 engine: model.step() with one micro-batch (forward,
+ * backward, global-norm clipping at 1.0 and AdamW over every parameter), random tokens, loss
+ * weights 1 except the first quarter of each row, a prompt at lambda = 0.1 (kinds 1/2), so the
+ * weighted loss is what runs.
+ *
+ * FLOPs per token, the standard estimate (Kaplan et al.; PaLM appendix B; nanoGPT's
+ * estimate_mfu): 6 * N + 12 * L * T * C, with N the parameters without the position table
+ * (wte stays in: it is the LM head's GEMM) and the second term the attention score and
+ * value GEMMs at sequence length T (counted in full, as the estimate does, although causal
+ * attention needs half). The floor is B*T tokens at that many FLOPs: on CUDA at the dense
+ * bf16 tensor-core peak, so "% of floor" is the MFU as it is usually quoted (the engine runs
+ * f32 with TF32 GEMMs on CUDA today, so the summary also gives the fraction of the TF32
+ * peak); on the CPU at the fp32 peak.
+ *
+ * The PyTorch peer (torch_peer.py, kind 'train') trains the same config on the same batch
+ * shape: a nanoGPT-style GPT-2 in f32 (TF32 allowed on CUDA), eager; on CUDA also
+ * torch.compile, bf16 autocast, and both together.
+ */
+import type { Device, GPT2Config, ModelInfo, OptimizerSettings, Batch } from '../ts/native'
+import { initModel } from '../ts/model'
+import type { CpuCeilings, GpuCeilings } from './ceilings'
+import type { PeerResult } from './peer'
+import { BenchCase, PeerSpec, rng, Timing } from './harness'
+
+export const GPT2_124M: GPT2Config = { nLayer: 12, nHead: 12, nEmbd: 768, nPositions: 1024, vocabSize: 50257 }
+export const GPT2_MEDIUM: GPT2Config = { nLayer: 24, nHead: 16, nEmbd: 1024, nPositions: 1024, vocabSize: 50257 }
+/** The issue's small CPU config. */
+export const GPT2_SMALL_CPU: GPT2Config = { nLayer: 4, nHead: 4, nEmbd: 128, nPositions: 256, vocabSize: 512 }
+
+/** torch.optim.AdamW's defaults except weight decay (0.1 on the >= 2-D tensors), clipping at 1.0. */
+export const TRAIN_OPT: OptimizerSettings = { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, maxGradNorm: 1.0 }
+const LAMBDA = 0.1
+const PROMPT_FRACTION = 0.25
+const GIB = 2 ** 30
+
+/** Parameters of GPT-2 in Hugging Face layout (real vocabulary, tied head). */
+export function paramCount(cfg: GPT2Config): number {
+  const C = cfg.nEmbd
+  return cfg.vocabSize * C + cfg.nPositions * C + cfg.nLayer * (12 * C * C + 13 * C) + 2 * C
+}
+
+/** 6 * (parameters - wpe) + 12 * L * T * C. */
+export function flopsPerToken(cfg: GPT2Config, T: number): number {
+  return 6 * (paramCount(cfg) - cfg.nPositions * cfg.nEmbd) + 12 * cfg.nLayer * T * cfg.nEmbd
+}
+
+/** What the train summary needs beyond a BenchCase; prepare() fills in memory. */
+export interface TrainMeta {
+  label: string
+  config: GPT2Config
+  B: number
+  T: number
+  params: number
+  flopsPerToken: number
+  /** The case checks model.info.memory.total against this (GPT-2 medium: 24 GiB). */
+  memoryLimitBytes: number | null
+  memory: ModelInfo['memory'] | null
+  /** The last step's loss (Σ w·CE / Σ w), a sanity check that the step computed something. */
+  lastLoss: number | null
+}
+
+export interface TrainCase extends BenchCase {
+  train: TrainMeta
+}
+
+export function isTrainCase(c: BenchCase): c is TrainCase {
+  return c.family === 'train' && (c as Partial<TrainCase>).train !== undefined
+}
+
+/** The peer's spec. harness.ts's PeerSpec union does not list 'train' (see trainCase). */
+interface TrainPeerSpec {
+  kind: 'train'
+  nLayer: number
+  nHead: number
+  nEmbd: number
+  nPositions: number
+  vocabSize: number
+  B: number
+  T: number
+  promptLen: number
+  lambda: number
+  lr: number
+  beta1: number
+  beta2: number
+  eps: number
+  weightDecay: number
+  maxGradNorm: number
+  /** CUDA: also time torch.compile and bf16 autocast + torch.compile (slow to compile). */
+  compile: boolean
+}
+
+/** B rows of T random tokens; the first quarter of each row is prompt (weight lambda). */
+export function trainBatch(cfg: GPT2Config, B: number, T: number, seed: number): Batch {
+  const r = rng(seed)
+  const N = B * T
+  const promptLen = Math.floor(T * PROMPT_FRACTION)
+  const tokens = new Int32Array(N)
+  const targets = new Int32Array(N)
+  const weights = new Float32Array(N)
+  const kinds = new Uint8Array(N)
+  for (let i = 0; i < N; i++) {
+    tokens[i] = Math.floor(r() * cfg.vocabSize)
+    targets[i] = Math.floor(r() * cfg.vocabSize)
+    const prompt = i % T < promptLen
+    weights[i] = prompt ? LAMBDA : 1
+    kinds[i] = prompt ? 1 : 2
+  }
+  return { B, T, tokens, targets, weights, kinds }
+}
+
+function trainCase(device: Device, cfg: GPT2Config, label: string, slug: string, B: number, T: number,
+  o: { minIterations: number; memoryLimitBytes?: number; compile?: boolean }): TrainCase {
+  const meta: TrainMeta = {
+    label, config: cfg, B, T, params: paramCount(cfg), flopsPerToken: flopsPerToken(cfg, T),
+    memoryLimitBytes: o.memoryLimitBytes ?? null, memory: null, lastLoss: null,
+  }
+  const peer: TrainPeerSpec = {
+    kind: 'train', ...cfg, B, T, promptLen: Math.floor(T * PROMPT_FRACTION), lambda: LAMBDA,
+    ...TRAIN_OPT, compile: o.compile ?? true,
+  }
+  return {
+    family: 'train',
+    id: `train/${device}/${slug}/B${B}xT${T}`,
+    name: 'train step (fwd+bwd+AdamW)',
+    shape: `${label} B=${B} T=${T}`,
+    dtype: 'float32',
+    device,
+    // MFU: on CUDA against the bf16 dense peak (the usual basis), on the CPU the fp32 peak.
+    floor: { kind: 'flops', flops: B * T * meta.flopsPerToken, precision: device === 'cpu' ? 'fp32' : 'bf16' },
+    minIterations: o.minIterations,
+    // harness.ts's PeerSpec does not list 'train'; peer.ts only spreads the object into the
+    // JSON it sends torch_peer.py, which reads the fields above.
+    peer: peer as unknown as PeerSpec,
+    train: meta,
+    prepare: async () => {
+      const batch = trainBatch(cfg, B, T, 7)
+      const model = await initModel(cfg, { seed: 1, device, maxBatch: B, maxSeqLen: T })
+      meta.memory = model.info.memory
+      const counted = model.parameters().reduce((s, p) => s + p.shape.reduce((a, b) => a * b, 1), 0)
+      if (counted !== meta.params) {
+        model.dispose()
+        throw new Error(`bench: the engine has ${counted} parameters, the FLOP estimate assumed ${meta.params}`)
+      }
+      return {
+        run: async () => {
+          const r = await model.step(batch, TRAIN_OPT)
+          const loss = r.lossSum / r.weightSum
+          if (!Number.isFinite(loss)) throw new Error(`bench: ${label} step gave a non-finite loss (${loss})`)
+          meta.lastLoss = loss
+          return r
+        },
+        dispose: () => model.dispose(),
+      }
+    },
+  }
+}
+
+/**
+ * CPU: GPT-2 124M at B=4 T=64 and the small config (L=4 NH=4 C=128 V=512) at B=8 T=256, the
+ * issue's two CPU targets; --quick: the small config only.
+ * CUDA: GPT-2 124M at B=8 and B=16, T=1024, and GPT-2 medium at B=8 T=1024 (its memory
+ * against 24 GiB; the peer runs it eager only, to keep the run short); --quick: 124M at B=4 T=256.
+ */
+export function trainStepCases(device: Device, quick: boolean): BenchCase[] {
+  if (device === 'cpu') {
+    const small = trainCase('cpu', GPT2_SMALL_CPU, 'L4 NH4 C128 V512', 'l4-c128-v512', 8, 256, { minIterations: 10 })
+    if (quick) return [small]
+    return [trainCase('cpu', GPT2_124M, 'GPT-2 124M', 'gpt2-124m', 4, 64, { minIterations: 3 }), small]
+  }
+  if (quick) return [trainCase('cuda', GPT2_124M, 'GPT-2 124M', 'gpt2-124m', 4, 256, { minIterations: 5 })]
+  return [
+    trainCase('cuda', GPT2_124M, 'GPT-2 124M', 'gpt2-124m', 8, 1024, { minIterations: 5 }),
+    trainCase('cuda', GPT2_124M, 'GPT-2 124M', 'gpt2-124m', 16, 1024, { minIterations: 5 }),
+    trainCase('cuda', GPT2_MEDIUM, 'GPT-2 medium', 'gpt2-medium', 8, 1024,
+      { minIterations: 3, memoryLimitBytes: 24 * GIB, compile: false }),
+  ]
+}
+
+/** What the train summary reads of a result row (run.ts's Row has these fields). */
+export interface TrainRowView {
+  id: string
+  timing: Timing | null
+  torch: PeerResult | null
+  torchError: string | null
+  error: string | null
+}
+
+/** Extra fields of the peer's train results (torch_peer.py's run_train). */
+interface TrainPeerResult extends PeerResult {
+  peak_mem_bytes?: number
+  compile_ms?: number
+  compile_warmup_s?: number
+  compile_error?: string
+  bf16_ms?: number
+  bf16_error?: string
+  bf16_compile_ms?: number
+  bf16_compile_warmup_s?: number
+  bf16_compile_error?: string
+  blas?: string
+}
+
+function fmt(ms: number): string {
+  return ms >= 100 ? ms.toFixed(1) : ms >= 1 ? ms.toFixed(2) : ms.toFixed(3)
+}
+
+function tokS(tokens: number, ms: number): string {
+  const t = tokens / (ms / 1e3)
+  return t >= 1e5 ? `${(t / 1e3).toFixed(0)}k` : t >= 1e4 ? `${(t / 1e3).toFixed(1)}k` : t.toFixed(0)
+}
+
+function pad(cells: string[][], right: boolean[]): string[] {
+  const widths = cells[0].map((_, i) => Math.max(...cells.map((c) => c[i].length)))
+  const line = (c: string[]): string => '| ' + c.map((x, i) => (right[i] ? x.padStart(widths[i]) : x.padEnd(widths[i]))).join(' | ') + ' |'
+  const sep = '|' + widths.map((w, i) => (right[i] ? '-'.repeat(w + 1) + ':' : '-'.repeat(w + 2))).join('|') + '|'
+  return [line(cells[0]), sep, ...cells.slice(1).map(line)]
+}
+
+/** JSON-ready figures of one train row (for --json). */
+export function trainFigures(c: TrainCase, row: TrainRowView, cpu?: CpuCeilings, gpu?: GpuCeilings): Record<string, unknown> {
+  const m = c.train
+  const tokens = m.B * m.T
+  const out: Record<string, unknown> = { ...m, tokensPerStep: tokens }
+  if (row.timing) {
+    const s = row.timing.medianMs / 1e3
+    const flops = tokens * m.flopsPerToken / s
+    out.tokensPerSecond = tokens / s
+    out.flopsPerSecond = flops
+    if (c.device === 'cpu' && cpu) out.fractionOfFp32Peak = flops / (cpu.peakGflops * 1e9)
+    if (c.device === 'cuda' && gpu) {
+      out.mfuBf16 = flops / (gpu.bf16Tflops * 1e12)
+      out.fractionOfTf32Peak = flops / (gpu.tf32Tflops * 1e12)
+    }
+  }
+  if (m.memory && m.memoryLimitBytes !== null) out.fitsMemoryLimit = m.memory.total <= m.memoryLimitBytes
+  return out
+}
+
+/**
+ * The training-step summary printed under the device's table: tokens/s, FLOP rate against
+ * the peaks, memory, and every torch variant the peer timed.
+ */
+export function trainSummary(device: Device, items: Array<{ c: TrainCase; row: TrainRowView }>,
+  cpu?: CpuCeilings, gpu?: GpuCeilings): string {
+  if (items.length === 0) return ''
+  const lines: string[] = []
+  const basis = (fpt: number, T: number, cfg: GPT2Config): string =>
+    `${(fpt / 1e6).toFixed(1)} MFLOP/token = 6 x ${((paramCount(cfg) - cfg.nPositions * cfg.nEmbd) / 1e6).toFixed(2)}M + 12 x ${cfg.nLayer} x ${T} x ${cfg.nEmbd}`
+  if (device === 'cpu') {
+    const cells = [['training step', 'B x T', 'ms/step', 'tokens/s', 'GFLOP/s', '% fp32 peak', 'torch eager ms', 'torch tokens/s', 'ours/torch']]
+    for (const { c, row } of items) {
+      const m = c.train
+      const tokens = m.B * m.T
+      const f = trainFigures(c, row, cpu)
+      const t = row.torch as TrainPeerResult | null
+      cells.push([
+        m.label, `${m.B} x ${m.T}`,
+        row.timing ? fmt(row.timing.medianMs) : 'FAILED',
+        row.timing ? tokS(tokens, row.timing.medianMs) : '-',
+        f.flopsPerSecond !== undefined ? ((f.flopsPerSecond as number) / 1e9).toFixed(1) : '-',
+        f.fractionOfFp32Peak !== undefined ? `${((f.fractionOfFp32Peak as number) * 100).toFixed(1)}%` : '-',
+        t ? fmt(t.ms) : row.torchError ? 'error' : '-',
+        t ? tokS(tokens, t.ms) : '-',
+        t && row.timing ? (row.timing.medianMs / t.ms).toFixed(2) : '-',
+      ])
+    }
+    lines.push(...pad(cells, [false, false, true, true, true, true, true, true, true]))
+  } else {
+    const cells = [['training step', 'B x T', 'ms/step', 'tokens/s', 'TFLOP/s', 'MFU (bf16)', '% TF32 peak', 'memory',
+      'torch f32', 'f32+compile', 'bf16', 'bf16+compile', 'ours/torch f32']]
+    const v = (ms: number | undefined, err: string | undefined): string => (ms !== undefined ? fmt(ms) : err !== undefined ? 'error' : '-')
+    for (const { c, row } of items) {
+      const m = c.train
+      const tokens = m.B * m.T
+      const f = trainFigures(c, row, undefined, gpu)
+      const t = row.torch as TrainPeerResult | null
+      const mem = m.memory ? `${(m.memory.total / GIB).toFixed(2)} GiB` +
+        (m.memoryLimitBytes !== null ? (m.memory.total <= m.memoryLimitBytes ? ' (<= 24 GiB)' : ' (> 24 GiB!)') : '') : '-'
+      cells.push([
+        m.label, `${m.B} x ${m.T}`,
+        row.timing ? fmt(row.timing.medianMs) : 'FAILED',
+        row.timing ? tokS(tokens, row.timing.medianMs) : '-',
+        f.flopsPerSecond !== undefined ? ((f.flopsPerSecond as number) / 1e12).toFixed(1) : '-',
+        f.mfuBf16 !== undefined && Number.isFinite(f.mfuBf16) ? `${((f.mfuBf16 as number) * 100).toFixed(1)}%` : '-',
+        f.fractionOfTf32Peak !== undefined && Number.isFinite(f.fractionOfTf32Peak) ? `${((f.fractionOfTf32Peak as number) * 100).toFixed(1)}%` : '-',
+        mem,
+        t ? fmt(t.ms) : row.torchError ? 'error' : '-',
+        t ? v(t.compile_ms, t.compile_error) : '-',
+        t ? v(t.bf16_ms, t.bf16_error) : '-',
+        t ? v(t.bf16_compile_ms, t.bf16_compile_error) : '-',
+        t && row.timing ? (row.timing.medianMs / t.ms).toFixed(2) : '-',
+      ])
+    }
+    lines.push(...pad(cells, [false, false, true, true, true, true, true, false, true, true, true, true, true]))
+    lines.push('', 'MFU = tokens/s x FLOPs/token / the dense bf16 peak; the engine runs f32 with TF32 GEMMs on CUDA today, ' +
+      'so "% TF32 peak" is the same rate against the TF32 dense peak. torch columns: ms per step (torch.cuda.Event).')
+  }
+  lines.push('')
+  for (const { c, row } of items) {
+    const m = c.train
+    const tokens = m.B * m.T
+    const notes: string[] = [`${basis(m.flopsPerToken, m.T, m.config)} (${(m.params / 1e6).toFixed(2)}M params)`]
+    if (m.memory) {
+      const mm = m.memory
+      notes.push(`engine memory ${(mm.total / GIB).toFixed(2)} GiB (params ${(mm.parameters / GIB).toFixed(2)}, grads ` +
+        `${(mm.gradients / GIB).toFixed(2)}, AdamW ${(mm.optimizer / GIB).toFixed(2)}, activations ${(mm.activations / GIB).toFixed(2)}, ` +
+        `scratch ${(mm.scratch / GIB).toFixed(2)})` +
+        (m.memoryLimitBytes !== null ? `: ${mm.total <= m.memoryLimitBytes ? 'fits' : 'does NOT fit'} in ${(m.memoryLimitBytes / GIB).toFixed(0)} GiB` : ''))
+    }
+    if (m.lastLoss !== null) notes.push(`last loss ${m.lastLoss.toFixed(4)}`)
+    const t = row.torch as TrainPeerResult | null
+    if (t) {
+      const ratio = (ms: number | undefined): string => (ms !== undefined && row.timing ? ` (ours/this ${(row.timing.medianMs / ms).toFixed(2)})` : '')
+      const parts = [`torch eager f32 ${fmt(t.ms)} ms = ${tokS(tokens, t.ms)} tokens/s (n=${t.n}${t.blas ? `, BLAS ${t.blas}` : ''})`]
+      if (t.peak_mem_bytes !== undefined) parts.push(`torch peak memory (eager f32) ${(t.peak_mem_bytes / GIB).toFixed(2)} GiB`)
+      if (t.compile_ms !== undefined) {
+        parts.push(`torch.compile f32 ${fmt(t.compile_ms)} ms = ${tokS(tokens, t.compile_ms)} tokens/s${ratio(t.compile_ms)}` +
+          (t.compile_warmup_s !== undefined ? `, compiled in ${t.compile_warmup_s.toFixed(0)} s` : ''))
+      }
+      if (t.compile_error !== undefined) parts.push(`torch.compile f32 FAILED: ${t.compile_error}`)
+      if (t.bf16_ms !== undefined) parts.push(`bf16 autocast eager ${fmt(t.bf16_ms)} ms${ratio(t.bf16_ms)}`)
+      if (t.bf16_error !== undefined) parts.push(`bf16 autocast FAILED: ${t.bf16_error}`)
+      if (t.bf16_compile_ms !== undefined) {
+        parts.push(`bf16 autocast + torch.compile ${fmt(t.bf16_compile_ms)} ms = ${tokS(tokens, t.bf16_compile_ms)} tokens/s` +
+          `${ratio(t.bf16_compile_ms)}` +
+          (t.bf16_compile_warmup_s !== undefined ? `, recompiled in ${t.bf16_compile_warmup_s.toFixed(0)} s` : ''))
+      }
+      if (t.bf16_compile_error !== undefined) parts.push(`bf16 autocast + torch.compile FAILED: ${t.bf16_compile_error}`)
+      notes.push(...parts)
+    }
+    if (row.torchError) notes.push(`torch error: ${row.torchError}`)
+    if (row.error) notes.push(`error: ${row.error}`)
+    lines.push(`  ${c.id}: ${notes.join('; ')}`)
+  }
+  return lines.join('\n') + '\n'
+}
