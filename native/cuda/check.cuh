@@ -69,3 +69,14 @@ namespace plw::cuda::detail {
         }                                                                                      \
     } while (0)
 #endif
+
+namespace plw::cuda::detail {
+// The CUDA backend is unavailable in a build without cuBLASLt, so its GEMM entry points are
+// never reached; if one is, it throws with the fix instead of computing nothing.
+[[noreturn]] inline void no_cublaslt(const char* what, const char* file, int line) {
+    ::plw::fail(std::string(what) +
+                    ": cuBLASLt unavailable (plwtune was built without cuBLASLt; install the CUDA "
+                    "toolkit's cuBLAS and rebuild)",
+                file, line);
+}
+}  // namespace plw::cuda::detail

@@ -230,33 +230,25 @@ void fused_head_cross_entropy_backward(float* losses, float* dhidden, float* dwt
 
 #else  // no cuBLASLt: the backend reports itself unavailable, and these throw if reached
 
-namespace {
-[[noreturn]] void no_cublaslt(const char* what, int line) {
-    ::plw::fail(std::string(what) +
-                    ": cuBLASLt unavailable (plwtune was built without cuBLASLt; install the CUDA "
-                    "toolkit's cuBLAS and rebuild)",
-                __FILE__, line);
-}
-}  // namespace
 
 void fused_head_cross_entropy_forward(float*, void*, const float*, const float*, const int32_t*,
                                       const float*, int, int, int, int) {
-    no_cublaslt("fused_head_cross_entropy_forward", __LINE__);
+    detail::no_cublaslt("fused_head_cross_entropy_forward", __FILE__, __LINE__);
 }
 
 void fused_head_cross_entropy_forward(float*, void*, const bf16*, const bf16*, const int32_t*,
                                       const float*, int, int, int, int) {
-    no_cublaslt("fused_head_cross_entropy_forward", __LINE__);
+    detail::no_cublaslt("fused_head_cross_entropy_forward", __FILE__, __LINE__);
 }
 
 void fused_head_cross_entropy_backward(float*, float*, float*, void*, const float*, const float*,
                                        const int32_t*, const float*, float, int, int, int, int) {
-    no_cublaslt("fused_head_cross_entropy_backward", __LINE__);
+    detail::no_cublaslt("fused_head_cross_entropy_backward", __FILE__, __LINE__);
 }
 
 void fused_head_cross_entropy_backward(float*, float*, float*, void*, const bf16*, const bf16*,
                                        const int32_t*, const float*, float, int, int, int, int) {
-    no_cublaslt("fused_head_cross_entropy_backward", __LINE__);
+    detail::no_cublaslt("fused_head_cross_entropy_backward", __FILE__, __LINE__);
 }
 
 #endif

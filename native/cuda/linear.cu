@@ -146,22 +146,14 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
 
 #else  // no cuBLASLt: the backend reports itself unavailable, and these throw if reached
 
-namespace {
-[[noreturn]] void no_cublaslt(const char* what, int line) {
-    ::plw::fail(std::string(what) +
-                    ": cuBLASLt unavailable (plwtune was built without cuBLASLt; install the CUDA "
-                    "toolkit's cuBLAS and rebuild)",
-                __FILE__, line);
-}
-}  // namespace
 
 void linear_forward(float*, const float*, const float*, const float*, int, int, int) {
-    no_cublaslt("linear_forward", __LINE__);
+    detail::no_cublaslt("linear_forward", __FILE__, __LINE__);
 }
 
 void linear_backward(float*, float*, float*, const float*, const float*, const float*, int, int,
                      int) {
-    no_cublaslt("linear_backward", __LINE__);
+    detail::no_cublaslt("linear_backward", __FILE__, __LINE__);
 }
 
 #endif
