@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# On the GPU machine (see pack.sh): build with CUDA and cuBLASLt, run the GPU suites, one
+# compute-sanitizer pass, and the GPU benchmarks beside PyTorch. Logs and results go to $OUT.
+set -uo pipefail
+OUT=${OUT:-/tmp/plw-gpu-out}
+mkdir -p "$OUT"
+source .device/env.sh
+tar -xJf .gpu/node_modules.tar.xz
+tar -xJf .gpu/dist.tar.xz
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
+# cuBLASLt: the toolkit's, else PyTorch's nvidia-cublas wheel.
+if ! find /usr/local/cuda*/ -name cublasLt.h 2>/dev/null | grep -q .; then
+  PLW_CUBLAS_ROOT=$(python3 -c "import nvidia.cublas, os; print(os.path.dirname(nvidia.cublas.__file__))" 2>/dev/null || true)
+  export PLW_CUBLAS_ROOT
+  echo "cuBLASLt from ${PLW_CUBLAS_ROOT:-nowhere}" | tee -a "$OUT/gpu.txt"
+fi
+PLW_CUDA=ON PLW_CUDA_ARCHS=${PLW_CUDA_ARCHS:-90-real} node scripts/build-native.js > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+node -e "console.log(JSON.stringify(require('./build/Release/plwtune.node').backendInfo()))" | tee -a "$OUT/gpu.txt"
+jest=node_modules/jest/bin/jest.js
+node "$jest" -c jest.dist.config.js cuda 2>&1 | tee "$OUT/cuda-tests.log" | tail -30
+compute-sanitizer --tool memcheck --error-exitcode 3 node "$jest" -c jest.dist.config.js dist/test/cuda.test.js > "$OUT/sanitizer.log" 2>&1
+echo "compute-sanitizer exit $?" | tee -a "$OUT/gpu.txt"
+tail -5 "$OUT/sanitizer.log"
+node dist/bench/run.js --device cuda --json "$OUT/bench-gpu.json" 2>&1 | tee "$OUT/bench.log" | tail -40
