@@ -8,6 +8,7 @@
  */
 import { Bench } from 'tinybench'
 import type { Device } from '../ts/native'
+import { Rng } from '../ts/data/rng'
 
 /** What torch_peer.py runs for a case: the same op at the same sizes (see torch_peer.py). */
 export type PeerSpec =
@@ -86,16 +87,10 @@ export async function measure(name: string, fn: () => Promise<unknown>, o: Timin
   return { medianMs: median, meanMs: r.mean, rme: r.rme, minMs: r.min, maxMs: r.max, samples: s.length }
 }
 
-/** mulberry32: a small seeded generator, uniform in [0, 1). */
+/** A seeded generator, uniform in [0, 1): the data layer's mulberry32. */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
+  const r = new Rng(seed)
+  return () => r.nextU32() / 4294967296
 }
 
 /**

@@ -69,23 +69,12 @@ export function isTrainCase(c: BenchCase): c is TrainCase {
 }
 
 /** The peer's spec. harness.ts's PeerSpec union does not list 'train' (see trainCase). */
-interface TrainPeerSpec {
+interface TrainPeerSpec extends GPT2Config, OptimizerSettings {
   kind: 'train'
-  nLayer: number
-  nHead: number
-  nEmbd: number
-  nPositions: number
-  vocabSize: number
   B: number
   T: number
   promptLen: number
   lambda: number
-  lr: number
-  beta1: number
-  beta2: number
-  eps: number
-  weightDecay: number
-  maxGradNorm: number
   /** CUDA: also time torch.compile and bf16 autocast + torch.compile (slow to compile). */
   compile: boolean
 }
