@@ -13,8 +13,10 @@
 // FMA: every step is one IEEE-rounded float operation. The CPU build matches this bit for bit
 // only when GCC does not contract either (-ffp-contract=off); otherwise expect ~1 ulp.
 //
-// adamw_update: elementwise, 16 bytes read and 12 written per element (p, m, v, grad),
-// memory-bound: ~90% of bandwidth expected with float4 accesses.
+// adamw_update: elementwise, 16 bytes read and 12 written per element (p, m, v, grad), plus
+// 2 more written with the bf16 copy of the parameters (params_bf16: the new p rounded to
+// nearest even, as plw::f32_to_bf16); memory-bound: ~90% of bandwidth expected with float4
+// accesses (and 8-byte stores of 4 bf16).
 // grad_sum_squares: two-stage deterministic reduction in double (fixed grid, per-block
 // partials in a fixed order, one block sums them); reads 4 bytes per element.
 #include "adamw.h"
@@ -51,14 +53,17 @@ __device__ __forceinline__ void adamw_element(float& p, float& m, float& v, floa
     p = __fsub_rn(p, __fmul_rn(f.step_size, __fdiv_rn(m, denom)));
 }
 
-// grid-stride over n / VEC packs; VEC = 4 needs 16-byte aligned pointers and n % 4 == 0.
-template <int VEC>
-__global__ void adamw_kernel(float* __restrict__ params,       // (n)
-                             float* __restrict__ m,            // (n) first moment
-                             float* __restrict__ v,            // (n) second moment
-                             const float* __restrict__ grads,  // (n)
+// grid-stride over n / VEC packs; VEC = 4 needs 16-byte aligned f32 pointers, an 8-byte
+// aligned params_bf16 and n % 4 == 0. BF16: also store the new params rounded to bf16.
+template <int VEC, bool BF16>
+__global__ void adamw_kernel(float* __restrict__ params,         // (n)
+                             float* __restrict__ m,              // (n) first moment
+                             float* __restrict__ v,              // (n) second moment
+                             const float* __restrict__ grads,    // (n)
+                             uint16_t* __restrict__ params_bf16, // (n) raw bf16; only if BF16
                              int64_t n, AdamWFactors f) {
     using P = detail::Pack<float, VEC>;
+    using PB = detail::Pack<uint16_t, VEC>;
     const int64_t packs = n / VEC;
     const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
     for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < packs;
@@ -74,6 +79,14 @@ __global__ void adamw_kernel(float* __restrict__ params,       // (n)
         reinterpret_cast<P*>(params)[i] = p;
         reinterpret_cast<P*>(m)[i] = mm;
         reinterpret_cast<P*>(v)[i] = vv;
+        if constexpr (BF16) {
+            PB pb;
+#pragma unroll
+            for (int j = 0; j < VEC; ++j) {
+                pb.v[j] = detail::from_float<uint16_t>(p.v[j]);
+            }
+            reinterpret_cast<PB*>(params_bf16)[i] = pb;
+        }
     }
 }
 
@@ -129,6 +142,22 @@ int grid_for(int64_t work_items, int threads, int64_t max_blocks) {
         std::max<int64_t>(1, std::min(ceil_div<int64_t>(work_items, threads), max_blocks)));
 }
 
+template <bool BF16>
+void launch_adamw(float* params, float* m, float* v, const float* grads, uint16_t* params_bf16,
+                  int64_t count, const AdamWFactors& f) {
+    const bool vec4 = count % 4 == 0 && is_aligned(params, 16) && is_aligned(m, 16) &&
+                      is_aligned(v, 16) && is_aligned(grads, 16) &&
+                      (!BF16 || is_aligned(params_bf16, 8));
+    if (vec4) {
+        adamw_kernel<4, BF16><<<grid_for(count / 4, kThreads, kMaxBlocks), kThreads>>>(
+            params, m, v, grads, params_bf16, count, f);
+    } else {
+        adamw_kernel<1, BF16><<<grid_for(count, kThreads, kMaxBlocks), kThreads>>>(
+            params, m, v, grads, params_bf16, count, f);
+    }
+    PLW_CUDA_CHECK_LAUNCH("adamw_kernel");
+}
+
 }  // namespace
 
 // ----------------------------------------------------------------------------
@@ -136,6 +165,11 @@ int grid_for(int64_t work_items, int threads, int64_t max_blocks) {
 
 void adamw_update(float* params, float* m, float* v, const float* grads, size_t n,
                   const AdamWParams& hp) {
+    adamw_update(params, m, v, grads, n, hp, nullptr);
+}
+
+void adamw_update(float* params, float* m, float* v, const float* grads, size_t n,
+                  const AdamWParams& hp, bf16* params_bf16) {
     PLW_CHECK(hp.step >= 1, "adamw_update: step must be >= 1 (torch counts from 1), got "
                                 << hp.step);
     if (n == 0) {
@@ -145,16 +179,12 @@ void adamw_update(float* params, float* m, float* v, const float* grads, size_t 
               "adamw_update: null device pointer");
     const AdamWFactors f = plw::cpu::adamw_factors(hp);
     const int64_t count = static_cast<int64_t>(n);
-    const bool vec4 = count % 4 == 0 && is_aligned(params, 16) && is_aligned(m, 16) &&
-                      is_aligned(v, 16) && is_aligned(grads, 16);
-    if (vec4) {
-        adamw_kernel<4><<<grid_for(count / 4, kThreads, kMaxBlocks), kThreads>>>(params, m, v,
-                                                                                  grads, count, f);
+    if (params_bf16 != nullptr) {
+        launch_adamw<true>(params, m, v, grads, reinterpret_cast<uint16_t*>(params_bf16), count,
+                           f);
     } else {
-        adamw_kernel<1><<<grid_for(count, kThreads, kMaxBlocks), kThreads>>>(params, m, v, grads,
-                                                                              count, f);
+        launch_adamw<false>(params, m, v, grads, nullptr, count, f);
     }
-    PLW_CUDA_CHECK_LAUNCH("adamw_kernel");
 }
 
 double grad_sum_squares(const float* grads, size_t n) {

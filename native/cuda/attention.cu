@@ -1,5 +1,6 @@
 // Causal multi-head self-attention with packed-segment masks, the CUDA twin of
-// native/cpu/attention.h (the reference: same names, arguments and math).
+// native/cpu/attention.h (the reference: same names, arguments and math), for f32 and bf16
+// activations (Act = float or bf16; one templated implementation).
 //
 // Shapes: B = batch, T = time, C = channels, NH = heads, hs = C / NH; z = b * NH + h.
 //   qkv (B, T, 3C): row (b, t) = [q (C) | k (C) | v (C)], head h at channels h*hs .. h*hs+hs
@@ -9,46 +10,63 @@
 //   out[b, t, h*hs + d] = sum_t2 att[z, t, t2] * v[b, t2, h*hs + d]
 // Backward (everything accumulates into dqkv):
 //   dP[t, t2] = dout[b, t, h] . v[b, t2, h]
-//   dS[t, t2] = scale * att[t, t2] * (dP[t, t2] - sum_t3 att[t, t3] * dP[t, t3])
-//   dq[t]  += sum_t2 dS[t, t2] k[t2];  dk[t2] += sum_t dS[t, t2] q[t];
+//   dS[t, t2] = att[t, t2] * (dP[t, t2] - sum_t3 att[t, t3] * dP[t, t3])
+//   dq[t]  += scale * sum_t2 dS[t, t2] k[t2];  dk[t2] += scale * sum_t dS[t, t2] q[t];
 //   dv[t2] += sum_t att[t, t2] dout[t]
 // The backward takes the mask from att's zeros (dS = 0 wherever att = 0), so it does not
 // read segments.
 //
-// This is the straightforward version, correct and deterministic first; a fused
-// flash-style kernel (scores, softmax and att.v per tile in on-chip memory, no (T, T)
-// round trips through DRAM) is the next step.
+// The products are cuBLASLt GEMMs (lt_matmul.cuh), one call per batch row b batched over the
+// NH heads: a head's q/k/v, out, dout and dqkv sit at a constant stride of hs elements
+// inside rows of stride 3C (or C), and its (T, T) scores at a stride of T*T, so the heads are
+// strided batches of views straight into the tensors (no permutes). Inputs are Act:
+// f32 -> CUBLAS_COMPUTE_32F_FAST_TF32 (TF32 tensor cores: ~1e-3 relative, as linear.cu),
+// bf16 -> CUBLAS_COMPUTE_32F (bf16 tensor cores, f32 accumulation). Per b:
+//   forward   S (NH, T, T) f32 = scale * Q.K^T -> softmax_forward_kernel -> att (Act)
+//             out (Act) = att . V
+//   backward  dV += att^T . dout; dP (NH, T, T) f32 = dout . V^T
+//             -> softmax_backward_kernel -> dS (Act); dQ += scale * dS . K;
+//             dK += scale * dS^T . Q                      (all three beta = 1 into dqkv)
+// S and dP stay f32 whatever Act is: bf16 scores would carry a relative error of up to 2^-8
+// of |S|, i.e. an absolute error in the softmax's logits that grows with them (a score of 16
+// would be off by up to 1/16, 6% on its probability); att, dS and the outputs are rounded
+// once, when stored.
+//
+// The GEMMs compute the full T x T products, causal half included: on tensor cores the 2x
+// flops are cheaper than our own skipped-tile kernel. The results are the masked math
+// exactly: the softmax reads only allowed scores and writes exact zeros above the diagonal
+// and across segments, so the att . V terms there are + 0 * v; dS is exactly 0 wherever att
+// is (above the diagonal the kernel writes 0 without reading dP).
+//
+// Scratch (attention_scratch_bytes, from the ScratchBuffer pool, reused by every b): f32 S
+// or dP for one batch row, (NH, T, T); for bf16 also dS (NH, T, T) bf16 after it (256-byte
+// aligned). With f32 the forward writes S into att and the softmax works in place, and the
+// backward writes dS over dP in place: no extra scratch in the forward, one (NH, T, T) f32 in
+// the backward.
 //
 // Kernels:
-// - attention_gemm_kernel: one batched f32 GEMM for all five products, C[z] (=|+=)
-//   alpha * A[z] . B[z], with the operands addressed by strides straight inside qkv, out,
-//   dout, att and dqkv (no permutes). 64x64 output tile per block of 256 threads, each
-//   thread a 4x4 register tile; k in steps of 16 through shared memory. Every output
-//   element is summed by one thread over k in increasing order and written once:
-//   deterministic, no atomics. Causal structure skips work: the (T, T) products compute
-//   only the tiles on or below the diagonal, and the products over t2 (or t) stop at (or
-//   start from) the diagonal tile; the terms skipped are exact zeros of att and dS.
-//   FMA throughput bound: ~25-40% of the f32 (non-tensor) peak expected (H100 SXM: 67
-//   TFLOP/s), no double buffering, scalar global loads (hs and T need no alignment).
-// - softmax_forward_kernel / softmax_backward_kernel: one warp per (b, h, t) row, three
-//   (two) passes over the row with f32 warp reductions; memory-bound.
-// Costs per call (B*NH heads of T x T, hs channels): forward 2 GEMMs of ~B*NH*T*T*hs
-// flops each (causal half) plus ~12 bytes per att element (S written, read, P written; att
-// read again by att.v); backward 5 GEMMs of the same size plus ~16 bytes per att element.
-// The backward needs a (T, T) scratch per head for dP/dS; it runs over groups of batch rows
-// so that the scratch stays under kMaxScratchBytes (one batch row, NH * T * T floats, at
-// least).
+// - softmax_forward_kernel / softmax_backward_kernel: one warp per (h, t) row, three (two)
+//   passes over the row with f32 warp reductions; memory-bound.
+// Costs per call (B*NH heads): each GEMM is 2 * T * T * hs flops per head, 2 in the forward
+// and 4 in the backward, i.e. 2 * hs flops per att element per GEMM (128 at hs = 64); the
+// DRAM traffic per att element is ~16 bytes forward (f32: S written and read, att written
+// and read) or ~12 (bf16), ~28 bytes backward (f32) or ~18 (bf16). At ~20 flops per byte
+// that is far below the tensor cores' ridge point (H100: ~150 TF32, ~300 bf16): the (T, T)
+// round trips through DRAM, not the flops, bound this version. A fused flash-style kernel
+// (scores, softmax and att . V per tile in on-chip memory, no (T, T) tensor in DRAM) is the
+// next step once this one is proven on a GPU. Host side: 3 (forward) and 5 (backward)
+// launches per batch row (the GEMMs reuse the cached heuristic answer, lt_matmul.cuh).
 #include "attention.h"
 
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 
 #include "check.cuh"
 #include "common.cuh"
+#include "lt_matmul.cuh"
 #include "runtime.h"
 
 namespace plw::cuda {
@@ -56,190 +74,70 @@ namespace plw::cuda {
 namespace {
 
 using detail::ceil_div;
+using detail::from_float;
+using detail::to_float;
 using detail::warp_max;
 using detail::warp_sum;
 
-constexpr int kTile = 64;          // output tile: kTile x kTile
-constexpr int kTileK = 16;         // k step through shared memory
-constexpr int kGemmThreads = 256;  // 16 x 16 threads, 4 x 4 outputs each
-constexpr int kPad = 4;            // shared rows of kTile + 4 floats: fewer bank conflicts,
-                                   // rows stay 16-byte aligned for the float4 reads
-constexpr int kRowThreads = 256;   // softmax kernels: 8 warps, one row each
-constexpr size_t kMaxScratchBytes = size_t(256) << 20;
+constexpr int kRowThreads = 256;  // softmax kernels: 8 warps, one row each
 
-static_assert(kGemmThreads * 4 == kTile * kTileK, "each thread loads 4 elements per operand");
-static_assert(kTile == 16 * 4, "16 x 16 threads, 4 x 4 outputs each");
-
-enum class Causal {
-    kOutputLower,  // C is (T, T): only tiles with a column <= a row are computed
-    kKUpToRow,     // A is att/dS (t, t2): terms with k = t2 > row are zero
-    kKFromRow,     // A is att/dS transposed (t2, t): terms with k = t < row are zero
-};
-
-// C[z] (M, N) = alpha * A[z] (M, K) . B[z] (K, N)  (+ C[z] when accumulate), where for
-// z = b * NH + h each operand starts at ptr + b * batch + h * head, and
-//   A(i, k) = a[i * lda + k]  (A_KCONTIG)   or  a[k * lda + i]
-//   B(k, j) = b[j * ldb + k]  (B_KCONTIG)   or  b[k * ldb + j]
-//   C(i, j) = c[i * ldc + j]
-struct GemmArgs {
-    float* c;
-    const float* a;
-    const float* b;
-    int64_t c_batch, c_head, ldc;
-    int64_t a_batch, a_head, lda;
-    int64_t b_batch, b_head, ldb;
-    int M, N, K, NH;
-    float alpha;
-    bool accumulate;
-};
+// The bf16 dS follows the f32 scores in the scratch at this alignment.
+size_t ds_offset(size_t elems) { return (elems * sizeof(float) + 255) / 256 * 256; }
 
 // ----------------------------------------------------------------------------
-// CUDA kernels
+// CUDA kernels (templates over Act = float or uint16_t, raw bf16; instantiated only in a
+// build with cuBLASLt)
 
-// grid: (ceil(M / 64) * ceil(N / 64), B * NH); block: 256.
-template <bool A_KCONTIG, bool B_KCONTIG, Causal CAUSAL>
-__global__ void __launch_bounds__(kGemmThreads) attention_gemm_kernel(GemmArgs g) {
-    __shared__ __align__(16) float As[kTileK][kTile + kPad];  // As[k][i]
-    __shared__ __align__(16) float Bs[kTileK][kTile + kPad];  // Bs[k][j]
-    const int tiles_n = ceil_div(g.N, kTile);
-    const int m0 = static_cast<int>(blockIdx.x) / tiles_n * kTile;
-    const int n0 = static_cast<int>(blockIdx.x) % tiles_n * kTile;
-    if (CAUSAL == Causal::kOutputLower && n0 > m0 + kTile - 1) {
-        return;  // the whole tile is above the diagonal (uniform across the block)
-    }
-    const int zb = static_cast<int>(blockIdx.y) / g.NH;
-    const int zh = static_cast<int>(blockIdx.y) % g.NH;
-    const float* A = g.a + zb * g.a_batch + zh * g.a_head;
-    const float* Bm = g.b + zb * g.b_batch + zh * g.b_head;
-    float* Cm = g.c + zb * g.c_batch + zh * g.c_head;
-
-    int k_begin = 0;
-    int k_end = g.K;
-    if (CAUSAL == Causal::kKUpToRow) {
-        k_end = min(g.K, m0 + kTile);
-    } else if (CAUSAL == Causal::kKFromRow) {
-        k_begin = m0 / kTileK * kTileK;
-    }
-
-    const int tid = threadIdx.x;
-    const int tx = tid % 16;  // output columns n0 + 4 tx ..
-    const int ty = tid / 16;  // output rows m0 + 4 ty ..
-    float acc[4][4];
-#pragma unroll
-    for (int r = 0; r < 4; ++r) {
-#pragma unroll
-        for (int c = 0; c < 4; ++c) {
-            acc[r][c] = 0.0f;
-        }
-    }
-
-    for (int k0 = k_begin; k0 < k_end; k0 += kTileK) {
-        // Consecutive threads walk the operand's contiguous dimension (coalesced loads).
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-            const int l = tid + r * kGemmThreads;
-            const int ii = A_KCONTIG ? l / kTileK : l % kTile;
-            const int kk = A_KCONTIG ? l % kTileK : l / kTile;
-            const int gi = m0 + ii;
-            const int gk = k0 + kk;
-            float v = 0.0f;
-            if (gi < g.M && gk < k_end) {
-                v = A_KCONTIG ? A[gi * g.lda + gk] : A[gk * g.lda + gi];
-            }
-            As[kk][ii] = v;
-        }
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-            const int l = tid + r * kGemmThreads;
-            const int jj = B_KCONTIG ? l / kTileK : l % kTile;
-            const int kk = B_KCONTIG ? l % kTileK : l / kTile;
-            const int gj = n0 + jj;
-            const int gk = k0 + kk;
-            float v = 0.0f;
-            if (gj < g.N && gk < k_end) {
-                v = B_KCONTIG ? Bm[gj * g.ldb + gk] : Bm[gk * g.ldb + gj];
-            }
-            Bs[kk][jj] = v;
-        }
-        __syncthreads();
-#pragma unroll
-        for (int kk = 0; kk < kTileK; ++kk) {
-            const float4 a4 = *reinterpret_cast<const float4*>(&As[kk][ty * 4]);
-            const float4 b4 = *reinterpret_cast<const float4*>(&Bs[kk][tx * 4]);
-            const float a[4] = {a4.x, a4.y, a4.z, a4.w};
-            const float b[4] = {b4.x, b4.y, b4.z, b4.w};
-#pragma unroll
-            for (int r = 0; r < 4; ++r) {
-#pragma unroll
-                for (int c = 0; c < 4; ++c) {
-                    acc[r][c] = fmaf(a[r], b[c], acc[r][c]);
-                }
-            }
-        }
-        __syncthreads();
-    }
-
-#pragma unroll
-    for (int r = 0; r < 4; ++r) {
-        const int gi = m0 + ty * 4 + r;
-        if (gi >= g.M) {
-            continue;
-        }
-#pragma unroll
-        for (int c = 0; c < 4; ++c) {
-            const int gj = n0 + tx * 4 + c;
-            if (gj < g.N) {
-                float* p = Cm + gi * g.ldc + gj;
-                const float v = g.alpha * acc[r][c];
-                *p = g.accumulate ? *p + v : v;
-            }
-        }
-    }
-}
-
-// One warp per row (z, t) of att (rows = B * NH * T). On entry the row holds S for
-// t2 <= t (the rest is not read); on exit the probabilities, 0 where not allowed.
+// One batch row: one warp per row (h, t) of its (NH, T, T) scores, rows = NH * T. Reads S
+// (f32) for the allowed t2 <= t only; writes the probabilities to att for every t2, 0 where
+// not allowed. For Act = float, s may equal att (in place: each lane reads an element
+// before it writes it).
+template <typename Act>
 __global__ void __launch_bounds__(kRowThreads)
-    softmax_forward_kernel(float* att,               // (B, NH, T, T)
-                           const int32_t* segments,  // (B, T) or null
-                           int rows, int NH, int T) {
+    softmax_forward_kernel(Act* att,                // (NH, T, T)
+                           const float* s,          // (NH, T, T)
+                           const int32_t* segments,  // (T) of this batch row, or null
+                           int rows, int T) {
     const int lane = threadIdx.x & 31;
     const int row = blockIdx.x * (kRowThreads / 32) + (threadIdx.x >> 5);
     if (row >= rows) {
         return;  // the whole warp
     }
     const int t = row % T;
-    const int b = row / T / NH;
-    float* p = att + static_cast<int64_t>(row) * T;
-    const int32_t* seg = segments != nullptr ? segments + static_cast<int64_t>(b) * T : nullptr;
-    const int32_t own = seg != nullptr ? seg[t] : 0;
+    const int64_t offset = static_cast<int64_t>(row) * T;
+    const float* p = s + offset;
+    Act* a = att + offset;
+    const int32_t own = segments != nullptr ? segments[t] : 0;
 
     float mx = -INFINITY;
     for (int t2 = lane; t2 <= t; t2 += 32) {
-        if (seg == nullptr || seg[t2] == own) {
+        if (segments == nullptr || segments[t2] == own) {
             mx = fmaxf(mx, p[t2]);
         }
     }
     mx = warp_max(mx);  // finite: t2 = t is always allowed
     float sum = 0.0f;
     for (int t2 = lane; t2 <= t; t2 += 32) {
-        if (seg == nullptr || seg[t2] == own) {
+        if (segments == nullptr || segments[t2] == own) {
             sum += expf(p[t2] - mx);
         }
     }
     const float inv_sum = 1.0f / warp_sum(sum);  // sum >= 1 (the max's own term)
     for (int t2 = lane; t2 < T; t2 += 32) {
-        const bool allowed = t2 <= t && (seg == nullptr || seg[t2] == own);
-        p[t2] = allowed ? expf(p[t2] - mx) * inv_sum : 0.0f;
+        const bool allowed = t2 <= t && (segments == nullptr || segments[t2] == own);
+        a[t2] = from_float<Act>(allowed ? expf(p[t2] - mx) * inv_sum : 0.0f);
     }
 }
 
-// One warp per row (z, t). On entry ds holds dP for t2 <= t (the rest is not read); on exit
-// dS = scale * att * (dP - sum_t3 att dP) for t2 <= t and 0 above the diagonal.
+// One batch row: one warp per row (h, t), rows = NH * T. dS = att * (dP - sum_t3 att dP)
+// for t2 <= t (0 where att is 0) and 0 above the diagonal, where dP is not read. For
+// Act = float, ds may equal dp (in place, as above).
+template <typename Act>
 __global__ void __launch_bounds__(kRowThreads)
-    softmax_backward_kernel(float* ds,         // (rows, T) dP in, dS out
-                            const float* att,  // (rows, T)
-                            int rows, int T, float scale) {
+    softmax_backward_kernel(Act* ds,          // (NH, T, T)
+                            const float* dp,  // (NH, T, T)
+                            const Act* att,   // (NH, T, T)
+                            int rows, int T) {
     const int lane = threadIdx.x & 31;
     const int row = blockIdx.x * (kRowThreads / 32) + (threadIdx.x >> 5);
     if (row >= rows) {
@@ -247,31 +145,50 @@ __global__ void __launch_bounds__(kRowThreads)
     }
     const int t = row % T;
     const int64_t offset = static_cast<int64_t>(row) * T;
-    const float* p = att + offset;
-    float* d = ds + offset;
+    const Act* a = att + offset;
+    const float* d = dp + offset;
+    Act* out = ds + offset;
     float dot = 0.0f;
     for (int t2 = lane; t2 <= t; t2 += 32) {
-        dot += p[t2] * d[t2];
+        dot += to_float(a[t2]) * d[t2];
     }
     dot = warp_sum(dot);
     for (int t2 = lane; t2 < T; t2 += 32) {
-        d[t2] = t2 <= t ? scale * p[t2] * (d[t2] - dot) : 0.0f;
+        out[t2] = from_float<Act>(t2 <= t ? to_float(a[t2]) * (d[t2] - dot) : 0.0f);
     }
 }
 
-// ----------------------------------------------------------------------------
-// kernel launchers
+}  // namespace
 
-template <bool A_KCONTIG, bool B_KCONTIG, Causal CAUSAL>
-void launch_gemm(const GemmArgs& g, int batches) {
-    const int64_t tiles = static_cast<int64_t>(ceil_div(g.M, kTile)) * ceil_div(g.N, kTile);
-    const int64_t z = static_cast<int64_t>(batches) * g.NH;
-    PLW_CHECK(tiles <= INT32_MAX && z <= 65535,
-              "attention: too many tiles or heads (T=" << g.M << ", B*NH=" << z << ")");
-    attention_gemm_kernel<A_KCONTIG, B_KCONTIG, CAUSAL>
-        <<<dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(z)), kGemmThreads>>>(g);
-    PLW_CUDA_CHECK_LAUNCH("attention_gemm_kernel");
+size_t attention_scratch_bytes(int T, int NH, size_t act_size) {
+    PLW_CHECK(T > 0 && NH > 0, "attention_scratch_bytes: bad shape T=" << T << " NH=" << NH);
+    PLW_CHECK(act_size == 2 || act_size == 4,
+              "attention_scratch_bytes: act_size must be 2 (bf16) or 4 (f32), got " << act_size);
+    const size_t elems = static_cast<size_t>(NH) * static_cast<size_t>(T) * static_cast<size_t>(T);
+    return act_size == sizeof(float) ? elems * sizeof(float)
+                                     : ds_offset(elems) + elems * sizeof(uint16_t);
 }
+
+#if defined(PLW_HAVE_CUBLASLT) && PLW_HAVE_CUBLASLT
+
+namespace {
+
+using detail::lt_matmul_batched;
+using detail::LtBatch;
+using detail::LtOperand;
+
+template <typename Act>
+struct GemmTypes;
+template <>
+struct GemmTypes<float> {
+    static constexpr cudaDataType_t kAct = CUDA_R_32F;
+    static constexpr cublasComputeType_t kCompute = CUBLAS_COMPUTE_32F_FAST_TF32;
+};
+template <>
+struct GemmTypes<uint16_t> {
+    static constexpr cudaDataType_t kAct = CUDA_R_16BF;
+    static constexpr cublasComputeType_t kCompute = CUBLAS_COMPUTE_32F;
+};
 
 int row_blocks(int64_t rows) {
     return static_cast<int>(ceil_div<int64_t>(rows, kRowThreads / 32));
@@ -281,18 +198,28 @@ void check_shape(const char* what, int B, int T, int C, int NH) {
     PLW_CHECK(B >= 0 && T > 0 && C > 0 && NH > 0 && C % NH == 0,
               what << ": bad shape B=" << B << " T=" << T << " C=" << C << " NH=" << NH
                    << " (C must be a multiple of NH)");
-    PLW_CHECK(static_cast<int64_t>(B) * NH * T <= INT32_MAX,
-              what << ": shape too large B=" << B << " T=" << T << " NH=" << NH
-                   << " (B * NH * T rows of att must fit in 32 bits)");
+    PLW_CHECK(static_cast<int64_t>(NH) * T <= INT32_MAX / 2,
+              what << ": shape too large T=" << T << " NH=" << NH
+                   << " (NH * T rows of att per batch row must fit in 32 bits)");
 }
 
-}  // namespace
+// cuBLASLt is column-major: a head's row-major (T, hs) slice with row stride ld (q, k, v: 3C;
+// out, dout: C) is, in the same memory, a column-major (hs, T) matrix with leading dimension
+// ld, X(d, t) = x[t, d]; a head's row-major (T, T) att/S/dP/dS is a column-major (T, T)
+// matrix A(t2, t) = att[t, t2] with ld T. Each GEMM below is written on those views, batched
+// over the heads (strides hs for the channel slices, T*T for the (T, T) ones).
+template <typename Act>
+LtOperand head_view(const Act* x, int64_t ld, int hs, int T) {
+    return LtOperand{x, GemmTypes<Act>::kAct, uint64_t(hs), uint64_t(T), ld};
+}
+template <typename Act>
+LtOperand square_view(const Act* x, cudaDataType_t type, int T) {
+    return LtOperand{x, type, uint64_t(T), uint64_t(T), T};
+}
 
-// ----------------------------------------------------------------------------
-// attention.h
-
-void attention_forward(float* out, float* att, const float* qkv, const int32_t* segments, int B,
-                       int T, int C, int NH) {
+template <typename Act>
+void forward_impl(Act* out, Act* att, const Act* qkv, const int32_t* segments, int B, int T,
+                  int C, int NH) {
     check_shape("attention_forward", B, T, C, NH);
     if (B == 0) {
         return;
@@ -302,62 +229,46 @@ void attention_forward(float* out, float* att, const float* qkv, const int32_t* 
     const int hs = C / NH;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
     const int64_t TT = static_cast<int64_t>(T) * T;
-    const int64_t C3 = 3 * static_cast<int64_t>(C);
+    const int64_t C1 = C;
+    const int64_t C3 = 3 * C1;
+    constexpr cudaDataType_t kAct = GemmTypes<Act>::kAct;
+    constexpr cublasComputeType_t kCompute = GemmTypes<Act>::kCompute;
+    constexpr bool kF32 = sizeof(Act) == sizeof(float);
 
-    // S = scale * q . k^T into att (tiles on or below the diagonal)
-    //   A(t, d) = q[b, t, h*hs + d], B(d, t2) = k[b, t2, h*hs + d], C(t, t2) = att[z, t, t2]
-    GemmArgs s{};
-    s.c = att;
-    s.c_batch = NH * TT;
-    s.c_head = TT;
-    s.ldc = T;
-    s.a = qkv;
-    s.a_batch = T * C3;
-    s.a_head = hs;
-    s.lda = C3;
-    s.b = qkv + C;
-    s.b_batch = T * C3;
-    s.b_head = hs;
-    s.ldb = C3;
-    s.M = T;
-    s.N = T;
-    s.K = hs;
-    s.NH = NH;
-    s.alpha = scale;
-    s.accumulate = false;
-    launch_gemm<true, true, Causal::kOutputLower>(s, B);
+    // f32: S goes straight into att (softmax in place); bf16: into the f32 scratch.
+    ScratchBuffer scratch(kF32 ? 0 : static_cast<size_t>(NH) * static_cast<size_t>(TT) *
+                                         sizeof(float));
+    const int rows = NH * T;
+    for (int b = 0; b < B; ++b) {
+        const Act* q = qkv + static_cast<int64_t>(b) * T * C3;
+        const Act* k = q + C1;
+        const Act* v = q + 2 * C1;
+        Act* att_b = att + static_cast<int64_t>(b) * NH * TT;
+        float* s = kF32 ? reinterpret_cast<float*>(att_b) : static_cast<float*>(scratch.data());
 
-    const int rows = B * NH * T;
-    softmax_forward_kernel<<<row_blocks(rows), kRowThreads>>>(att, segments, rows, NH, T);
-    PLW_CUDA_CHECK_LAUNCH("softmax_forward_kernel");
+        // S^T-view (T, T) = scale * K-view^T (T, hs) . Q-view (hs, T):
+        //   D(t2, t) = scale * sum_d k[t2, d] q[t, d] = S[t, t2]
+        lt_matmul_batched("attention scores", kCompute, CUBLAS_OP_T, head_view(k, C3, hs, T),
+                          CUBLAS_OP_N, head_view(q, C3, hs, T), s, CUDA_R_32F, uint64_t(T),
+                          uint64_t(T), T, scale, 0.0f, LtBatch{NH, hs, hs, TT});
 
-    // out = att . v
-    //   A(t, t2) = att[z, t, t2], B(t2, d) = v[b, t2, h*hs + d], C(t, d) = out[b, t, h*hs + d]
-    GemmArgs o{};
-    o.c = out;
-    o.c_batch = T * static_cast<int64_t>(C);
-    o.c_head = hs;
-    o.ldc = C;
-    o.a = att;
-    o.a_batch = NH * TT;
-    o.a_head = TT;
-    o.lda = T;
-    o.b = qkv + 2 * static_cast<int64_t>(C);
-    o.b_batch = T * C3;
-    o.b_head = hs;
-    o.ldb = C3;
-    o.M = T;
-    o.N = hs;
-    o.K = T;
-    o.NH = NH;
-    o.alpha = 1.0f;
-    o.accumulate = false;
-    launch_gemm<true, false, Causal::kKUpToRow>(o, B);
+        softmax_forward_kernel<Act><<<row_blocks(rows), kRowThreads>>>(
+            att_b, s, segments != nullptr ? segments + static_cast<int64_t>(b) * T : nullptr,
+            rows, T);
+        PLW_CUDA_CHECK_LAUNCH("softmax_forward_kernel");
+
+        // out-view (hs, T) = V-view (hs, T) . att-view (T, T):
+        //   D(d, t) = sum_t2 v[t2, d] att[t, t2] = out[t, d]
+        Act* out_b = out + static_cast<int64_t>(b) * T * C1;
+        lt_matmul_batched("attention att.v", kCompute, CUBLAS_OP_N, head_view(v, C3, hs, T),
+                          CUBLAS_OP_N, square_view(att_b, kAct, T), out_b, kAct, uint64_t(hs),
+                          uint64_t(T), C1, 1.0f, 0.0f, LtBatch{NH, hs, TT, hs});
+    }
 }
 
-void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att,
-                        const int32_t* segments, int B, int T, int C, int NH) {
-    (void)segments;  // the mask is att's zeros (see the file comment)
+template <typename Act>
+void backward_impl(Act* dqkv, const Act* dout, const Act* qkv, const Act* att, int B, int T,
+                   int C, int NH) {
     check_shape("attention_backward", B, T, C, NH);
     if (B == 0) {
         return;
@@ -369,88 +280,106 @@ void attention_backward(float* dqkv, const float* dout, const float* qkv, const 
     const int64_t TT = static_cast<int64_t>(T) * T;
     const int64_t C1 = C;
     const int64_t C3 = 3 * C1;
+    constexpr cudaDataType_t kAct = GemmTypes<Act>::kAct;
+    constexpr cublasComputeType_t kCompute = GemmTypes<Act>::kCompute;
+    constexpr bool kF32 = sizeof(Act) == sizeof(float);
 
-    // dP/dS scratch for a group of batch rows: (group, NH, T, T)
-    const size_t per_batch = sizeof(float) * static_cast<size_t>(NH) * static_cast<size_t>(TT);
-    const size_t fit = std::max<size_t>(1, kMaxScratchBytes / per_batch);
-    const int group = static_cast<int>(std::min<size_t>(static_cast<size_t>(B), fit));
-    ScratchBuffer scratch(per_batch * static_cast<size_t>(group));
-    float* ds = static_cast<float*>(scratch.data());
+    // dP (f32) then, for bf16, dS (Act); for f32 dS overwrites dP.
+    const size_t elems = static_cast<size_t>(NH) * static_cast<size_t>(TT);
+    ScratchBuffer scratch(attention_scratch_bytes(T, NH, sizeof(Act)));
+    float* dp = static_cast<float*>(scratch.data());
+    Act* ds = kF32 ? reinterpret_cast<Act*>(dp)
+                   : reinterpret_cast<Act*>(static_cast<char*>(scratch.data()) + ds_offset(elems));
+    const int rows = NH * T;
+    for (int b = 0; b < B; ++b) {
+        const Act* q = qkv + static_cast<int64_t>(b) * T * C3;
+        const Act* k = q + C1;
+        const Act* v = q + 2 * C1;
+        const Act* dout_b = dout + static_cast<int64_t>(b) * T * C1;
+        const Act* att_b = att + static_cast<int64_t>(b) * NH * TT;
+        Act* dq = dqkv + static_cast<int64_t>(b) * T * C3;
+        Act* dk = dq + C1;
+        Act* dv = dq + 2 * C1;
 
-    for (int b0 = 0; b0 < B; b0 += group) {
-        const int nb = std::min(group, B - b0);
-        const float* qkv_b = qkv + b0 * T * C3;
-        const float* dout_b = dout + b0 * T * C1;
-        const float* att_b = att + b0 * NH * TT;
-        float* dqkv_b = dqkv + b0 * T * C3;
+        // dV-view (hs, T) += dout-view (hs, T) . att-view^T (T, T):
+        //   D(d, t2) += sum_t dout[t, d] att[t, t2] = dv[t2, d]
+        lt_matmul_batched("attention dv", kCompute, CUBLAS_OP_N, head_view(dout_b, C1, hs, T),
+                          CUBLAS_OP_T, square_view(att_b, kAct, T), dv, kAct, uint64_t(hs),
+                          uint64_t(T), C3, 1.0f, 1.0f, LtBatch{NH, hs, TT, hs});
 
-        // dP = dout . v^T (tiles on or below the diagonal)
-        //   A(t, d) = dout[b, t, h*hs + d], B(d, t2) = v[b, t2, h*hs + d], C = ds[z, t, t2]
-        GemmArgs dp{};
-        dp.c = ds;
-        dp.c_batch = NH * TT;
-        dp.c_head = TT;
-        dp.ldc = T;
-        dp.a = dout_b;
-        dp.a_batch = T * C1;
-        dp.a_head = hs;
-        dp.lda = C1;
-        dp.b = qkv_b + 2 * C1;
-        dp.b_batch = T * C3;
-        dp.b_head = hs;
-        dp.ldb = C3;
-        dp.M = T;
-        dp.N = T;
-        dp.K = hs;
-        dp.NH = NH;
-        dp.alpha = 1.0f;
-        dp.accumulate = false;
-        launch_gemm<true, true, Causal::kOutputLower>(dp, nb);
+        // dP^T-view (T, T) = V-view^T (T, hs) . dout-view (hs, T):
+        //   D(t2, t) = sum_d v[t2, d] dout[t, d] = dP[t, t2]
+        lt_matmul_batched("attention dp", kCompute, CUBLAS_OP_T, head_view(v, C3, hs, T),
+                          CUBLAS_OP_N, head_view(dout_b, C1, hs, T), dp, CUDA_R_32F,
+                          uint64_t(T), uint64_t(T), T, 1.0f, 0.0f, LtBatch{NH, hs, hs, TT});
 
-        const int rows = nb * NH * T;
-        softmax_backward_kernel<<<row_blocks(rows), kRowThreads>>>(ds, att_b, rows, T, scale);
+        softmax_backward_kernel<Act><<<row_blocks(rows), kRowThreads>>>(ds, dp, att_b, rows, T);
         PLW_CUDA_CHECK_LAUNCH("softmax_backward_kernel");
 
-        // dq += dS . k
-        //   A(t, t2) = ds[z, t, t2], B(t2, d) = k[b, t2, h*hs + d], C(t, d) = dq[b, t, h*hs + d]
-        GemmArgs dq{};
-        dq.c = dqkv_b;
-        dq.c_batch = T * C3;
-        dq.c_head = hs;
-        dq.ldc = C3;
-        dq.a = ds;
-        dq.a_batch = NH * TT;
-        dq.a_head = TT;
-        dq.lda = T;
-        dq.b = qkv_b + C1;
-        dq.b_batch = T * C3;
-        dq.b_head = hs;
-        dq.ldb = C3;
-        dq.M = T;
-        dq.N = hs;
-        dq.K = T;
-        dq.NH = NH;
-        dq.alpha = 1.0f;
-        dq.accumulate = true;
-        launch_gemm<true, false, Causal::kKUpToRow>(dq, nb);
+        // dQ-view (hs, T) += scale * K-view (hs, T) . dS-view (T, T):
+        //   D(d, t) += scale * sum_t2 k[t2, d] dS[t, t2] = dq[t, d]
+        lt_matmul_batched("attention dq", kCompute, CUBLAS_OP_N, head_view(k, C3, hs, T),
+                          CUBLAS_OP_N, square_view(ds, kAct, T), dq, kAct, uint64_t(hs),
+                          uint64_t(T), C3, scale, 1.0f, LtBatch{NH, hs, TT, hs});
 
-        // dk += dS^T . q
-        //   A(t2, t) = ds[z, t, t2], B(t, d) = q[b, t, h*hs + d], C(t2, d) = dk[b, t2, h*hs + d]
-        GemmArgs dk = dq;
-        dk.c = dqkv_b + C1;
-        dk.b = qkv_b;
-        launch_gemm<false, false, Causal::kKFromRow>(dk, nb);
-
-        // dv += att^T . dout
-        //   A(t2, t) = att[z, t, t2], B(t, d) = dout[b, t, h*hs + d], C(t2, d) = dv[b, t2, ..]
-        GemmArgs dv = dq;
-        dv.c = dqkv_b + 2 * C1;
-        dv.a = att_b;
-        dv.b = dout_b;
-        dv.b_batch = T * C1;
-        dv.ldb = C1;
-        launch_gemm<false, false, Causal::kKFromRow>(dv, nb);
+        // dK-view (hs, T) += scale * Q-view (hs, T) . dS-view^T (T, T):
+        //   D(d, t2) += scale * sum_t q[t, d] dS[t, t2] = dk[t2, d]
+        lt_matmul_batched("attention dk", kCompute, CUBLAS_OP_N, head_view(q, C3, hs, T),
+                          CUBLAS_OP_T, square_view(ds, kAct, T), dk, kAct, uint64_t(hs),
+                          uint64_t(T), C3, scale, 1.0f, LtBatch{NH, hs, TT, hs});
     }
 }
+
+uint16_t* raw(bf16* p) { return reinterpret_cast<uint16_t*>(p); }
+const uint16_t* raw(const bf16* p) { return reinterpret_cast<const uint16_t*>(p); }
+
+}  // namespace
+
+// ----------------------------------------------------------------------------
+// attention.h
+
+void attention_forward(float* out, float* att, const float* qkv, const int32_t* segments, int B,
+                       int T, int C, int NH) {
+    forward_impl(out, att, qkv, segments, B, T, C, NH);
+}
+
+void attention_forward(bf16* out, bf16* att, const bf16* qkv, const int32_t* segments, int B,
+                       int T, int C, int NH) {
+    forward_impl(raw(out), raw(att), raw(qkv), segments, B, T, C, NH);
+}
+
+void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att,
+                        const int32_t* segments, int B, int T, int C, int NH) {
+    (void)segments;  // the mask is att's zeros (see the file comment)
+    backward_impl(dqkv, dout, qkv, att, B, T, C, NH);
+}
+
+void attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* att,
+                        const int32_t* segments, int B, int T, int C, int NH) {
+    (void)segments;
+    backward_impl(raw(dqkv), raw(dout), raw(qkv), raw(att), B, T, C, NH);
+}
+
+#else  // no cuBLASLt: the backend reports itself unavailable, and these throw if reached
+
+void attention_forward(float*, float*, const float*, const int32_t*, int, int, int, int) {
+    detail::no_cublaslt("attention_forward", __FILE__, __LINE__);
+}
+
+void attention_forward(bf16*, bf16*, const bf16*, const int32_t*, int, int, int, int) {
+    detail::no_cublaslt("attention_forward", __FILE__, __LINE__);
+}
+
+void attention_backward(float*, const float*, const float*, const float*, const int32_t*, int,
+                        int, int, int) {
+    detail::no_cublaslt("attention_backward", __FILE__, __LINE__);
+}
+
+void attention_backward(bf16*, const bf16*, const bf16*, const bf16*, const int32_t*, int, int,
+                        int, int) {
+    detail::no_cublaslt("attention_backward", __FILE__, __LINE__);
+}
+
+#endif
 
 }  // namespace plw::cuda

@@ -9,15 +9,32 @@
 //   out (B,T,C): softmax(q.k^T / sqrt(hs), masked) . v, heads concatenated
 //   att (B,NH,T,T): the attention probabilities, kept for the backward (zero where masked)
 // The backward accumulates (+=) into dqkv.
+//
+// Activations are f32 or bf16 (mixed precision: every tensor of a call has the same type;
+// scores, softmax and GEMM accumulation stay f32 inside, a bf16 value is rounded once when
+// stored). The products run on cuBLASLt; without it (PLW_HAVE_CUBLASLT unset) all four
+// functions throw.
 #pragma once
+#include <cstddef>
 #include <cstdint>
+
+#include "../common/bf16.h"
 
 namespace plw::cuda {
 
 void attention_forward(float* out, float* att, const float* qkv, const int32_t* segments, int B,
                        int T, int C, int NH);
+void attention_forward(bf16* out, bf16* att, const bf16* qkv, const int32_t* segments, int B,
+                       int T, int C, int NH);
 
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att,
                         const int32_t* segments, int B, int T, int C, int NH);
+void attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* att,
+                        const int32_t* segments, int B, int T, int C, int NH);
+
+// Device scratch one call above takes at most from the ScratchBuffer pool (runtime.h) for
+// activations of act_size bytes (4: f32, 2: bf16): one batch row's (NH, T, T) f32 scores,
+// plus (bf16) its (NH, T, T) bf16 dS. Independent of B (the rows reuse it).
+size_t attention_scratch_bytes(int T, int NH, size_t act_size);
 
 }  // namespace plw::cuda

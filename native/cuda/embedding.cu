@@ -4,9 +4,14 @@
 //   out[n, :] = wte[tokens[n], :] + wpe[positions[n], :]
 // Ids are validated by the caller first (find_out_of_range).
 //
-// Forward: one thread per 4 channels (float4) when C % 4 == 0 and the pointers are 16-byte
-// aligned, else one per channel: reads 2 * N * C floats, writes N * C; memory-bound, ~90% of
-// bandwidth expected (random rows of wte are whole 16-byte-aligned lines).
+// out (and dout in the backward) is f32 or bf16 (mixed precision); the tables wte, wpe and
+// their gradients are f32 master copies in both. bf16 out: the sum is f32, rounded once (to
+// nearest even); bf16 dout is widened exactly and summed in f32 as below.
+//
+// Forward: one thread per 16 bytes of out (4 floats, or 8 bf16 from two float4 of each
+// table) when C is a multiple of that and the pointers are 16-byte aligned, else one per
+// channel: reads 2 * N * C floats, writes N * C values; memory-bound, ~90% of bandwidth
+// expected (random rows of wte are whole 16-byte-aligned lines).
 //
 // Backward, deterministic (no float atomics), for ids = tokens into dwte and then
 // ids = positions into dwpe:
@@ -14,8 +19,9 @@
 //   2. One block per sorted position; the block that starts a run of equal ids owns that id
 //      and, for each channel, computes dw[id, c] = ((dw[id, c] + dout[r0, c]) + dout[r1, c]) + ...
 //      over the run's rows in increasing order: the CPU's order of additions, so results
-//      match the CPU reference bit for bit. Traffic: one read of dout and one read-modify-
-//      write of the touched rows of dw; the sort is small (N keys).
+//      match the CPU reference bit for bit (bf16 dout: the CPU's sums of the widened
+//      values). Traffic: one read of dout and one read-modify-write of the touched rows
+//      of dw; the sort is small (N keys).
 //   A run of many equal ids (a pad token, or one position across the batch) is summed by
 //   its block serially: up to N dependent adds per channel, still microseconds at N = 16k.
 #include "embedding.h"
@@ -36,20 +42,25 @@ namespace plw::cuda {
 namespace {
 
 using detail::ceil_div;
+using detail::from_float;
 using detail::is_aligned;
+using detail::to_float;
 
 // ----------------------------------------------------------------------------
 // CUDA kernels
 
-// grid-stride over N * C / VEC packs of VEC channels
-template <int VEC>
-__global__ void embedding_forward_kernel(float* out,                 // (N, C)
+// grid-stride over N * C / VEC packs of VEC channels. T: float or raw bf16 bits (uint16_t);
+// VEC * sizeof(T) == 16 needs C % VEC == 0 and 16-byte aligned out, wte and wpe.
+template <typename T, int VEC>
+__global__ void embedding_forward_kernel(T* out,                     // (N, C)
                                          const int32_t* tokens,      // (N)
                                          const int32_t* positions,   // (N)
                                          const float* wte,           // (V, C)
                                          const float* wpe,           // (maxT, C)
                                          int N, int C) {
-    using P = detail::Pack<float, VEC>;
+    using P = detail::Pack<T, VEC>;
+    constexpr int kLoad = VEC < 4 ? VEC : 4;  // table loads of at most 16 bytes
+    using F = detail::Pack<float, kLoad>;
     const int64_t packs_per_row = C / VEC;
     const int64_t total = static_cast<int64_t>(N) * packs_per_row;
     const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -57,12 +68,19 @@ __global__ void embedding_forward_kernel(float* out,                 // (N, C)
          idx += stride) {
         const int64_t n = idx / packs_per_row;
         const int64_t c = (idx - n * packs_per_row) * VEC;
-        const P t = *reinterpret_cast<const P*>(wte + static_cast<int64_t>(tokens[n]) * C + c);
-        const P p = *reinterpret_cast<const P*>(wpe + static_cast<int64_t>(positions[n]) * C + c);
+        const F* t = reinterpret_cast<const F*>(wte + static_cast<int64_t>(tokens[n]) * C + c);
+        const F* p = reinterpret_cast<const F*>(wpe + static_cast<int64_t>(positions[n]) * C + c);
+        F tv[VEC / kLoad];
+        F pv[VEC / kLoad];
+#pragma unroll
+        for (int k = 0; k < VEC / kLoad; ++k) {
+            tv[k] = t[k];
+            pv[k] = p[k];
+        }
         P o;
 #pragma unroll
         for (int j = 0; j < VEC; ++j) {
-            o.v[j] = t.v[j] + p.v[j];
+            o.v[j] = from_float<T>(tv[j / kLoad].v[j % kLoad] + pv[j / kLoad].v[j % kLoad]);
         }
         *reinterpret_cast<P*>(out + n * C + c) = o;
     }
@@ -77,8 +95,9 @@ __global__ void iota_kernel(int32_t* out, int N) {
 
 // grid: N blocks, one per sorted position. The block at the start of a run of equal ids
 // adds the run's rows of dout, in increasing row order, into dw[id].
+template <typename T>
 __global__ void accumulate_sorted_rows_kernel(float* dw,              // (rows of ids, C)
-                                              const float* dout,      // (N, C)
+                                              const T* dout,          // (N, C)
                                               const int32_t* ids,     // (N) sorted
                                               const int32_t* rows,    // (N) row of each id
                                               int N, int C) {
@@ -104,7 +123,7 @@ __global__ void accumulate_sorted_rows_kernel(float* dw,              // (rows o
         float acc = dw_row[c];
 #pragma unroll 4
         for (int j = start; j < end; ++j) {
-            acc += dout[static_cast<int64_t>(rows[j]) * C + c];
+            acc += to_float(dout[static_cast<int64_t>(rows[j]) * C + c]);
         }
         dw_row[c] = acc;
     }
@@ -137,7 +156,8 @@ int grid_for(int64_t work_items) {
 size_t align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 // dw[ids[n], :] += dout[n, :] for every n, deterministically (see the file comment).
-void accumulate_rows_by_id(float* dw, const float* dout, const int32_t* ids, int N, int C) {
+template <typename T>
+void accumulate_rows_by_id(float* dw, const T* dout, const int32_t* ids, int N, int C) {
     size_t sort_bytes = 0;
     PLW_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, ids,
                                                    static_cast<int32_t*>(nullptr),
@@ -156,17 +176,13 @@ void accumulate_rows_by_id(float* dw, const float* dout, const int32_t* ids, int
     PLW_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(sort_temp, sort_bytes, ids, sorted_ids, rows,
                                                    sorted_rows, N));
     const int threads = std::min(kThreads, ceil_div(C, 32) * 32);
-    accumulate_sorted_rows_kernel<<<N, threads>>>(dw, dout, sorted_ids, sorted_rows, N, C);
+    accumulate_sorted_rows_kernel<T><<<N, threads>>>(dw, dout, sorted_ids, sorted_rows, N, C);
     PLW_CUDA_CHECK_LAUNCH("accumulate_sorted_rows_kernel");
 }
 
-}  // namespace
-
-// ----------------------------------------------------------------------------
-// embedding.h
-
-void embedding_forward(float* out, const int32_t* tokens, const int32_t* positions,
-                       const float* wte, const float* wpe, int N, int C) {
+template <typename T>
+void forward(T* out, const int32_t* tokens, const int32_t* positions, const float* wte,
+             const float* wpe, int N, int C) {
     PLW_CHECK(N >= 0 && C >= 0, "embedding_forward: bad shape N=" << N << " C=" << C);
     if (N == 0 || C == 0) {
         return;
@@ -174,20 +190,22 @@ void embedding_forward(float* out, const int32_t* tokens, const int32_t* positio
     PLW_CHECK(out != nullptr && tokens != nullptr && positions != nullptr && wte != nullptr &&
                   wpe != nullptr,
               "embedding_forward: null device pointer");
-    const bool vec4 = C % 4 == 0 && is_aligned(out, 16) && is_aligned(wte, 16) &&
+    constexpr int kVec = 16 / static_cast<int>(sizeof(T));  // 4 floats or 8 bf16 of out
+    const bool wide = C % kVec == 0 && is_aligned(out, 16) && is_aligned(wte, 16) &&
                       is_aligned(wpe, 16);
-    if (vec4) {
-        embedding_forward_kernel<4><<<grid_for(static_cast<int64_t>(N) * C / 4), kThreads>>>(
-            out, tokens, positions, wte, wpe, N, C);
+    if (wide) {
+        embedding_forward_kernel<T, kVec><<<grid_for(static_cast<int64_t>(N) * C / kVec),
+                                            kThreads>>>(out, tokens, positions, wte, wpe, N, C);
     } else {
-        embedding_forward_kernel<1><<<grid_for(static_cast<int64_t>(N) * C), kThreads>>>(
+        embedding_forward_kernel<T, 1><<<grid_for(static_cast<int64_t>(N) * C), kThreads>>>(
             out, tokens, positions, wte, wpe, N, C);
     }
     PLW_CUDA_CHECK_LAUNCH("embedding_forward_kernel");
 }
 
-void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
-                        const int32_t* positions, int N, int C) {
+template <typename T>
+void backward(float* dwte, float* dwpe, const T* dout, const int32_t* tokens,
+              const int32_t* positions, int N, int C) {
     PLW_CHECK(N >= 0 && C >= 0, "embedding_backward: bad shape N=" << N << " C=" << C);
     if (N == 0 || C == 0) {
         return;
@@ -197,6 +215,34 @@ void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32
               "embedding_backward: null device pointer");
     accumulate_rows_by_id(dwte, dout, tokens, N, C);
     accumulate_rows_by_id(dwpe, dout, positions, N, C);
+}
+
+uint16_t* bits(bf16* p) { return reinterpret_cast<uint16_t*>(p); }
+const uint16_t* bits(const bf16* p) { return reinterpret_cast<const uint16_t*>(p); }
+
+}  // namespace
+
+// ----------------------------------------------------------------------------
+// embedding.h
+
+void embedding_forward(float* out, const int32_t* tokens, const int32_t* positions,
+                       const float* wte, const float* wpe, int N, int C) {
+    forward(out, tokens, positions, wte, wpe, N, C);
+}
+
+void embedding_forward(bf16* out, const int32_t* tokens, const int32_t* positions,
+                       const float* wte, const float* wpe, int N, int C) {
+    forward(bits(out), tokens, positions, wte, wpe, N, C);
+}
+
+void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
+                        const int32_t* positions, int N, int C) {
+    backward(dwte, dwpe, dout, tokens, positions, N, C);
+}
+
+void embedding_backward(float* dwte, float* dwpe, const bf16* dout, const int32_t* tokens,
+                        const int32_t* positions, int N, int C) {
+    backward(dwte, dwpe, bits(dout), tokens, positions, N, C);
 }
 
 int64_t find_out_of_range(const int32_t* ids, int64_t n, int32_t limit) {

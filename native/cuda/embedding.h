@@ -1,14 +1,22 @@
-// CUDA twin of native/cpu/embedding.h.
+// CUDA twin of native/cpu/embedding.h. out / dout are f32 or bf16 (mixed precision); the
+// tables wte, wpe and their gradients are f32 in both (a bf16 out is the f32 sum rounded
+// once to nearest even).
 #pragma once
 #include <cstdint>
+
+#include "../common/bf16.h"
 
 namespace plw::cuda {
 
 void embedding_forward(float* out, const int32_t* tokens, const int32_t* positions,
                        const float* wte, const float* wpe, int N, int C);
+void embedding_forward(bf16* out, const int32_t* tokens, const int32_t* positions,
+                       const float* wte, const float* wpe, int N, int C);
 
 // Accumulates into dwte and dwpe. Deterministic (no float atomics): see embedding.cu.
 void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
+                        const int32_t* positions, int N, int C);
+void embedding_backward(float* dwte, float* dwpe, const bf16* dout, const int32_t* tokens,
                         const int32_t* positions, int N, int C);
 
 // Index of the first id outside [0, limit), or -1. Synchronizes.

@@ -11,7 +11,8 @@
 //
 // Types: f32 inputs -> TF32 tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32), f32 logits;
 // bf16 inputs -> bf16 tensor cores with f32 accumulation (CUBLAS_COMPUTE_32F), bf16 logits.
-// dhidden and dwte are f32 in both cases; alpha/beta are f32.
+// dwte is f32 in both cases; dhidden is f32, or bf16 in the overload taking a bf16* dhidden
+// (step 3's D type bf16: accumulated in f32, rounded once when stored); alpha/beta are f32.
 //
 // The scratch holds one chunk of logits, row-major with a row stride Vs = V rounded up to a
 // multiple of 16 elements (so that every row starts 32-byte aligned: the tensor-core GEMMs
@@ -28,7 +29,7 @@
 //   3. dhidden^T (C, n) = wte^T (C, V) . dlogits^T (V, n)
 //        A = wte stored col-major (C, V) ld C, op N                 m = C
 //        B = scratch col-major (V, n) ld Vs, op N                   n = n, k = V
-//        D = dhidden[r0:] col-major (C, n) ld C, beta = 0
+//        D = dhidden[r0:] col-major (C, n) ld C, beta = 0 (f32 or bf16)
 //   4. dwte^T (C, V) += hidden^T (C, n) . dlogits (n, V)
 //        A = hidden[r0:] stored col-major (C, n) ld C, op N         m = C
 //        B = scratch col-major (V, n) ld Vs, op T -> (n, V)         n = V, k = n
@@ -127,15 +128,15 @@ void logits_gemm(T* scratch, const T* h, const T* wte, int n, int C, int V) {
               scratch, GemmTypes<T>::kInput, uint64_t(V), uint64_t(n), ld, 0.0f);
 }
 
-// Steps 3 and 4 from the dlogits in scratch.
-template <typename T>
-void backward_gemms(float* dh, float* dwte, const T* dlogits, const T* h, const T* wte, int n,
+// Steps 3 and 4 from the dlogits in scratch. DH: dhidden's type, f32 or bf16 (its D type).
+template <typename T, typename DH>
+void backward_gemms(DH* dh, float* dwte, const T* dlogits, const T* h, const T* wte, int n,
                     int C, int V) {
     const int64_t ld = scratch_ld(V);
     lt_matmul("fused head's dhidden", GemmTypes<T>::kCompute,
               CUBLAS_OP_N, LtOperand{wte, GemmTypes<T>::kInput, uint64_t(C), uint64_t(V), C},
               CUBLAS_OP_N, LtOperand{dlogits, GemmTypes<T>::kInput, uint64_t(V), uint64_t(n), ld},
-              dh, CUDA_R_32F, uint64_t(C), uint64_t(n), C, 0.0f);
+              dh, GemmTypes<DH>::kInput, uint64_t(C), uint64_t(n), C, 0.0f);
     lt_matmul("fused head's dwte", GemmTypes<T>::kCompute,
               CUBLAS_OP_N, LtOperand{h, GemmTypes<T>::kInput, uint64_t(C), uint64_t(n), C},
               CUBLAS_OP_T, LtOperand{dlogits, GemmTypes<T>::kInput, uint64_t(V), uint64_t(n), ld},
@@ -166,8 +167,8 @@ void forward_impl(float* losses, void* scratch, const T* hidden, const T* wte,
     }
 }
 
-template <typename T>
-void backward_impl(float* losses, float* dhidden, float* dwte, void* scratch, const T* hidden,
+template <typename T, typename DH>
+void backward_impl(float* losses, DH* dhidden, float* dwte, void* scratch, const T* hidden,
                    const T* wte, const int32_t* targets, const float* weights, float grad_scale,
                    int N, int C, int V, int chunk) {
     check_shapes("fused_head_cross_entropy_backward", hidden, wte, targets, weights, scratch, N,
@@ -182,12 +183,12 @@ void backward_impl(float* losses, float* dhidden, float* dwte, void* scratch, co
     const int ld = static_cast<int>(scratch_ld(V));
     for (int r0 = 0; r0 < N; r0 += chunk) {
         const int n = std::min(chunk, N - r0);
-        float* dh = dhidden + static_cast<int64_t>(r0) * C;
+        DH* dh = dhidden + static_cast<int64_t>(r0) * C;
         if (all_zero(w.data() + r0, n)) {
             if (losses != nullptr) {
                 memset_zero(losses + r0, sizeof(float) * static_cast<size_t>(n));
             }
-            memset_zero(dh, sizeof(float) * static_cast<size_t>(n) * static_cast<size_t>(C));
+            memset_zero(dh, sizeof(DH) * static_cast<size_t>(n) * static_cast<size_t>(C));
             continue;
         }
         const T* h = hidden + static_cast<int64_t>(r0) * C;
@@ -228,6 +229,14 @@ void fused_head_cross_entropy_backward(float* losses, float* dhidden, float* dwt
                   V, chunk);
 }
 
+void fused_head_cross_entropy_backward(float* losses, bf16* dhidden, float* dwte, void* scratch,
+                                       const bf16* hidden, const bf16* wte,
+                                       const int32_t* targets, const float* weights,
+                                       float grad_scale, int N, int C, int V, int chunk) {
+    backward_impl(losses, dhidden, dwte, scratch, hidden, wte, targets, weights, grad_scale, N, C,
+                  V, chunk);
+}
+
 #else  // no cuBLASLt: the backend reports itself unavailable, and these throw if reached
 
 
@@ -247,6 +256,11 @@ void fused_head_cross_entropy_backward(float*, float*, float*, void*, const floa
 }
 
 void fused_head_cross_entropy_backward(float*, float*, float*, void*, const bf16*, const bf16*,
+                                       const int32_t*, const float*, float, int, int, int, int) {
+    detail::no_cublaslt("fused_head_cross_entropy_backward", __FILE__, __LINE__);
+}
+
+void fused_head_cross_entropy_backward(float*, bf16*, float*, void*, const bf16*, const bf16*,
                                        const int32_t*, const float*, float, int, int, int, int) {
     detail::no_cublaslt("fused_head_cross_entropy_backward", __FILE__, __LINE__);
 }

@@ -13,12 +13,18 @@
 // argument (~1e-6 relative; the argument's own rounding, magnified by |2u| on the negative
 // tail, is common to both).
 //
-// Elementwise, grid-stride over packs of 4 floats when every pointer is 16-byte aligned (the
-// n % 4 tail elements go to the first threads of the grid), else one float per thread.
-// out may alias inp, and dinp may alias dout (each element is read before it is written by
-// the same thread). Memory-bound: forward 8 bytes per element, backward 16 (inp, dout,
-// dinp read-modify-write); one expf and one division per element leave it well under the
-// FP32 throughput of an H100, ~90% of bandwidth expected.
+// Values are f32 or bf16 (mixed precision), one templated kernel per pass: bf16 inputs are
+// widened exactly, the math is the f32 math above, and each bf16 result is rounded once (to
+// nearest even) when stored; the backward's dinp += reads the bf16, adds in f32, rounds once.
+//
+// Elementwise, grid-stride over 16-byte packs (4 floats or 8 bf16) when every pointer is
+// 16-byte aligned (the n % 4 or n % 8 tail elements go to the first threads of the grid),
+// else one element per thread. out may alias inp, and dinp may alias dout (each element is
+// read before it is written by the same thread). Memory-bound: forward 8 bytes per element
+// in f32 (4 in bf16), backward 16 (8) (inp, dout, dinp read-modify-write); one expf and one
+// division per element leave f32 well under the FP32 throughput of an H100, ~90% of
+// bandwidth expected. bf16 moves half the bytes for the same ~30 instructions per element,
+// close to an H100's FP32 budget at that bandwidth (~40): near the knee, ~70-90% expected.
 #include "gelu.h"
 
 #include <cuda_runtime.h>
@@ -35,8 +41,10 @@ namespace plw::cuda {
 namespace {
 
 using detail::ceil_div;
+using detail::from_float;
 using detail::is_aligned;
 using detail::Pack;
+using detail::to_float;
 
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
 constexpr float kCubic = 0.044715f;
@@ -69,11 +77,11 @@ __device__ __forceinline__ float gelu_grad(float x) {
 // ----------------------------------------------------------------------------
 // CUDA kernels
 
-// grid-stride over n / VEC packs, then the n % VEC tail elements (VEC = 4 needs 16-byte
-// aligned pointers).
-template <int VEC>
-__global__ void gelu_forward_kernel(float* out, const float* inp, int64_t n) {
-    using P = Pack<float, VEC>;
+// grid-stride over n / VEC packs, then the n % VEC tail elements (VEC * sizeof(T) == 16
+// needs 16-byte aligned pointers). T: float or raw bf16 bits (uint16_t).
+template <typename T, int VEC>
+__global__ void gelu_forward_kernel(T* out, const T* inp, int64_t n) {
+    using P = Pack<T, VEC>;
     const int64_t packs = n / VEC;
     const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -81,20 +89,19 @@ __global__ void gelu_forward_kernel(float* out, const float* inp, int64_t n) {
         P v = reinterpret_cast<const P*>(inp)[i];
 #pragma unroll
         for (int j = 0; j < VEC; ++j) {
-            v.v[j] = gelu(v.v[j]);
+            v.v[j] = from_float<T>(gelu(to_float(v.v[j])));
         }
         reinterpret_cast<P*>(out)[i] = v;
     }
     const int64_t tail = packs * VEC + first;
     if (tail < n) {
-        out[tail] = gelu(inp[tail]);
+        out[tail] = from_float<T>(gelu(to_float(inp[tail])));
     }
 }
 
-template <int VEC>
-__global__ void gelu_backward_kernel(float* dinp, const float* inp, const float* dout,
-                                     int64_t n) {
-    using P = Pack<float, VEC>;
+template <typename T, int VEC>
+__global__ void gelu_backward_kernel(T* dinp, const T* inp, const T* dout, int64_t n) {
+    using P = Pack<T, VEC>;
     const int64_t packs = n / VEC;
     const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -104,13 +111,15 @@ __global__ void gelu_backward_kernel(float* dinp, const float* inp, const float*
         P d = reinterpret_cast<const P*>(dinp)[i];
 #pragma unroll
         for (int j = 0; j < VEC; ++j) {
-            d.v[j] += gelu_grad(x.v[j]) * g.v[j];
+            d.v[j] = from_float<T>(to_float(d.v[j]) +
+                                   gelu_grad(to_float(x.v[j])) * to_float(g.v[j]));
         }
         reinterpret_cast<P*>(dinp)[i] = d;
     }
     const int64_t tail = packs * VEC + first;
     if (tail < n) {
-        dinp[tail] += gelu_grad(inp[tail]) * dout[tail];
+        dinp[tail] = from_float<T>(to_float(dinp[tail]) +
+                                   gelu_grad(to_float(inp[tail])) * to_float(dout[tail]));
     }
 }
 
@@ -125,38 +134,58 @@ int grid_for(int64_t packs) {
         std::max<int64_t>(1, std::min(ceil_div<int64_t>(packs, kThreads), kMaxBlocks)));
 }
 
-}  // namespace
-
-// ----------------------------------------------------------------------------
-// gelu.h
-
-void gelu_forward(float* out, const float* inp, size_t n) {
+template <typename T>
+void forward(T* out, const T* inp, size_t n) {
     if (n == 0) {
         return;
     }
     PLW_CHECK(out != nullptr && inp != nullptr, "gelu_forward: null device pointer");
+    constexpr int kVec = 16 / static_cast<int>(sizeof(T));  // 4 floats or 8 bf16
     const int64_t count = static_cast<int64_t>(n);
     if (is_aligned(out, 16) && is_aligned(inp, 16)) {
-        gelu_forward_kernel<4><<<grid_for(count / 4), kThreads>>>(out, inp, count);
+        gelu_forward_kernel<T, kVec><<<grid_for(count / kVec), kThreads>>>(out, inp, count);
     } else {
-        gelu_forward_kernel<1><<<grid_for(count), kThreads>>>(out, inp, count);
+        gelu_forward_kernel<T, 1><<<grid_for(count), kThreads>>>(out, inp, count);
     }
     PLW_CUDA_CHECK_LAUNCH("gelu_forward_kernel");
 }
 
-void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
+template <typename T>
+void backward(T* dinp, const T* inp, const T* dout, size_t n) {
     if (n == 0) {
         return;
     }
     PLW_CHECK(dinp != nullptr && inp != nullptr && dout != nullptr,
               "gelu_backward: null device pointer");
+    constexpr int kVec = 16 / static_cast<int>(sizeof(T));
     const int64_t count = static_cast<int64_t>(n);
     if (is_aligned(dinp, 16) && is_aligned(inp, 16) && is_aligned(dout, 16)) {
-        gelu_backward_kernel<4><<<grid_for(count / 4), kThreads>>>(dinp, inp, dout, count);
+        gelu_backward_kernel<T, kVec><<<grid_for(count / kVec), kThreads>>>(dinp, inp, dout,
+                                                                           count);
     } else {
-        gelu_backward_kernel<1><<<grid_for(count), kThreads>>>(dinp, inp, dout, count);
+        gelu_backward_kernel<T, 1><<<grid_for(count), kThreads>>>(dinp, inp, dout, count);
     }
     PLW_CUDA_CHECK_LAUNCH("gelu_backward_kernel");
+}
+
+uint16_t* bits(bf16* p) { return reinterpret_cast<uint16_t*>(p); }
+const uint16_t* bits(const bf16* p) { return reinterpret_cast<const uint16_t*>(p); }
+
+}  // namespace
+
+// ----------------------------------------------------------------------------
+// gelu.h
+
+void gelu_forward(float* out, const float* inp, size_t n) { forward(out, inp, n); }
+
+void gelu_forward(bf16* out, const bf16* inp, size_t n) { forward(bits(out), bits(inp), n); }
+
+void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
+    backward(dinp, inp, dout, n);
+}
+
+void gelu_backward(bf16* dinp, const bf16* inp, const bf16* dout, size_t n) {
+    backward(bits(dinp), bits(inp), bits(dout), n);
 }
 
 }  // namespace plw::cuda

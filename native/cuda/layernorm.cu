@@ -10,10 +10,17 @@
 // All statistics in f32; the variance is two-pass (the mean first, then the squared
 // deviations from it). mean and rstd may be null in the forward (inference): not written.
 //
-// Forward: one warp per row, 8 rows per block; float4 accesses when C % 4 == 0 and the
-// pointers are 16-byte aligned. The row is read three times (sum, squared deviations,
-// output); the second and third reads hit L1/L2, so DRAM sees 4 bytes read and 4 written
-// per element plus the small weight/bias: memory-bound, ~80% of bandwidth expected.
+// Activations (out, inp, dinp, dout) are f32 or bf16 (mixed precision), one templated kernel
+// per pass; weight, bias, mean, rstd, dweight and dbias are always f32. bf16 values are
+// widened exactly, all math is f32 as above, and each bf16 result is rounded once (to
+// nearest even) when stored; dinp += reads the bf16, adds in f32 and rounds once.
+//
+// Forward: one warp per row, 8 rows per block; 16-byte accesses (4 floats or 8 bf16) when C
+// is a multiple of that and the pointers are 16-byte aligned, else one element at a time.
+// The row is read three times (sum, squared deviations, output); the second and third
+// reads hit L1/L2, so DRAM sees one read and one write of the row (4 + 4 bytes per element
+// in f32, 2 + 2 in bf16) plus the small weight/bias: memory-bound, ~80% of bandwidth
+// expected.
 //
 // Backward, deterministic (no float atomics):
 //   1. layernorm_backward_kernel: one block per chunk of kBackwardChunkRows rows; each thread
@@ -24,11 +31,14 @@
 //      same pass. Each block writes its partial dweight/dbias to a scratch row.
 //   2. column_sum_accumulate (column_sum.cuh) sums the partial rows in chunk order and adds
 //      the totals into dweight and dbias.
-//   Traffic: read dout and inp, read-modify-write dinp (16 bytes per element) plus the
-//   partials (8 * C bytes per 32 rows, written and read once: 1/32 of that): memory-bound,
+//   Traffic: read dout and inp, read-modify-write dinp (16 bytes per element in f32, 8 in
+//   bf16) plus the partials (8 * C bytes per 32 rows, written and read once): memory-bound,
 //   ~70-80% of bandwidth expected (one block barrier per row, hidden by several resident
-//   blocks per SM). Its largest variant (C > 8192: 8 float4 packs per thread) spills
-//   registers: correct, slower. C is at most 16384 (4096 when C % 4 != 0 or unaligned).
+//   blocks per SM). A bf16 row's packs stay in registers as raw 16-byte words, unpacked on
+//   each use (Pack16): half the registers of an f32 row. The largest
+//   variants (C > 8192: 8 float4 or 4 bf16x8 packs per thread) spill registers: correct,
+//   slower. C is at most 16384 (4096 when C is not a multiple of 4 in f32 or 8 in bf16, or
+//   a pointer is unaligned).
 #include "layernorm.h"
 
 #include <cuda_runtime.h>
@@ -47,31 +57,117 @@ namespace plw::cuda {
 namespace {
 
 using detail::ceil_div;
+using detail::from_float;
 using detail::is_aligned;
 using detail::Pack;
+using detail::Pack16;
+using detail::to_float;
 using detail::warp_sum;
 
 constexpr float kEps = 1e-5f;
 constexpr int kForwardThreads = 256;       // 8 warps: 8 rows per block
 constexpr int kBackwardChunkRows = 32;     // rows per block in the backward
 constexpr int kBackwardMaxThreads = 512;
-constexpr int kBackwardMaxItems = 8;
+constexpr int kBackwardMaxC = 16384;       // with 16-byte packs
+constexpr int kBackwardMaxCScalar = 4096;  // one element per pack
+
+// elements in a 16-byte pack of T: 4 floats or 8 bf16
+template <typename T>
+constexpr int kWide = 16 / static_cast<int>(sizeof(T));
+
+// packs per thread at the largest C: 8 (f32 float4, scalar), 4 (bf16 x 8)
+template <int VEC>
+constexpr int kBackwardMaxItems =
+    (VEC == 1 ? kBackwardMaxCScalar : kBackwardMaxC) / (kBackwardMaxThreads * VEC);
+
+// f32 values i * VEC ... i * VEC + VEC - 1 of p (weight, bias, partials); 16-byte accesses
+// when VEC % 4 == 0 (then p is 16-byte aligned).
+template <int VEC>
+__device__ __forceinline__ void load_f32(float (&r)[VEC], const float* p, int i) {
+    if constexpr (VEC % 4 == 0) {
+#pragma unroll
+        for (int k = 0; k < VEC / 4; ++k) {
+            const Pack<float, 4> q =
+                reinterpret_cast<const Pack<float, 4>*>(p)[i * (VEC / 4) + k];
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                r[4 * k + j] = q.v[j];
+            }
+        }
+    } else {
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) {
+            r[j] = p[i * VEC + j];
+        }
+    }
+}
+
+template <int VEC>
+__device__ __forceinline__ void store_f32(float* p, int i, const float (&r)[VEC]) {
+    if constexpr (VEC % 4 == 0) {
+#pragma unroll
+        for (int k = 0; k < VEC / 4; ++k) {
+            Pack<float, 4> q;
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                q.v[j] = r[4 * k + j];
+            }
+            reinterpret_cast<Pack<float, 4>*>(p)[i * (VEC / 4) + k] = q;
+        }
+    } else {
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) {
+            p[i * VEC + j] = r[j];
+        }
+    }
+}
+
+// Pack i of VEC activations of a row, held in registers (backward). A pack of 8 bf16 stays
+// one uint4, unpacked on each use (see Pack16 in common.cuh); floats are kept as they are.
+template <typename T, int VEC, bool PACKED_BF16 = (sizeof(T) == 2 && VEC == 8)>
+struct RowPack {
+    Pack<T, VEC> p;
+    __device__ void load(const T* row, int i) {
+        p = reinterpret_cast<const Pack<T, VEC>*>(row)[i];
+    }
+    __device__ void zero() { p = Pack<T, VEC>{}; }
+    __device__ float get(int j) const { return to_float(p.v[j]); }
+    __device__ static void store(T* row, int i, const float (&f)[VEC]) {
+        Pack<T, VEC> q;
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) {
+            q.v[j] = from_float<T>(f[j]);
+        }
+        reinterpret_cast<Pack<T, VEC>*>(row)[i] = q;
+    }
+};
+
+template <typename T, int VEC>
+struct RowPack<T, VEC, true> {
+    uint4 p;
+    __device__ void load(const T* row, int i) { p = reinterpret_cast<const uint4*>(row)[i]; }
+    __device__ void zero() { p = make_uint4(0u, 0u, 0u, 0u); }
+    __device__ float get(int j) const { return Pack16<T>::get(p, j); }
+    __device__ static void store(T* row, int i, const float (&f)[VEC]) {
+        reinterpret_cast<uint4*>(row)[i] = Pack16<T>::from_floats(f);
+    }
+};
 
 // ----------------------------------------------------------------------------
 // CUDA kernels
 
-// grid: ceil(N / 8) blocks of 8 warps, one row per warp. VEC = 4 needs C % 4 == 0 and
-// 16-byte aligned pointers. mean and rstd may be null (then not written).
-template <int VEC>
+// grid: ceil(N / 8) blocks of 8 warps, one row per warp. VEC = kWide<T> needs C % VEC == 0
+// and 16-byte aligned pointers. mean and rstd may be null (then not written).
+template <typename T, int VEC>
 __global__ void __launch_bounds__(kForwardThreads)
-    layernorm_forward_kernel(float* out,           // (N, C)
+    layernorm_forward_kernel(T* out,               // (N, C)
                              float* mean,          // (N) or null
                              float* rstd,          // (N) or null
-                             const float* inp,     // (N, C)
+                             const T* inp,         // (N, C)
                              const float* weight,  // (C)
                              const float* bias,    // (C)
                              int N, int C) {
-    using P = Pack<float, VEC>;
+    using P = Pack<T, VEC>;
     const int lane = threadIdx.x & 31;
     const int row = blockIdx.x * (kForwardThreads / 32) + (threadIdx.x >> 5);
     if (row >= N) {
@@ -85,7 +181,7 @@ __global__ void __launch_bounds__(kForwardThreads)
         const P v = x[i];
 #pragma unroll
         for (int j = 0; j < VEC; ++j) {
-            sum += v.v[j];
+            sum += to_float(v.v[j]);
         }
     }
     const float m = warp_sum(sum) / static_cast<float>(C);
@@ -95,23 +191,23 @@ __global__ void __launch_bounds__(kForwardThreads)
         const P v = x[i];
 #pragma unroll
         for (int j = 0; j < VEC; ++j) {
-            const float d = v.v[j] - m;
+            const float d = to_float(v.v[j]) - m;
             sq += d * d;
         }
     }
     const float s = 1.0f / sqrtf(warp_sum(sq) / static_cast<float>(C) + kEps);
 
-    const P* w = reinterpret_cast<const P*>(weight);
-    const P* b = reinterpret_cast<const P*>(bias);
     P* o = reinterpret_cast<P*>(out + static_cast<int64_t>(row) * C);
     for (int i = lane; i < packs; i += 32) {
         const P v = x[i];
-        const P wv = w[i];
-        const P bv = b[i];
+        float wv[VEC];
+        float bv[VEC];
+        load_f32<VEC>(wv, weight, i);
+        load_f32<VEC>(bv, bias, i);
         P r;
 #pragma unroll
         for (int j = 0; j < VEC; ++j) {
-            r.v[j] = (v.v[j] - m) * s * wv.v[j] + bv.v[j];
+            r.v[j] = from_float<T>((to_float(v.v[j]) - m) * s * wv[j] + bv[j]);
         }
         o[i] = r;
     }
@@ -128,17 +224,17 @@ __global__ void __launch_bounds__(kForwardThreads)
 // grid: ceil(N / kBackwardChunkRows) blocks; block: a multiple of 32 threads (<= 512) with
 // ITEMS * blockDim.x * VEC >= C. Thread t owns packs t, t + blockDim.x, ... of every row.
 // partials (chunks, 2C): row b = [dweight partial (C) | dbias partial (C)] of block b.
-template <int VEC, int ITEMS>
+template <typename T, int VEC, int ITEMS>
 __global__ void __launch_bounds__(kBackwardMaxThreads)
-    layernorm_backward_kernel(float* dinp,            // (N, C), +=
+    layernorm_backward_kernel(T* dinp,                // (N, C), +=
                               float* partials,        // (chunks, 2C)
-                              const float* dout,      // (N, C)
-                              const float* inp,       // (N, C)
+                              const T* dout,          // (N, C)
+                              const T* inp,           // (N, C)
                               const float* weight,    // (C)
                               const float* mean,      // (N)
                               const float* rstd,      // (N)
                               int N, int C) {
-    using P = Pack<float, VEC>;
+    using R = RowPack<T, VEC>;
     __shared__ float2 row_sums[2][32];  // double-buffered: one barrier per row
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
@@ -148,38 +244,48 @@ __global__ void __launch_bounds__(kBackwardMaxThreads)
     const int r0 = blockIdx.x * kBackwardChunkRows;
     const int r1 = min(N, r0 + kBackwardChunkRows);
 
-    P w[ITEMS];
-    P dw[ITEMS];
-    P db[ITEMS];
+    float w[ITEMS][VEC];
+    float dw[ITEMS][VEC];
+    float db[ITEMS][VEC];
 #pragma unroll
     for (int k = 0; k < ITEMS; ++k) {
         const int i = threadIdx.x + k * blockDim.x;
-        w[k] = i < packs ? reinterpret_cast<const P*>(weight)[i] : P{};
-        dw[k] = P{};
-        db[k] = P{};
+        if (i < packs) {
+            load_f32<VEC>(w[k], weight, i);
+        } else {
+#pragma unroll
+            for (int j = 0; j < VEC; ++j) {
+                w[k][j] = 0.0f;
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) {
+            dw[k][j] = 0.0f;
+            db[k][j] = 0.0f;
+        }
     }
 
     for (int r = r0; r < r1; ++r) {
         const float m = mean[r];
         const float s = rstd[r];
         const int64_t offset = static_cast<int64_t>(r) * C;
-        const P* g_row = reinterpret_cast<const P*>(dout + offset);
-        const P* x_row = reinterpret_cast<const P*>(inp + offset);
-        P* d_row = reinterpret_cast<P*>(dinp + offset);
-        P g[ITEMS];
-        P x[ITEMS];
-        P d[ITEMS];
+        const T* g_row = dout + offset;
+        const T* x_row = inp + offset;
+        T* d_row = dinp + offset;
+        R g[ITEMS];
+        R x[ITEMS];
+        R d[ITEMS];
 #pragma unroll
         for (int k = 0; k < ITEMS; ++k) {
             const int i = threadIdx.x + k * blockDim.x;
             if (i < packs) {
-                g[k] = g_row[i];
-                x[k] = x_row[i];
-                d[k] = d_row[i];
+                g[k].load(g_row, i);
+                x[k].load(x_row, i);
+                d[k].load(d_row, i);
             } else {
-                g[k] = P{};
-                x[k] = P{};
-                d[k] = P{};
+                g[k].zero();
+                x[k].zero();
+                d[k].zero();
             }
         }
         // Out-of-range packs have g = 0 and w = 0: they add exact zeros below.
@@ -189,12 +295,12 @@ __global__ void __launch_bounds__(kBackwardMaxThreads)
         for (int k = 0; k < ITEMS; ++k) {
 #pragma unroll
             for (int j = 0; j < VEC; ++j) {
-                const float xhat = (x[k].v[j] - m) * s;
-                const float dxhat = w[k].v[j] * g[k].v[j];
+                const float xhat = (x[k].get(j) - m) * s;
+                const float dxhat = w[k][j] * g[k].get(j);
                 sum_dxhat += dxhat;
                 sum_dxhat_xhat += dxhat * xhat;
-                dw[k].v[j] += g[k].v[j] * xhat;
-                db[k].v[j] += g[k].v[j];
+                dw[k][j] += g[k].get(j) * xhat;
+                db[k][j] += g[k].get(j);
             }
         }
         sum_dxhat = warp_sum(sum_dxhat);
@@ -217,25 +323,26 @@ __global__ void __launch_bounds__(kBackwardMaxThreads)
         for (int k = 0; k < ITEMS; ++k) {
             const int i = threadIdx.x + k * blockDim.x;
             if (i < packs) {
+                float nd[VEC];
 #pragma unroll
                 for (int j = 0; j < VEC; ++j) {
-                    const float xhat = (x[k].v[j] - m) * s;
-                    const float dxhat = w[k].v[j] * g[k].v[j];
-                    d[k].v[j] += (dxhat - mean_dxhat - xhat * mean_dxhat_xhat) * s;
+                    const float xhat = (x[k].get(j) - m) * s;
+                    const float dxhat = w[k][j] * g[k].get(j);
+                    nd[j] = d[k].get(j) + (dxhat - mean_dxhat - xhat * mean_dxhat_xhat) * s;
                 }
-                d_row[i] = d[k];
+                R::store(d_row, i, nd);
             }
         }
     }
 
-    P* dw_out = reinterpret_cast<P*>(partials + static_cast<int64_t>(blockIdx.x) * 2 * C);
-    P* db_out = reinterpret_cast<P*>(partials + static_cast<int64_t>(blockIdx.x) * 2 * C + C);
+    float* dw_out = partials + static_cast<int64_t>(blockIdx.x) * 2 * C;
+    float* db_out = dw_out + C;
 #pragma unroll
     for (int k = 0; k < ITEMS; ++k) {
         const int i = threadIdx.x + k * blockDim.x;
         if (i < packs) {
-            dw_out[i] = dw[k];
-            db_out[i] = db[k];
+            store_f32<VEC>(dw_out, i, dw[k]);
+            store_f32<VEC>(db_out, i, db[k]);
         }
     }
 }
@@ -243,28 +350,92 @@ __global__ void __launch_bounds__(kBackwardMaxThreads)
 // ----------------------------------------------------------------------------
 // kernel launchers
 
-template <int VEC>
-void launch_backward(float* dinp, float* partials, const float* dout, const float* inp,
-                     const float* weight, const float* mean, const float* rstd, int N, int C) {
+template <typename T, int VEC>
+void launch_forward(T* out, float* mean, float* rstd, const T* inp, const float* weight,
+                    const float* bias, int N, int C) {
+    const int rows_per_block = kForwardThreads / 32;
+    const int blocks = ceil_div(N, rows_per_block);
+    layernorm_forward_kernel<T, VEC><<<blocks, kForwardThreads>>>(out, mean, rstd, inp, weight,
+                                                                  bias, N, C);
+    PLW_CUDA_CHECK_LAUNCH("layernorm_forward_kernel");
+}
+
+template <typename T>
+void forward(T* out, float* mean, float* rstd, const T* inp, const float* weight,
+             const float* bias, int N, int C) {
+    PLW_CHECK(N >= 0 && C > 0, "layernorm_forward: bad shape N=" << N << " C=" << C);
+    if (N == 0) {
+        return;
+    }
+    PLW_CHECK(out != nullptr && inp != nullptr && weight != nullptr && bias != nullptr,
+              "layernorm_forward: null device pointer");
+    constexpr int kVec = kWide<T>;
+    const bool wide = C % kVec == 0 && is_aligned(out, 16) && is_aligned(inp, 16) &&
+                      is_aligned(weight, 16) && is_aligned(bias, 16);
+    if (wide) {
+        launch_forward<T, kVec>(out, mean, rstd, inp, weight, bias, N, C);
+    } else {
+        launch_forward<T, 1>(out, mean, rstd, inp, weight, bias, N, C);
+    }
+}
+
+template <typename T, int VEC>
+void launch_backward(T* dinp, float* partials, const T* dout, const T* inp, const float* weight,
+                     const float* mean, const float* rstd, int N, int C) {
     const int packs = C / VEC;
     const int threads = std::min(kBackwardMaxThreads, ceil_div(packs, 32) * 32);
     const int items = ceil_div(packs, threads);
     const int blocks = ceil_div(N, kBackwardChunkRows);
     if (items <= 1) {
-        layernorm_backward_kernel<VEC, 1><<<blocks, threads>>>(dinp, partials, dout, inp, weight,
-                                                               mean, rstd, N, C);
+        layernorm_backward_kernel<T, VEC, 1><<<blocks, threads>>>(dinp, partials, dout, inp,
+                                                                  weight, mean, rstd, N, C);
     } else if (items <= 2) {
-        layernorm_backward_kernel<VEC, 2><<<blocks, threads>>>(dinp, partials, dout, inp, weight,
-                                                               mean, rstd, N, C);
+        layernorm_backward_kernel<T, VEC, 2><<<blocks, threads>>>(dinp, partials, dout, inp,
+                                                                  weight, mean, rstd, N, C);
     } else if (items <= 4) {
-        layernorm_backward_kernel<VEC, 4><<<blocks, threads>>>(dinp, partials, dout, inp, weight,
-                                                               mean, rstd, N, C);
-    } else {
-        layernorm_backward_kernel<VEC, 8><<<blocks, threads>>>(dinp, partials, dout, inp, weight,
-                                                               mean, rstd, N, C);
+        layernorm_backward_kernel<T, VEC, 4><<<blocks, threads>>>(dinp, partials, dout, inp,
+                                                                  weight, mean, rstd, N, C);
+    } else if constexpr (kBackwardMaxItems<VEC> >= 8) {  // else C is too large (checked)
+        layernorm_backward_kernel<T, VEC, 8><<<blocks, threads>>>(dinp, partials, dout, inp,
+                                                                  weight, mean, rstd, N, C);
     }
     PLW_CUDA_CHECK_LAUNCH("layernorm_backward_kernel");
 }
+
+template <typename T>
+void backward(T* dinp, float* dweight, float* dbias, const T* dout, const T* inp,
+              const float* weight, const float* mean, const float* rstd, int N, int C) {
+    PLW_CHECK(N >= 0 && C > 0, "layernorm_backward: bad shape N=" << N << " C=" << C);
+    if (N == 0) {
+        return;
+    }
+    PLW_CHECK(dinp != nullptr && dweight != nullptr && dbias != nullptr && dout != nullptr &&
+                  inp != nullptr && weight != nullptr && mean != nullptr && rstd != nullptr,
+              "layernorm_backward: null device pointer");
+    constexpr int kVec = kWide<T>;
+    const bool wide = C % kVec == 0 && is_aligned(dinp, 16) && is_aligned(dout, 16) &&
+                      is_aligned(inp, 16) && is_aligned(weight, 16);
+    const int max_c = wide ? kBackwardMaxC : kBackwardMaxCScalar;
+    const char* why = kVec == 4 ? " when C % 4 != 0 or unaligned" : " when C % 8 != 0 or unaligned";
+    PLW_CHECK(C <= max_c, "layernorm_backward: C=" << C << " is too large (at most " << max_c
+                                                   << (wide ? "" : why) << ")");
+
+    const int chunks = ceil_div(N, kBackwardChunkRows);
+    ScratchBuffer scratch(sizeof(float) * 2 * static_cast<size_t>(C) *
+                          static_cast<size_t>(chunks));
+    float* partials = static_cast<float*>(scratch.data());
+    if (wide) {
+        launch_backward<T, kVec>(dinp, partials, dout, inp, weight, mean, rstd, N, C);
+    } else {
+        launch_backward<T, 1>(dinp, partials, dout, inp, weight, mean, rstd, N, C);
+    }
+    // partials is (chunks, 2C): dweight's half, then dbias's half, of every row
+    detail::column_sum_accumulate(dweight, partials, chunks, C, 2 * static_cast<int64_t>(C));
+    detail::column_sum_accumulate(dbias, partials + C, chunks, C, 2 * static_cast<int64_t>(C));
+}
+
+uint16_t* bits(bf16* p) { return reinterpret_cast<uint16_t*>(p); }
+const uint16_t* bits(const bf16* p) { return reinterpret_cast<const uint16_t*>(p); }
 
 }  // namespace
 
@@ -273,56 +444,24 @@ void launch_backward(float* dinp, float* partials, const float* dout, const floa
 
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
                        const float* weight, const float* bias, int N, int C) {
-    PLW_CHECK(N >= 0 && C > 0, "layernorm_forward: bad shape N=" << N << " C=" << C);
-    if (N == 0) {
-        return;
-    }
-    PLW_CHECK(out != nullptr && inp != nullptr && weight != nullptr && bias != nullptr,
-              "layernorm_forward: null device pointer");
-    const bool vec4 = C % 4 == 0 && is_aligned(out, 16) && is_aligned(inp, 16) &&
-                      is_aligned(weight, 16) && is_aligned(bias, 16);
-    const int rows_per_block = kForwardThreads / 32;
-    const int blocks = ceil_div(N, rows_per_block);
-    if (vec4) {
-        layernorm_forward_kernel<4><<<blocks, kForwardThreads>>>(out, mean, rstd, inp, weight,
-                                                                 bias, N, C);
-    } else {
-        layernorm_forward_kernel<1><<<blocks, kForwardThreads>>>(out, mean, rstd, inp, weight,
-                                                                 bias, N, C);
-    }
-    PLW_CUDA_CHECK_LAUNCH("layernorm_forward_kernel");
+    forward(out, mean, rstd, inp, weight, bias, N, C);
+}
+
+void layernorm_forward(bf16* out, float* mean, float* rstd, const bf16* inp, const float* weight,
+                       const float* bias, int N, int C) {
+    forward(bits(out), mean, rstd, bits(inp), weight, bias, N, C);
 }
 
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                         const float* inp, const float* weight, const float* mean,
                         const float* rstd, int N, int C) {
-    PLW_CHECK(N >= 0 && C > 0, "layernorm_backward: bad shape N=" << N << " C=" << C);
-    if (N == 0) {
-        return;
-    }
-    PLW_CHECK(dinp != nullptr && dweight != nullptr && dbias != nullptr && dout != nullptr &&
-                  inp != nullptr && weight != nullptr && mean != nullptr && rstd != nullptr,
-              "layernorm_backward: null device pointer");
-    const bool vec4 = C % 4 == 0 && is_aligned(dinp, 16) && is_aligned(dout, 16) &&
-                      is_aligned(inp, 16) && is_aligned(weight, 16);
-    const int vec = vec4 ? 4 : 1;
-    PLW_CHECK(C <= kBackwardMaxItems * kBackwardMaxThreads * vec,
-              "layernorm_backward: C=" << C << " is too large (at most "
-                                       << kBackwardMaxItems * kBackwardMaxThreads * vec
-                                       << (vec4 ? "" : " when C % 4 != 0 or unaligned") << ")");
+    backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
+}
 
-    const int chunks = ceil_div(N, kBackwardChunkRows);
-    ScratchBuffer scratch(sizeof(float) * 2 * static_cast<size_t>(C) *
-                          static_cast<size_t>(chunks));
-    float* partials = static_cast<float*>(scratch.data());
-    if (vec4) {
-        launch_backward<4>(dinp, partials, dout, inp, weight, mean, rstd, N, C);
-    } else {
-        launch_backward<1>(dinp, partials, dout, inp, weight, mean, rstd, N, C);
-    }
-    // partials is (chunks, 2C): dweight's half, then dbias's half, of every row
-    detail::column_sum_accumulate(dweight, partials, chunks, C, 2 * static_cast<int64_t>(C));
-    detail::column_sum_accumulate(dbias, partials + C, chunks, C, 2 * static_cast<int64_t>(C));
+void layernorm_backward(bf16* dinp, float* dweight, float* dbias, const bf16* dout,
+                        const bf16* inp, const float* weight, const float* mean,
+                        const float* rstd, int N, int C) {
+    backward(bits(dinp), dweight, dbias, bits(dout), bits(inp), weight, mean, rstd, N, C);
 }
 
 }  // namespace plw::cuda

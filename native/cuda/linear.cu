@@ -7,12 +7,18 @@
 //             dweight (IC, OC) += inp^T . dout
 //             dbias (OC)       += sum over rows of dout                     (dbias may be null)
 //
-// The three products go through cuBLASLt (lt_matmul.cuh) in f32 with TF32 tensor cores
-// (CUBLAS_COMPUTE_32F_FAST_TF32: 10-bit mantissa inputs, f32 accumulation), so results match
-// the f32 reference to ~1e-3 relative, not to f32 rounding. The bias is the GEMM's
-// CUBLASLT_EPILOGUE_BIAS when it is 16-byte aligned, else a separate add kernel. dbias is
-// our own deterministic column sum (column_sum.cuh): cuBLASLt's BGRADB epilogue overwrites
-// instead of accumulating.
+// Two precisions, one templated implementation:
+//   f32:  every operand f32; the GEMMs use TF32 tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32:
+//         10-bit mantissa inputs, f32 accumulation), so results match the f32 reference to
+//         ~1e-3 relative, not to f32 rounding.
+//   bf16: out, inp, weight, bias, dinp and dout bf16; dweight and dbias f32. bf16 tensor
+//         cores with f32 accumulation (CUBLAS_COMPUTE_32F, A/B CUDA_R_16BF); out and dinp
+//         are rounded to bf16 once, when the GEMM stores them (dinp's += reads the bf16 C,
+//         adds in f32, rounds once); dweight is an f32 D (beta = 1) of bf16 A/B.
+// The bias is the GEMM's CUBLASLT_EPILOGUE_BIAS (the bias has D's type) when it is 16-byte
+// aligned, else a separate add kernel (in bf16 out is then rounded twice: by the GEMM and
+// by the add). dbias is our own deterministic column sum (column_sum.cuh, summed in f32):
+// cuBLASLt's BGRADB epilogue overwrites instead of accumulating.
 //
 // cuBLASLt is column-major; a row-major (R, K) matrix with row stride ld is, in the same
 // memory, a column-major (K, R) matrix with leading dimension ld (its transpose). So:
@@ -38,8 +44,8 @@
 //        Check: D[o, i] = sum_n dout[n, o] * inp[n, i] = (inp^T . dout)[i, o].
 //
 // Cost: each GEMM is 2 * N * IC * OC flops; at GPT-2 sizes (N = 8k-16k, IC/OC = 768-3072)
-// they are compute-bound, ~60-70% of the TF32 dense peak expected (H100 SXM: ~495 TFLOP/s
-// dense TF32). dbias reads dout once (4 * N * OC bytes, memory-bound).
+// they are compute-bound, ~60-70% of the dense tensor-core peak expected (H100 SXM: ~495
+// TFLOP/s TF32, ~990 bf16). dbias reads dout once (4 or 2 * N * OC bytes, memory-bound).
 #include "linear.h"
 
 #include <cuda_runtime.h>
@@ -65,15 +71,17 @@ using detail::is_aligned;
 // CUDA kernels
 
 // out (N, OC) += bias broadcast over rows; grid-stride over N * OC elements. Only for a bias
-// that the GEMM epilogue cannot take (not 16-byte aligned). A template so that a build
-// without cuBLASLt, where nothing launches it, has no unused function.
+// that the GEMM epilogue cannot take (not 16-byte aligned). T: float, or uint16_t (raw bf16:
+// the sum is formed in f32 and rounded once). A template also so that a build without
+// cuBLASLt, where nothing launches it, has no unused function.
 template <typename T>
 __global__ void add_bias_kernel(T* out, const T* bias, int64_t rows, int cols) {
     const int64_t total = rows * cols;
     const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
     for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
          idx += stride) {
-        out[idx] += bias[idx % cols];
+        out[idx] = detail::from_float<T>(detail::to_float(out[idx]) +
+                                         detail::to_float(bias[idx % cols]));
     }
 }
 
@@ -94,36 +102,61 @@ void check_shape(const char* what, int N, int IC, int OC) {
               what << ": bad shape N=" << N << " IC=" << IC << " OC=" << OC);
 }
 
-}  // namespace
+// Per precision: the cuBLASLt type of the activations and the compute type.
+template <typename T>
+struct GemmTypes;
+template <>
+struct GemmTypes<float> {
+    static constexpr cudaDataType_t kData = CUDA_R_32F;
+    static constexpr cublasComputeType_t kCompute = CUBLAS_COMPUTE_32F_FAST_TF32;
+};
+template <>
+struct GemmTypes<bf16> {
+    static constexpr cudaDataType_t kData = CUDA_R_16BF;
+    static constexpr cublasComputeType_t kCompute = CUBLAS_COMPUTE_32F;
+};
 
-// ----------------------------------------------------------------------------
-// linear.h
+// The kernels' element type: float stays float, bf16 travels as raw uint16_t bits.
+template <typename T>
+struct RawType {
+    using type = T;
+};
+template <>
+struct RawType<bf16> {
+    using type = uint16_t;
+};
+template <typename T>
+using Raw = typename RawType<T>::type;
 
-void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
-                    int IC, int OC) {
+template <typename T>
+void forward_impl(T* out, const T* inp, const T* weight, const T* bias, int N, int IC, int OC) {
     check_shape("linear_forward", N, IC, OC);
     if (N == 0) {
         return;
     }
     PLW_CHECK(out != nullptr && inp != nullptr && weight != nullptr,
               "linear_forward: null device pointer");
+    constexpr cudaDataType_t kData = GemmTypes<T>::kData;
     const bool epilogue = bias != nullptr && is_aligned(bias, 16);
-    lt_matmul("linear forward", CUBLAS_COMPUTE_32F_FAST_TF32,
-              CUBLAS_OP_N, LtOperand{weight, CUDA_R_32F, uint64_t(OC), uint64_t(IC), OC},
-              CUBLAS_OP_N, LtOperand{inp, CUDA_R_32F, uint64_t(IC), uint64_t(N), IC},
-              out, CUDA_R_32F, uint64_t(OC), uint64_t(N), OC, 0.0f,
+    lt_matmul("linear forward", GemmTypes<T>::kCompute,
+              CUBLAS_OP_N, LtOperand{weight, kData, uint64_t(OC), uint64_t(IC), OC},
+              CUBLAS_OP_N, LtOperand{inp, kData, uint64_t(IC), uint64_t(N), IC},
+              out, kData, uint64_t(OC), uint64_t(N), OC, 0.0f,
               epilogue ? bias : nullptr);
     if (bias != nullptr && !epilogue) {
         const int64_t total = static_cast<int64_t>(N) * OC;
         const int blocks = static_cast<int>(
             std::max<int64_t>(1, std::min(ceil_div<int64_t>(total, kThreads), kMaxBlocks)));
-        add_bias_kernel<float><<<blocks, kThreads>>>(out, bias, N, OC);
+        add_bias_kernel<Raw<T>><<<blocks, kThreads>>>(
+            reinterpret_cast<Raw<T>*>(out), reinterpret_cast<const Raw<T>*>(bias), N, OC);
         PLW_CUDA_CHECK_LAUNCH("add_bias_kernel");
     }
 }
 
-void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                     const float* inp, const float* weight, int N, int IC, int OC) {
+// dinp has the activations' type T; dweight and dbias are f32 in both precisions.
+template <typename T>
+void backward_impl(T* dinp, float* dweight, float* dbias, const T* dout, const T* inp,
+                   const T* weight, int N, int IC, int OC) {
     check_shape("linear_backward", N, IC, OC);
     if (N == 0) {
         return;
@@ -131,17 +164,43 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
     PLW_CHECK(dinp != nullptr && dweight != nullptr && dout != nullptr && inp != nullptr &&
                   weight != nullptr,
               "linear_backward: null device pointer");
-    lt_matmul("linear dinp", CUBLAS_COMPUTE_32F_FAST_TF32,
-              CUBLAS_OP_T, LtOperand{weight, CUDA_R_32F, uint64_t(OC), uint64_t(IC), OC},
-              CUBLAS_OP_N, LtOperand{dout, CUDA_R_32F, uint64_t(OC), uint64_t(N), OC},
-              dinp, CUDA_R_32F, uint64_t(IC), uint64_t(N), IC, 1.0f);
-    lt_matmul("linear dweight", CUBLAS_COMPUTE_32F_FAST_TF32,
-              CUBLAS_OP_N, LtOperand{dout, CUDA_R_32F, uint64_t(OC), uint64_t(N), OC},
-              CUBLAS_OP_T, LtOperand{inp, CUDA_R_32F, uint64_t(IC), uint64_t(N), IC},
+    constexpr cudaDataType_t kData = GemmTypes<T>::kData;
+    lt_matmul("linear dinp", GemmTypes<T>::kCompute,
+              CUBLAS_OP_T, LtOperand{weight, kData, uint64_t(OC), uint64_t(IC), OC},
+              CUBLAS_OP_N, LtOperand{dout, kData, uint64_t(OC), uint64_t(N), OC},
+              dinp, kData, uint64_t(IC), uint64_t(N), IC, 1.0f);
+    lt_matmul("linear dweight", GemmTypes<T>::kCompute,
+              CUBLAS_OP_N, LtOperand{dout, kData, uint64_t(OC), uint64_t(N), OC},
+              CUBLAS_OP_T, LtOperand{inp, kData, uint64_t(IC), uint64_t(N), IC},
               dweight, CUDA_R_32F, uint64_t(OC), uint64_t(IC), OC, 1.0f);
     if (dbias != nullptr) {
-        detail::column_sum_accumulate(dbias, dout, N, OC, OC);
+        detail::column_sum_accumulate(dbias, reinterpret_cast<const Raw<T>*>(dout), N, OC, OC);
     }
+}
+
+}  // namespace
+
+// ----------------------------------------------------------------------------
+// linear.h
+
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
+                    int IC, int OC) {
+    forward_impl(out, inp, weight, bias, N, IC, OC);
+}
+
+void linear_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* bias, int N,
+                    int IC, int OC) {
+    forward_impl(out, inp, weight, bias, N, IC, OC);
+}
+
+void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                     const float* inp, const float* weight, int N, int IC, int OC) {
+    backward_impl(dinp, dweight, dbias, dout, inp, weight, N, IC, OC);
+}
+
+void linear_backward(bf16* dinp, float* dweight, float* dbias, const bf16* dout, const bf16* inp,
+                     const bf16* weight, int N, int IC, int OC) {
+    backward_impl(dinp, dweight, dbias, dout, inp, weight, N, IC, OC);
 }
 
 #else  // no cuBLASLt: the backend reports itself unavailable, and these throw if reached
@@ -151,7 +210,16 @@ void linear_forward(float*, const float*, const float*, const float*, int, int, 
     detail::no_cublaslt("linear_forward", __FILE__, __LINE__);
 }
 
+void linear_forward(bf16*, const bf16*, const bf16*, const bf16*, int, int, int) {
+    detail::no_cublaslt("linear_forward", __FILE__, __LINE__);
+}
+
 void linear_backward(float*, float*, float*, const float*, const float*, const float*, int, int,
+                     int) {
+    detail::no_cublaslt("linear_backward", __FILE__, __LINE__);
+}
+
+void linear_backward(bf16*, float*, float*, const bf16*, const bf16*, const bf16*, int, int,
                      int) {
     detail::no_cublaslt("linear_backward", __FILE__, __LINE__);
 }

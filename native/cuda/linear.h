@@ -6,14 +6,23 @@
 //             dweight (IC,OC) += inp^T . dout
 //             dbias (OC) += sum over rows of dout                      (dbias may be null)
 // All gradients accumulate (+=).
+// Two precisions: all f32 (TF32 GEMMs), or bf16 mixed precision: activations, their
+// gradients, weight and bias (the bf16 working copy of the parameters) in bf16, GEMMs with
+// f32 accumulation, and the parameter gradients dweight / dbias in f32.
 #pragma once
+
+#include "../common/bf16.h"
 
 namespace plw::cuda {
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
                     int IC, int OC);
+void linear_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* bias, int N,
+                    int IC, int OC);
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                      const float* inp, const float* weight, int N, int IC, int OC);
+void linear_backward(bf16* dinp, float* dweight, float* dbias, const bf16* dout, const bf16* inp,
+                     const bf16* weight, int N, int IC, int OC);
 
 }  // namespace plw::cuda
