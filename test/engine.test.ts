@@ -174,4 +174,16 @@ describe('GPT-2 engine (cpu)', () => {
       .rejects.toThrow(/does not fit on cpu: it needs about \d+ MiB \(parameters 475 MiB, gradients 475 MiB, AdamW 950 MiB, activations \d+ MiB/)
     await expect(initModel(tiny, { maxSeqLen: 17 })).rejects.toThrow(/maxSeqLen/)
   })
+
+  test('precision: f32 on the cpu ("auto" resolves to it); bf16 is refused there with the reason', async () => {
+    const auto = await initModel(tiny)
+    expect(auto.info.precision).toBe('f32')
+    expect(auto.precision).toBe('f32')
+    auto.dispose()
+    const f32 = await initModel(tiny, { device: 'cpu', precision: 'f32' })
+    expect(f32.info.precision).toBe('f32')
+    f32.dispose()
+    await expect(initModel(tiny, { device: 'cpu', precision: 'bf16' })).rejects.toThrow(/bf16 mixed precision runs on CUDA only/)
+    await expect(initModel(tiny, { precision: 'fp8' as 'f32' })).rejects.toThrow(/Expected 'f32' or 'bf16' for precision but received/)
+  })
 })

@@ -4,10 +4,10 @@
  */
 import {
   Batch, createNativeModel, Device, GenerateOptions, GPT2Config, guardNative, LossReport, ModelBuffer, ModelInfo,
-  NativeModel, OptimizerSettings, cudaAvailable,
+  NativeModel, OptimizerSettings, Precision, cudaAvailable,
 } from './native'
 
-export type { Batch, GenerateOptions, GPT2Config, LossReport, OptimizerSettings, ModelInfo }
+export type { Batch, GenerateOptions, GPT2Config, LossReport, OptimizerSettings, ModelInfo, Precision }
 
 export interface Generation {
   /** The new token ids (without the prompt and without a stop id). */
@@ -22,6 +22,8 @@ export interface ModelOptions {
   maxBatch?: number
   /** Tokens per row the model is sized for (≤ nPositions; default nPositions). */
   maxSeqLen?: number
+  /** 'auto' (default): bf16 mixed precision on cuda, f32 on cpu (the only one it has). */
+  precision?: Precision | 'auto'
 }
 
 export interface StepReport extends LossReport {
@@ -33,6 +35,10 @@ export interface StepReport extends LossReport {
 
 export function resolveDevice(device: Device | 'auto' = 'auto'): Device {
   return device === 'auto' ? (cudaAvailable() ? 'cuda' : 'cpu') : device
+}
+
+export function resolvePrecision(precision: Precision | 'auto' = 'auto', device: Device): Precision {
+  return precision === 'auto' ? (device === 'cuda' ? 'bf16' : 'f32') : precision
 }
 
 function sum(a: LossReport, b: LossReport): LossReport {
@@ -54,7 +60,8 @@ export class GPT2Model {
   /** A model with its weights zero (load or init them next). */
   static async create(config: GPT2Config, options: ModelOptions = {}): Promise<GPT2Model> {
     const device = resolveDevice(options.device)
-    const native = await createNativeModel(config, device, options.maxBatch ?? 1, options.maxSeqLen ?? config.nPositions)
+    const native = await createNativeModel(config, device, options.maxBatch ?? 1, options.maxSeqLen ?? config.nPositions,
+      resolvePrecision(options.precision, device))
     return new GPT2Model(native, { ...config })
   }
 
@@ -64,6 +71,10 @@ export class GPT2Model {
 
   get device(): Device {
     return this.native.info().device
+  }
+
+  get precision(): Precision {
+    return this.native.info().precision
   }
 
   parameters(): Array<{ name: string; shape: number[]; decay: boolean }> {

@@ -113,9 +113,17 @@ export interface OptimizerSettings {
   maxGradNorm: number
 }
 
+/**
+ * Arithmetic of a model's activations: 'f32' everywhere (TF32 matmuls on CUDA), or 'bf16'
+ * mixed precision (CUDA only: f32 master weights, gradients and AdamW moments; bf16
+ * activations and GEMM inputs). See docs/precision.md.
+ */
+export type Precision = 'f32' | 'bf16'
+
 export interface ModelInfo {
   config: GPT2Config
   device: Device
+  precision: Precision
   maxBatch: number
   maxSeqLen: number
   memory: { parameters: number; gradients: number; optimizer: number; activations: number; scratch: number; total: number }
@@ -160,7 +168,7 @@ export interface NativeModel {
 }
 
 interface RawBinding {
-  createModel(config: GPT2Config, device: Device, maxBatch: number, maxSeqLen: number): Promise<NativeModel>
+  createModel(config: GPT2Config, device: Device, maxBatch: number, maxSeqLen: number, precision?: Precision): Promise<NativeModel>
   Tensor: new (shape: number[], dtype: DType, device: Device, data?: Float32Array | Int32Array) => Tensor
   backendInfo(): BackendInfo
   memoryStats(): MemoryStats
@@ -317,8 +325,9 @@ export function adamw(groups: AdamWGroup[], hyper: AdamWHyper): Promise<{ gradNo
 }
 
 /** Allocates a GPT-2 engine (parameters, gradients, AdamW state, activations for maxBatch × maxSeqLen). */
-export function createNativeModel(config: GPT2Config, device: Device, maxBatch: number, maxSeqLen: number): Promise<NativeModel> {
-  return call(() => raw.createModel(config, device, maxBatch, maxSeqLen))
+export function createNativeModel(config: GPT2Config, device: Device, maxBatch: number, maxSeqLen: number,
+  precision: Precision = 'f32'): Promise<NativeModel> {
+  return call(() => raw.createModel(config, device, maxBatch, maxSeqLen, precision))
 }
 
 /** Wraps a native model so its errors carry the caller's stack and realm, like the kernels'. */

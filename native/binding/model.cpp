@@ -155,6 +155,7 @@ Napi::Value Model::Info(const Napi::CallbackInfo& info) {
     Napi::Object out = Napi::Object::New(env);
     out.Set("config", cfg);
     out.Set("device", model_->device());
+    out.Set("precision", engine::precision_name(model_->precision()));
     out.Set("maxBatch", model_->max_batch().B);
     out.Set("maxSeqLen", model_->max_batch().T);
     out.Set("memory", mem);
@@ -394,7 +395,8 @@ Napi::Value Model::Dispose(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
 }
 
-// createModel(config { nLayer, nHead, nEmbd, nPositions, vocabSize }, device, maxBatch, maxSeqLen)
+// createModel(config { nLayer, nHead, nEmbd, nPositions, vocabSize }, device, maxBatch, maxSeqLen,
+//             precision 'f32' | 'bf16' (optional, default 'f32'))
 Napi::Value CreateModel(const Napi::CallbackInfo& info) {
     return guarded(info, "createModel", [&]() -> Napi::Value {
         Args a(info);
@@ -419,9 +421,16 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
         engine::BatchShape max;
         max.B = static_cast<int>(a.integer(2, "maxBatch", 1, 1 << 20));
         max.T = static_cast<int>(a.integer(3, "maxSeqLen", 1, cfg.max_seq_len));
+        engine::Precision precision = engine::Precision::F32;
+        if (info.Length() > 4 && !info[4].IsUndefined()) {
+            const std::string p = info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : "";
+            if (p != "f32" && p != "bf16")
+                throw ArgError("Expected 'f32' or 'bf16' for precision but received " + received(info[4]));
+            precision = p == "bf16" ? engine::Precision::BF16 : engine::Precision::F32;
+        }
         auto holder = std::make_shared<std::shared_ptr<engine::Model>>();
-        auto* job = new Job(info.Env(), "createModel", [cfg, device, max, holder] {
-            *holder = engine::create_gpt2(cfg, device, max);
+        auto* job = new Job(info.Env(), "createModel", [cfg, device, max, precision, holder] {
+            *holder = engine::create_gpt2(cfg, device, max, precision);
         }, [holder](Napi::Env env) -> Napi::Value {
             auto ext = Napi::External<std::shared_ptr<engine::Model>>::New(env, holder.get());
             return Model::constructor->New({ext});  // the constructor copies the shared_ptr

@@ -9,6 +9,7 @@
 
 #include "../cpu/adamw.h"
 #include "../cpu/attention.h"
+#include "../cpu/convert.h"
 #include "../cpu/decode.h"
 #include "../cpu/embedding.h"
 #include "../cpu/fused_head.h"
@@ -22,6 +23,7 @@
 #if PLW_WITH_CUDA
 #include "../cuda/adamw.h"
 #include "../cuda/attention.h"
+#include "../cuda/convert.h"
 #include "../cuda/decode.h"
 #include "../cuda/embedding.h"
 #include "../cuda/fused_head.h"
@@ -39,7 +41,7 @@ namespace plw::engine {
     X(linear_forward) X(linear_backward) X(attention_forward) X(attention_backward)         \
     X(gelu_forward) X(gelu_backward) X(residual_forward) X(residual_backward)               \
     X(fused_head_cross_entropy_forward) X(fused_head_cross_entropy_backward) X(adamw_update) \
-    X(grad_sum_squares) X(attention_decode_forward) X(head_logits_forward)
+    X(grad_sum_squares) X(attention_decode_forward) X(head_logits_forward) X(convert)
 
 struct CpuBackend {
     static constexpr const char* name = "cpu";
@@ -67,9 +69,11 @@ struct CpuBackend {
         std::fclose(f);
         return kib * 1024;
     }
-    static size_t fused_head_scratch_bytes(int chunk, int V) {
+    // The CPU engine is f32 only (elem_size 4).
+    static size_t fused_head_scratch_bytes(int chunk, int V, size_t /*elem_size*/) {
         return sizeof(float) * cpu::fused_head_scratch_floats(chunk, V);
     }
+    static size_t attention_scratch_bytes(int /*T*/, int /*NH*/, size_t /*elem_size*/) { return 0; }
     static int default_head_chunk() { return 256; }
 #define PLW_FORWARD(fn) \
     template <typename... A> static auto fn(A... a) { return cpu::fn(a...); }
@@ -88,8 +92,12 @@ struct CudaBackend {
     static void copy(void* dst, const void* src, size_t bytes) { cuda::copy_device_to_device(dst, src, bytes); }
     static void sync() { cuda::synchronize(); }
     static size_t free_memory() { return cuda::free_memory(); }
-    static size_t fused_head_scratch_bytes(int chunk, int V) {
-        return cuda::fused_head_scratch_bytes(chunk, V, sizeof(float));
+    static size_t fused_head_scratch_bytes(int chunk, int V, size_t elem_size) {
+        return cuda::fused_head_scratch_bytes(chunk, V, elem_size);
+    }
+    // Held by the attention op from the scratch pool, not by the engine's arenas.
+    static size_t attention_scratch_bytes(int T, int NH, size_t elem_size) {
+        return cuda::attention_scratch_bytes(T, NH, elem_size);
     }
     static int default_head_chunk() { return 2048; }
 #define PLW_FORWARD(fn) \

@@ -3,6 +3,12 @@
 // when built, for CUDA. Activation shapes use B (batch), T (time), C (channels),
 // NH (heads), V (real vocabulary), Vp (rows of the stored token table), N = B*T.
 //
+// Precision: the template's Act is the element type of activations and activation gradients:
+// float, or bf16 for mixed precision on CUDA. Parameters, gradients and AdamW moments are f32
+// in both (the master copy); with bf16, a bf16 working copy of every parameter (wlp_, written
+// by AdamW in the same pass) feeds the GEMMs, while LayerNorm and the embedding read the f32
+// masters. Generation (decode) runs in f32 on the masters whatever the precision.
+//
 // Conventions (llm.c's): every parameter gradient accumulates (+=) across micro-batches until
 // the optimizer step zeroes it; activation gradients live in a few reused buffers that are
 // zeroed right before the op that accumulates into them; the residual-stream gradient is one
@@ -11,6 +17,7 @@
 #include <cmath>
 #include <map>
 #include <random>
+#include <type_traits>
 
 #include "../common/check.h"
 #include "backend.h"
@@ -31,16 +38,19 @@ struct LayerOffsets {
     size_t ln1w, ln1b, qkvw, qkvb, attprojw, attprojb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb;
 };
 
-// Per-layer activations kept for the backward.
+// Per-layer activations kept for the backward (mean and rstd stay f32).
+template <typename Act>
 struct LayerActs {
-    float *ln1, *ln1_mean, *ln1_rstd, *qkv, *atty, *att, *attproj, *res2, *ln2, *ln2_mean,
-        *ln2_rstd, *fch, *fch_gelu, *fcproj, *res3;
+    Act *ln1, *qkv, *atty, *att, *attproj, *res2, *ln2, *fch, *fch_gelu, *fcproj, *res3;
+    float *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd;
 };
 
 std::string mib(size_t bytes) { return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB"; }
 
-template <typename BK>
+template <typename BK, typename Act>
 class GPT2 final : public Model {
+    static constexpr bool kMixed = !std::is_same_v<Act, float>;
+
 public:
     GPT2(const GPT2Config& cfg, BatchShape max) : cfg_(cfg), max_(max) {
         const int C = cfg.channels, L = cfg.num_layers;
@@ -63,6 +73,7 @@ public:
 
     const GPT2Config& config() const override { return cfg_; }
     const char* device() const override { return BK::name; }
+    Precision precision() const override { return kMixed ? Precision::BF16 : Precision::F32; }
     BatchShape max_batch() const override { return max_; }
     MemoryReport memory() const override { return mem_; }
 
@@ -80,6 +91,7 @@ public:
     void write(Buffer which, const std::string& name, const float* in, size_t n) override {
         const Entry& e = entry(name, n);
         BK::upload(buffer(which) + e.offset, in, n * sizeof(float));
+        if (which == Buffer::Param) refresh_working_copy(e);
     }
 
     int adam_step() const override { return adam_t_; }
@@ -105,6 +117,7 @@ public:
                 fill_normal(host, proj ? proj_std : 0.02, rng);
             }
             BK::upload(params_ + e.offset, host.data(), host.size() * sizeof(float));
+            refresh_working_copy(e);
         }
     }
 
@@ -116,7 +129,7 @@ public:
         forward(in);
         const int N = in.N, C = cfg_.channels, V = cfg_.vocab_size;
         BK::fused_head_cross_entropy_backward(losses_, dlnf_, grads_ + wte_, scratch(), lnf_,
-                                              params_ + wte_, targets_, weights_,
+                                              wlp_ + wte_, targets_, weights_,
                                               static_cast<float>(1.0 / normalizer), N, C, V, chunk_);
         backward(in);
         return report(batch, in.N, /*training=*/true);
@@ -133,7 +146,12 @@ public:
         hp.grad_scale = cpu::clip_coefficient(norm, opt.max_grad_norm);
         for (const Entry& e : entries_) {
             hp.weight_decay = e.info.decay ? opt.weight_decay : 0.0;
-            BK::adamw_update(params_ + e.offset, m_ + e.offset, v_ + e.offset, grads_ + e.offset, e.stored, hp);
+            if constexpr (kMixed) {
+                BK::adamw_update(params_ + e.offset, m_ + e.offset, v_ + e.offset, grads_ + e.offset, e.stored, hp,
+                                 wlp_ + e.offset);
+            } else {
+                BK::adamw_update(params_ + e.offset, m_ + e.offset, v_ + e.offset, grads_ + e.offset, e.stored, hp);
+            }
         }
         zero_grad();
         BK::sync();
@@ -182,7 +200,7 @@ public:
     LossReport evaluate(const StepBatch& batch) override {
         Inputs in = upload_batch(batch, /*eval=*/true);
         forward(in);
-        BK::fused_head_cross_entropy_forward(losses_, scratch(), lnf_, params_ + wte_, targets_,
+        BK::fused_head_cross_entropy_forward(losses_, scratch(), lnf_, wlp_ + wte_, targets_,
                                              eval_weights_, in.N, cfg_.channels, cfg_.vocab_size, chunk_);
         return report(batch, in.N, /*training=*/false);
     }
@@ -191,9 +209,10 @@ public:
         Inputs in = upload_batch(batch, /*eval=*/true);
         forward(in);
         const int N = in.N, C = cfg_.channels, V = cfg_.vocab_size;
-        // logits (N,V) = lnf (N,C) . wte[:V]^T, on the host (a test and scoring path).
+        // logits (N,V) = lnf (N,C) . wte[:V]^T, on the host (a test and scoring path), with the
+        // f32 master wte.
         std::vector<float> lnf(static_cast<size_t>(N) * C), wte(static_cast<size_t>(V) * C);
-        BK::download(lnf.data(), lnf_, lnf.size() * sizeof(float));
+        download_f32(lnf.data(), lnf_, lnf.size());
         BK::download(wte.data(), params_ + wte_, wte.size() * sizeof(float));
         cpu::sgemm(false, true, N, V, C, 1.0f, lnf.data(), C, wte.data(), C, 0.0f, out, V);
     }
@@ -256,7 +275,8 @@ private:
         Inputs in = upload_batch(single_row(seq, &zeros, &w), /*eval=*/true);
         forward(in);
         const size_t last = static_cast<size_t>(in.N - 1) * cfg_.channels;
-        BK::head_logits_forward(dec_.logits, lnf_ + last, params_ + wte_, cfg_.channels, cfg_.vocab_size);
+        to_f32(dec_.ln, lnf_ + last, cfg_.channels);
+        BK::head_logits_forward(dec_.logits, dec_.ln, params_ + wte_, cfg_.channels, cfg_.vocab_size);
         BK::download(out, dec_.logits, sizeof(float) * cfg_.vocab_size);
     }
 
@@ -275,12 +295,13 @@ private:
         forward(in);
         for (int l = 0; l < cfg_.num_layers; l++) {
             for (int t = 0; t < T; t++) {  // qkv rows are [q | k | v]
-                const float* row = acts_[l].qkv + static_cast<size_t>(t) * 3 * C;
-                BK::copy(kc(l) + static_cast<size_t>(t) * C, row + C, sizeof(float) * C);
-                BK::copy(vc(l) + static_cast<size_t>(t) * C, row + 2 * C, sizeof(float) * C);
+                const Act* row = acts_[l].qkv + static_cast<size_t>(t) * 3 * C;
+                to_f32(kc(l) + static_cast<size_t>(t) * C, row + C, C);
+                to_f32(vc(l) + static_cast<size_t>(t) * C, row + 2 * C, C);
             }
         }
-        BK::head_logits_forward(dec_.logits, lnf_ + static_cast<size_t>(T - 1) * C, params_ + wte_, C, cfg_.vocab_size);
+        to_f32(dec_.ln, lnf_ + static_cast<size_t>(T - 1) * C, C);
+        BK::head_logits_forward(dec_.logits, dec_.ln, params_ + wte_, C, cfg_.vocab_size);
         BK::download(out, dec_.logits, sizeof(float) * cfg_.vocab_size);
     }
 
@@ -352,6 +373,28 @@ private:
     }
 
     float* scratch() const { return reinterpret_cast<float*>(head_scratch_); }
+
+    // The bf16 working copy follows the f32 master after every write that is not AdamW's.
+    void refresh_working_copy(const Entry& e) {
+        if constexpr (kMixed) BK::convert(wlp_ + e.offset, params_ + e.offset, e.stored);
+    }
+
+    // Device Act -> device f32 (a copy when Act is float).
+    void to_f32(float* dst, const Act* src, size_t n) {
+        if constexpr (kMixed) BK::convert(dst, src, n);
+        else BK::copy(dst, src, n * sizeof(float));
+    }
+
+    // Device Act -> host f32.
+    void download_f32(float* dst, const Act* src, size_t n) {
+        if constexpr (kMixed) {
+            std::vector<Act> tmp(n);
+            BK::download(tmp.data(), src, n * sizeof(Act));
+            for (size_t i = 0; i < n; i++) dst[i] = bf16_to_f32(tmp[i]);
+        } else {
+            BK::download(dst, src, n * sizeof(float));
+        }
+    }
 
     struct Inputs {
         int B, T, N;
@@ -456,47 +499,51 @@ private:
         const size_t B = max_.B, T = max_.T, N = B * T;
         size_t* act = &r->activations;
         params_ = take<float>(num_params_, &r->parameters, dry);
+        if constexpr (kMixed) wlp_ = take<Act>(num_params_, &r->parameters, dry);
+        else wlp_ = params_;
         grads_ = take<float>(num_params_, &r->gradients, dry);
         m_ = take<float>(num_params_, &r->optimizer, dry);
         v_ = take<float>(num_params_, &r->optimizer, dry);
-        encoded_ = take<float>(N * C, act, dry);
+        encoded_ = take<Act>(N * C, act, dry);
         acts_.clear();
         for (size_t l = 0; l < L; l++) {
-            LayerActs a{};
-            a.ln1 = take<float>(N * C, act, dry);
+            LayerActs<Act> a{};
+            a.ln1 = take<Act>(N * C, act, dry);
             a.ln1_mean = take<float>(N, act, dry);
             a.ln1_rstd = take<float>(N, act, dry);
-            a.qkv = take<float>(N * 3 * C, act, dry);
-            a.atty = take<float>(N * C, act, dry);
-            a.att = take<float>(B * NH * T * T, act, dry);
-            a.attproj = take<float>(N * C, act, dry);
-            a.res2 = take<float>(N * C, act, dry);
-            a.ln2 = take<float>(N * C, act, dry);
+            a.qkv = take<Act>(N * 3 * C, act, dry);
+            a.atty = take<Act>(N * C, act, dry);
+            a.att = take<Act>(B * NH * T * T, act, dry);
+            a.attproj = take<Act>(N * C, act, dry);
+            a.res2 = take<Act>(N * C, act, dry);
+            a.ln2 = take<Act>(N * C, act, dry);
             a.ln2_mean = take<float>(N, act, dry);
             a.ln2_rstd = take<float>(N, act, dry);
-            a.fch = take<float>(N * 4 * C, act, dry);
-            a.fch_gelu = take<float>(N * 4 * C, act, dry);
-            a.fcproj = take<float>(N * C, act, dry);
-            a.res3 = take<float>(N * C, act, dry);
+            a.fch = take<Act>(N * 4 * C, act, dry);
+            a.fch_gelu = take<Act>(N * 4 * C, act, dry);
+            a.fcproj = take<Act>(N * C, act, dry);
+            a.res3 = take<Act>(N * C, act, dry);
             acts_.push_back(a);
         }
-        lnf_ = take<float>(N * C, act, dry);
+        lnf_ = take<Act>(N * C, act, dry);
         lnf_mean_ = take<float>(N, act, dry);
         lnf_rstd_ = take<float>(N, act, dry);
         losses_ = take<float>(N, act, dry);
-        dres_ = take<float>(N * C, act, dry);
-        dlnf_ = take<float>(N * C, act, dry);
-        dbuf_ = take<float>(N * C, act, dry);
-        dqkv_ = take<float>(N * 3 * C, act, dry);
-        dfch_ = take<float>(N * 4 * C, act, dry);
-        dfch_gelu_ = take<float>(N * 4 * C, act, dry);
+        dres_ = take<Act>(N * C, act, dry);
+        dlnf_ = take<Act>(N * C, act, dry);
+        dbuf_ = take<Act>(N * C, act, dry);
+        dqkv_ = take<Act>(N * 3 * C, act, dry);
+        dfch_ = take<Act>(N * 4 * C, act, dry);
+        dfch_gelu_ = take<Act>(N * 4 * C, act, dry);
         tokens_ = take<int32_t>(N, act, dry);
         positions_ = take<int32_t>(N, act, dry);
         segments_ = take<int32_t>(N, act, dry);
         targets_ = take<int32_t>(N, act, dry);
         weights_ = take<float>(N, act, dry);
         eval_weights_ = take<float>(N, act, dry);
-        head_scratch_ = take<uint8_t>(BK::fused_head_scratch_bytes(chunk_, cfg_.vocab_size), &r->scratch, dry);
+        head_scratch_ = take<uint8_t>(BK::fused_head_scratch_bytes(chunk_, cfg_.vocab_size, sizeof(Act)), &r->scratch, dry);
+        // Held by the attention op itself (the CUDA scratch pool), but part of the bill.
+        r->scratch += BK::attention_scratch_bytes(static_cast<int>(T), static_cast<int>(NH), sizeof(Act));
     }
 
     void allocate() {
@@ -560,21 +607,22 @@ private:
 
     void forward(const Inputs& in) {
         const int B = in.B, T = in.T, N = in.N, C = cfg_.channels, NH = cfg_.num_heads;
-        float* p = params_;
+        const float* p = params_;  // f32 masters: embedding, LayerNorm
+        const Act* w = wlp_;       // GEMM operands (the masters themselves in f32)
         BK::embedding_forward(encoded_, tokens_, positions_, p + wte_, p + wpe_, N, C);
-        const float* x = encoded_;
+        const Act* x = encoded_;
         for (int l = 0; l < cfg_.num_layers; l++) {
             const LayerOffsets& o = layers_[l];
-            const LayerActs& a = acts_[l];
+            const LayerActs<Act>& a = acts_[l];
             BK::layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, p + o.ln1w, p + o.ln1b, N, C);
-            BK::linear_forward(a.qkv, a.ln1, p + o.qkvw, p + o.qkvb, N, C, 3 * C);
+            BK::linear_forward(a.qkv, a.ln1, w + o.qkvw, w + o.qkvb, N, C, 3 * C);
             BK::attention_forward(a.atty, a.att, a.qkv, in.segments, B, T, C, NH);
-            BK::linear_forward(a.attproj, a.atty, p + o.attprojw, p + o.attprojb, N, C, C);
+            BK::linear_forward(a.attproj, a.atty, w + o.attprojw, w + o.attprojb, N, C, C);
             BK::residual_forward(a.res2, x, a.attproj, static_cast<size_t>(N) * C);
             BK::layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, p + o.ln2w, p + o.ln2b, N, C);
-            BK::linear_forward(a.fch, a.ln2, p + o.fcw, p + o.fcb, N, C, 4 * C);
+            BK::linear_forward(a.fch, a.ln2, w + o.fcw, w + o.fcb, N, C, 4 * C);
             BK::gelu_forward(a.fch_gelu, a.fch, static_cast<size_t>(N) * 4 * C);
-            BK::linear_forward(a.fcproj, a.fch_gelu, p + o.fcprojw, p + o.fcprojb, N, 4 * C, C);
+            BK::linear_forward(a.fcproj, a.fch_gelu, w + o.fcprojw, w + o.fcprojb, N, 4 * C, C);
             BK::residual_forward(a.res3, a.res2, a.fcproj, static_cast<size_t>(N) * C);
             x = a.res3;
         }
@@ -585,30 +633,31 @@ private:
     void backward(const Inputs& in) {
         const int B = in.B, T = in.T, N = in.N, C = cfg_.channels, NH = cfg_.num_heads;
         const size_t NC = static_cast<size_t>(N) * C;
-        float* p = params_;
+        const float* p = params_;
+        const Act* w = wlp_;
         float* g = grads_;
-        const float* x_last = acts_.back().res3;
-        BK::zero(dres_, NC * sizeof(float));
+        const Act* x_last = acts_.back().res3;
+        BK::zero(dres_, NC * sizeof(Act));
         BK::layernorm_backward(dres_, g + lnfw_, g + lnfb_, dlnf_, x_last, p + lnfw_, lnf_mean_, lnf_rstd_, N, C);
         for (int l = cfg_.num_layers - 1; l >= 0; l--) {
             const LayerOffsets& o = layers_[l];
-            const LayerActs& a = acts_[l];
-            const float* x_in = l == 0 ? encoded_ : acts_[l - 1].res3;
+            const LayerActs<Act>& a = acts_[l];
+            const Act* x_in = l == 0 ? encoded_ : acts_[l - 1].res3;
             // res3 = res2 + fcproj: dres is d(fcproj) and flows on to res2.
-            BK::zero(dfch_gelu_, 4 * NC * sizeof(float));
-            BK::linear_backward(dfch_gelu_, g + o.fcprojw, g + o.fcprojb, dres_, a.fch_gelu, p + o.fcprojw, N, 4 * C, C);
-            BK::zero(dfch_, 4 * NC * sizeof(float));
+            BK::zero(dfch_gelu_, 4 * NC * sizeof(Act));
+            BK::linear_backward(dfch_gelu_, g + o.fcprojw, g + o.fcprojb, dres_, a.fch_gelu, w + o.fcprojw, N, 4 * C, C);
+            BK::zero(dfch_, 4 * NC * sizeof(Act));
             BK::gelu_backward(dfch_, a.fch, dfch_gelu_, 4 * NC);
-            BK::zero(dbuf_, NC * sizeof(float));  // d(ln2)
-            BK::linear_backward(dbuf_, g + o.fcw, g + o.fcb, dfch_, a.ln2, p + o.fcw, N, C, 4 * C);
+            BK::zero(dbuf_, NC * sizeof(Act));  // d(ln2)
+            BK::linear_backward(dbuf_, g + o.fcw, g + o.fcb, dfch_, a.ln2, w + o.fcw, N, C, 4 * C);
             BK::layernorm_backward(dres_, g + o.ln2w, g + o.ln2b, dbuf_, a.res2, p + o.ln2w, a.ln2_mean, a.ln2_rstd, N, C);
             // res2 = x_in + attproj: dres is now d(res2) = d(attproj), and flows on to x_in.
-            BK::zero(dbuf_, NC * sizeof(float));  // d(atty)
-            BK::linear_backward(dbuf_, g + o.attprojw, g + o.attprojb, dres_, a.atty, p + o.attprojw, N, C, C);
-            BK::zero(dqkv_, 3 * NC * sizeof(float));
+            BK::zero(dbuf_, NC * sizeof(Act));  // d(atty)
+            BK::linear_backward(dbuf_, g + o.attprojw, g + o.attprojb, dres_, a.atty, w + o.attprojw, N, C, C);
+            BK::zero(dqkv_, 3 * NC * sizeof(Act));
             BK::attention_backward(dqkv_, dbuf_, a.qkv, a.att, in.segments, B, T, C, NH);
-            BK::zero(dbuf_, NC * sizeof(float));  // d(ln1)
-            BK::linear_backward(dbuf_, g + o.qkvw, g + o.qkvb, dqkv_, a.ln1, p + o.qkvw, N, C, 3 * C);
+            BK::zero(dbuf_, NC * sizeof(Act));  // d(ln1)
+            BK::linear_backward(dbuf_, g + o.qkvw, g + o.qkvb, dqkv_, a.ln1, w + o.qkvw, N, C, 3 * C);
             BK::layernorm_backward(dres_, g + o.ln1w, g + o.ln1b, dbuf_, x_in, p + o.ln1w, a.ln1_mean, a.ln1_rstd, N, C);
         }
         BK::embedding_backward(g + wte_, g + wpe_, dres_, tokens_, positions_, N, C);
@@ -649,11 +698,13 @@ private:
     MemoryReport mem_;
     std::vector<void*> allocations_;
     float *params_ = nullptr, *grads_ = nullptr, *m_ = nullptr, *v_ = nullptr;
-    float* encoded_ = nullptr;
-    std::vector<LayerActs> acts_;
-    float *lnf_ = nullptr, *lnf_mean_ = nullptr, *lnf_rstd_ = nullptr, *losses_ = nullptr;
-    float *dres_ = nullptr, *dlnf_ = nullptr, *dbuf_ = nullptr, *dqkv_ = nullptr, *dfch_ = nullptr,
-          *dfch_gelu_ = nullptr;
+    Act* wlp_ = nullptr;  // the GEMMs' weights: a bf16 working copy, or params_ itself
+    Act* encoded_ = nullptr;
+    std::vector<LayerActs<Act>> acts_;
+    Act* lnf_ = nullptr;
+    float *lnf_mean_ = nullptr, *lnf_rstd_ = nullptr, *losses_ = nullptr;
+    Act *dres_ = nullptr, *dlnf_ = nullptr, *dbuf_ = nullptr, *dqkv_ = nullptr, *dfch_ = nullptr,
+        *dfch_gelu_ = nullptr;
     int32_t *tokens_ = nullptr, *positions_ = nullptr, *segments_ = nullptr, *targets_ = nullptr;
     float *weights_ = nullptr, *eval_weights_ = nullptr;
     uint8_t* head_scratch_ = nullptr;
@@ -663,13 +714,18 @@ private:
 }  // namespace
 
 std::unique_ptr<Model> create_gpt2(const GPT2Config& config, const std::string& device,
-                                   BatchShape max_batch) {
-    if (device == "cpu") return std::make_unique<GPT2<CpuBackend>>(config, max_batch);
+                                   BatchShape max_batch, Precision precision) {
+    if (device == "cpu") {
+        PLW_CHECK(precision == Precision::F32,
+                  "bf16 mixed precision runs on CUDA only; the CPU engine computes in f32 (use precision 'f32')");
+        return std::make_unique<GPT2<CpuBackend, float>>(config, max_batch);
+    }
     if (device == "cuda") {
         std::string reason;
         if (!cuda::available(&reason)) throw Error("CUDA backend unavailable: " + reason);
 #if PLW_WITH_CUDA
-        return std::make_unique<GPT2<CudaBackend>>(config, max_batch);
+        if (precision == Precision::BF16) return std::make_unique<GPT2<CudaBackend, bf16>>(config, max_batch);
+        return std::make_unique<GPT2<CudaBackend, float>>(config, max_batch);
 #endif
     }
     throw Error("unknown device '" + device + "' (expected 'cpu' or 'cuda')");

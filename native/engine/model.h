@@ -56,6 +56,13 @@ struct MemoryReport {
 
 enum class Buffer { Param, Grad, AdamM, AdamV };
 
+// Arithmetic of the activations. F32: everything in f32 (TF32 matmuls on CUDA). BF16 (CUDA
+// only): mixed precision — f32 master weights, gradients and AdamW moments; bf16 activations,
+// activation gradients and a bf16 working copy of the weights that the GEMMs read (bf16
+// tensor cores, f32 accumulation). See docs/precision.md.
+enum class Precision { F32, BF16 };
+inline const char* precision_name(Precision p) { return p == Precision::BF16 ? "bf16" : "f32"; }
+
 struct GenerateOptions {
     int max_new_tokens = 32;
     float temperature = 0.0f;  // 0: greedy
@@ -76,6 +83,7 @@ public:
     virtual ~Model() = default;
     virtual const GPT2Config& config() const = 0;
     virtual const char* device() const = 0;
+    virtual Precision precision() const = 0;
     virtual BatchShape max_batch() const = 0;
     virtual std::vector<ParamInfo> parameters() const = 0;
     virtual MemoryReport memory() const = 0;
@@ -105,6 +113,6 @@ public:
 
 // Throws plw::Error when the device is unavailable or the model does not fit.
 std::unique_ptr<Model> create_gpt2(const GPT2Config& config, const std::string& device,
-                                   BatchShape max_batch);
+                                   BatchShape max_batch, Precision precision = Precision::F32);
 
 }  // namespace plw::engine

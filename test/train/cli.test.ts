@@ -28,6 +28,8 @@ describe('plwtune train flags and config', () => {
     expect(() => loadConfig(['--batch-size', '2.5'])).toThrow(/Expected an integer for batchSize/)
     expect(() => loadConfig(['--prompt-loss-weight', '1.5'])).toThrow(/promptLossWeight must be in \[0, 1\]/)
     expect(() => loadConfig(['--lr-schedule', 'step'])).toThrow(/one of cosine, linear, constant/)
+    expect(() => loadConfig(['--precision', 'fp16'])).toThrow(/one of f32, bf16, auto/)
+    expect(loadConfig(['--precision', 'bf16'])).toMatchObject({ precision: 'bf16' })
     expect(() => loadConfig(['--batch-size', '6', '--micro-batch-size', '4'])).toThrow(/multiple of microBatchSize/)
     const dir = tmp()
     const file = path.join(dir, 'c.json')

@@ -66,6 +66,8 @@ export interface TrainConfig {
   /** Log a metrics line every N steps. */
   logEvery: number
   device: 'cpu' | 'cuda' | 'auto'
+  /** Activations' arithmetic: 'auto' is bf16 mixed precision on cuda, f32 on cpu (see docs/precision.md). */
+  precision: 'f32' | 'bf16' | 'auto'
   /** The run directory. */
   out: string
   /** Continue the run in this directory exactly where it stopped. */
@@ -115,6 +117,7 @@ export const DEFAULTS: TrainConfig = {
   earlyStoppingPatience: 0,
   logEvery: 1,
   device: 'auto',
+  precision: 'auto',
   out: 'runs/latest',
   resume: null,
   skipInvalid: false,
@@ -159,6 +162,7 @@ const ENUMS: Partial<Record<keyof TrainConfig, readonly string[]>> = {
   format: ['auto', 'alpaca', 'prompt-completion', 'chat'],
   lrSchedule: ['cosine', 'linear', 'constant'],
   device: ['cpu', 'cuda', 'auto'],
+  precision: ['f32', 'bf16', 'auto'],
 }
 const NULLABLE_STRINGS = new Set<keyof TrainConfig>(['model', 'data', 'valData', 'resume'])
 const INTEGERS = new Set<keyof TrainConfig>(['epochs', 'maxSteps', 'batchSize', 'microBatchSize', 'warmupSteps', 'maxLength',

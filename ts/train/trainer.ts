@@ -152,7 +152,7 @@ export class Trainer extends EventEmitter {
       : c.model !== null ? readPositions(c.model) : c.init.nPositions
     const data = await this.prepare(positions)
     run.meta = data.meta
-    const modelOptions = { device, maxBatch: microBatch, maxSeqLen: data.maxLength - 1 }
+    const modelOptions = { device, precision: c.precision, maxBatch: microBatch, maxSeqLen: data.maxLength - 1 }
     if (resumeFrom !== undefined) {
       const loaded = await RunDir.loadCheckpoint(resumeFrom.dir, modelOptions)
       model = loaded.model
@@ -168,7 +168,7 @@ export class Trainer extends EventEmitter {
     const info = model.info
     const params = model.parameters().reduce((s, p) => s + p.shape.reduce((a, d) => a * d, 1), 0)
     this.log(`model: GPT-2 ${info.config.nLayer} layers, ${info.config.nHead} heads, ${info.config.nEmbd} channels, ` +
-      `${(params / 1e6).toFixed(2)}M parameters on ${info.device}; memory ${(info.memory.total / 2 ** 20).toFixed(0)} MiB ` +
+      `${(params / 1e6).toFixed(2)}M parameters on ${info.device} (${info.precision}); memory ${(info.memory.total / 2 ** 20).toFixed(0)} MiB ` +
       `(activations ${(info.memory.activations / 2 ** 20).toFixed(0)} MiB for ${microBatch} × ${data.maxLength - 1})`)
 
     const loader = new BatchLoader(data.train, {
