@@ -28,6 +28,9 @@ import {
 import { parseFlags, UsageError } from './flags'
 import { answerRecords, generationFlags, loadForGeneration, ResponseLine } from './generate'
 
+/** Scores in f32 on every device: a forward pass is cheap, and reported losses should not carry bf16 rounding. */
+const EVAL_PRECISION = 'f32'
+
 const FLAGS = {
   model: 'string', ...SPLIT_FLAGS, template: 'string', 'prompt-loss-weight': 'number', 'batch-size': 'integer', generate: 'boolean',
   'max-new-tokens': 'integer', choices: 'boolean', json: 'boolean', out: 'string', device: 'string', parallel: 'integer', help: 'boolean',
@@ -153,7 +156,7 @@ export async function evalCommand(argv: string[], io: CommandIO = STD_IO): Promi
       const records = await selectSplit<ChoiceRecord>(data.records, split, { run, limit })
       const requests = choiceRequests(tokenizer, records, nPositions)
       const longest = requests.reduce((m, q) => Math.max(m, q.input.length), 1)
-      models.push(await loadModel(modelDir, { device: gen.device, maxBatch: batchSize, maxSeqLen: longest }))
+      models.push(await loadModel(modelDir, { device: gen.device, precision: EVAL_PRECISION, maxBatch: batchSize, maxSeqLen: longest }))
       const progress = progressFor(requests.length, 'choices')
       const r = await scoreChoices(models[0], records, requests, { maxBatch: batchSize, padId: tokenizer.eosId,
         onProgress: (done) => progress.update(done, {}) })
@@ -178,7 +181,7 @@ export async function evalCommand(argv: string[], io: CommandIO = STD_IO): Promi
       report = { ...emptyReport(modelDir, data.name, 'instruction', split, records.length), template: template.name,
         prompt_loss_weight: lambda, skipped_too_long: encoded.stats.tooLong }
       if (encoded.examples.length > 0) {
-        models.push(await loadModel(modelDir, { device: gen.device, maxBatch: batchSize, maxSeqLen: maxLength - 1 }))
+        models.push(await loadModel(modelDir, { device: gen.device, precision: EVAL_PRECISION, maxBatch: batchSize, maxSeqLen: maxLength - 1 }))
         const progress = progressFor(encoded.examples.length, 'loss')
         const l = await evaluateLoss(models[0], encoded.examples, { promptLossWeight: lambda, microBatchSize: batchSize,
           padId: tokenizer.eosId, packing: true, maxLength, onProgress: (done) => progress.update(done, {}) })

@@ -120,11 +120,15 @@ export function responseLine(record: DataRecord, g: Generated): ResponseLine {
   return line
 }
 
-/** Loads `copies` copies of a model sized for generation: one row, prefill up to the longest prompt. */
+/**
+ * Loads `copies` copies of a model sized for generation: one row, prefill up to the longest prompt.
+ * f32 on every device: decoding is f32 anyway (docs/precision.md), and an f32 prefill makes CUDA's
+ * tokens the CPU's.
+ */
 export async function loadForGeneration(dir: string, copies: number, longestPrompt: number, device: Device | 'auto'): Promise<GPT2Model[]> {
   const n = readConfig(dir).nPositions
   const models: GPT2Model[] = []
-  for (let i = 0; i < copies; i++) models.push(await loadModel(dir, { device, maxBatch: 1, maxSeqLen: Math.max(1, Math.min(n, longestPrompt)) }))
+  for (let i = 0; i < copies; i++) models.push(await loadModel(dir, { device, precision: 'f32', maxBatch: 1, maxSeqLen: Math.max(1, Math.min(n, longestPrompt)) }))
   return models
 }
 
