@@ -176,19 +176,7 @@ namespace {
 using detail::lt_matmul_batched;
 using detail::LtBatch;
 using detail::LtOperand;
-
-template <typename Act>
-struct GemmTypes;
-template <>
-struct GemmTypes<float> {
-    static constexpr cudaDataType_t kAct = CUDA_R_32F;
-    static constexpr cublasComputeType_t kCompute = CUBLAS_COMPUTE_32F_FAST_TF32;
-};
-template <>
-struct GemmTypes<uint16_t> {
-    static constexpr cudaDataType_t kAct = CUDA_R_16BF;
-    static constexpr cublasComputeType_t kCompute = CUBLAS_COMPUTE_32F;
-};
+using detail::LtTypes;
 
 int row_blocks(int64_t rows) {
     return static_cast<int>(ceil_div<int64_t>(rows, kRowThreads / 32));
@@ -210,7 +198,7 @@ void check_shape(const char* what, int B, int T, int C, int NH) {
 // over the heads (strides hs for the channel slices, T*T for the (T, T) ones).
 template <typename Act>
 LtOperand head_view(const Act* x, int64_t ld, int hs, int T) {
-    return LtOperand{x, GemmTypes<Act>::kAct, uint64_t(hs), uint64_t(T), ld};
+    return LtOperand{x, LtTypes<Act>::kData, uint64_t(hs), uint64_t(T), ld};
 }
 template <typename Act>
 LtOperand square_view(const Act* x, cudaDataType_t type, int T) {
@@ -231,8 +219,8 @@ void forward_impl(Act* out, Act* att, const Act* qkv, const int32_t* segments, i
     const int64_t TT = static_cast<int64_t>(T) * T;
     const int64_t C1 = C;
     const int64_t C3 = 3 * C1;
-    constexpr cudaDataType_t kAct = GemmTypes<Act>::kAct;
-    constexpr cublasComputeType_t kCompute = GemmTypes<Act>::kCompute;
+    constexpr cudaDataType_t kAct = LtTypes<Act>::kData;
+    constexpr cublasComputeType_t kCompute = LtTypes<Act>::kCompute;
     constexpr bool kF32 = sizeof(Act) == sizeof(float);
 
     // f32: S goes straight into att (softmax in place); bf16: into the f32 scratch.
@@ -280,8 +268,8 @@ void backward_impl(Act* dqkv, const Act* dout, const Act* qkv, const Act* att, i
     const int64_t TT = static_cast<int64_t>(T) * T;
     const int64_t C1 = C;
     const int64_t C3 = 3 * C1;
-    constexpr cudaDataType_t kAct = GemmTypes<Act>::kAct;
-    constexpr cublasComputeType_t kCompute = GemmTypes<Act>::kCompute;
+    constexpr cudaDataType_t kAct = LtTypes<Act>::kData;
+    constexpr cublasComputeType_t kCompute = LtTypes<Act>::kCompute;
     constexpr bool kF32 = sizeof(Act) == sizeof(float);
 
     // dP (f32) then, for bf16, dS (Act); for f32 dS overwrites dP.

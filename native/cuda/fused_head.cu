@@ -104,28 +104,16 @@ bool all_zero(const float* w, int n) {
 
 using detail::lt_matmul;
 using detail::LtOperand;
-
-template <typename T>
-struct GemmTypes;
-template <>
-struct GemmTypes<float> {
-    static constexpr cudaDataType_t kInput = CUDA_R_32F;
-    static constexpr cublasComputeType_t kCompute = CUBLAS_COMPUTE_32F_FAST_TF32;
-};
-template <>
-struct GemmTypes<bf16> {
-    static constexpr cudaDataType_t kInput = CUDA_R_16BF;
-    static constexpr cublasComputeType_t kCompute = CUBLAS_COMPUTE_32F;
-};
+using detail::LtTypes;
 
 // Step 1: scratch (n, Vs) row-major <- hidden[r0:] (n, C) . wte (V, C)^T.
 template <typename T>
 void logits_gemm(T* scratch, const T* h, const T* wte, int n, int C, int V) {
     const int64_t ld = scratch_ld(V);
-    lt_matmul("fused head's logits", GemmTypes<T>::kCompute,
-              CUBLAS_OP_T, LtOperand{wte, GemmTypes<T>::kInput, uint64_t(C), uint64_t(V), C},
-              CUBLAS_OP_N, LtOperand{h, GemmTypes<T>::kInput, uint64_t(C), uint64_t(n), C},
-              scratch, GemmTypes<T>::kInput, uint64_t(V), uint64_t(n), ld, 0.0f);
+    lt_matmul("fused head's logits", LtTypes<T>::kCompute,
+              CUBLAS_OP_T, LtOperand{wte, LtTypes<T>::kData, uint64_t(C), uint64_t(V), C},
+              CUBLAS_OP_N, LtOperand{h, LtTypes<T>::kData, uint64_t(C), uint64_t(n), C},
+              scratch, LtTypes<T>::kData, uint64_t(V), uint64_t(n), ld, 0.0f);
 }
 
 // Steps 3 and 4 from the dlogits in scratch. DH: dhidden's type, f32 or bf16 (its D type).
@@ -133,13 +121,13 @@ template <typename T, typename DH>
 void backward_gemms(DH* dh, float* dwte, const T* dlogits, const T* h, const T* wte, int n,
                     int C, int V) {
     const int64_t ld = scratch_ld(V);
-    lt_matmul("fused head's dhidden", GemmTypes<T>::kCompute,
-              CUBLAS_OP_N, LtOperand{wte, GemmTypes<T>::kInput, uint64_t(C), uint64_t(V), C},
-              CUBLAS_OP_N, LtOperand{dlogits, GemmTypes<T>::kInput, uint64_t(V), uint64_t(n), ld},
-              dh, GemmTypes<DH>::kInput, uint64_t(C), uint64_t(n), C, 0.0f);
-    lt_matmul("fused head's dwte", GemmTypes<T>::kCompute,
-              CUBLAS_OP_N, LtOperand{h, GemmTypes<T>::kInput, uint64_t(C), uint64_t(n), C},
-              CUBLAS_OP_T, LtOperand{dlogits, GemmTypes<T>::kInput, uint64_t(V), uint64_t(n), ld},
+    lt_matmul("fused head's dhidden", LtTypes<T>::kCompute,
+              CUBLAS_OP_N, LtOperand{wte, LtTypes<T>::kData, uint64_t(C), uint64_t(V), C},
+              CUBLAS_OP_N, LtOperand{dlogits, LtTypes<T>::kData, uint64_t(V), uint64_t(n), ld},
+              dh, LtTypes<DH>::kData, uint64_t(C), uint64_t(n), C, 0.0f);
+    lt_matmul("fused head's dwte", LtTypes<T>::kCompute,
+              CUBLAS_OP_N, LtOperand{h, LtTypes<T>::kData, uint64_t(C), uint64_t(n), C},
+              CUBLAS_OP_T, LtOperand{dlogits, LtTypes<T>::kData, uint64_t(V), uint64_t(n), ld},
               dwte, CUDA_R_32F, uint64_t(C), uint64_t(V), C, 1.0f);
 }
 

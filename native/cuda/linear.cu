@@ -93,6 +93,7 @@ namespace {
 
 using detail::lt_matmul;
 using detail::LtOperand;
+using detail::LtTypes;
 
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 16384;
@@ -101,20 +102,6 @@ void check_shape(const char* what, int N, int IC, int OC) {
     PLW_CHECK(N >= 0 && IC > 0 && OC > 0,
               what << ": bad shape N=" << N << " IC=" << IC << " OC=" << OC);
 }
-
-// Per precision: the cuBLASLt type of the activations and the compute type.
-template <typename T>
-struct GemmTypes;
-template <>
-struct GemmTypes<float> {
-    static constexpr cudaDataType_t kData = CUDA_R_32F;
-    static constexpr cublasComputeType_t kCompute = CUBLAS_COMPUTE_32F_FAST_TF32;
-};
-template <>
-struct GemmTypes<bf16> {
-    static constexpr cudaDataType_t kData = CUDA_R_16BF;
-    static constexpr cublasComputeType_t kCompute = CUBLAS_COMPUTE_32F;
-};
 
 // The kernels' element type: float stays float, bf16 travels as raw uint16_t bits.
 template <typename T>
@@ -136,9 +123,9 @@ void forward_impl(T* out, const T* inp, const T* weight, const T* bias, int N, i
     }
     PLW_CHECK(out != nullptr && inp != nullptr && weight != nullptr,
               "linear_forward: null device pointer");
-    constexpr cudaDataType_t kData = GemmTypes<T>::kData;
+    constexpr cudaDataType_t kData = LtTypes<T>::kData;
     const bool epilogue = bias != nullptr && is_aligned(bias, 16);
-    lt_matmul("linear forward", GemmTypes<T>::kCompute,
+    lt_matmul("linear forward", LtTypes<T>::kCompute,
               CUBLAS_OP_N, LtOperand{weight, kData, uint64_t(OC), uint64_t(IC), OC},
               CUBLAS_OP_N, LtOperand{inp, kData, uint64_t(IC), uint64_t(N), IC},
               out, kData, uint64_t(OC), uint64_t(N), OC, 0.0f,
@@ -164,12 +151,12 @@ void backward_impl(T* dinp, float* dweight, float* dbias, const T* dout, const T
     PLW_CHECK(dinp != nullptr && dweight != nullptr && dout != nullptr && inp != nullptr &&
                   weight != nullptr,
               "linear_backward: null device pointer");
-    constexpr cudaDataType_t kData = GemmTypes<T>::kData;
-    lt_matmul("linear dinp", GemmTypes<T>::kCompute,
+    constexpr cudaDataType_t kData = LtTypes<T>::kData;
+    lt_matmul("linear dinp", LtTypes<T>::kCompute,
               CUBLAS_OP_T, LtOperand{weight, kData, uint64_t(OC), uint64_t(IC), OC},
               CUBLAS_OP_N, LtOperand{dout, kData, uint64_t(OC), uint64_t(N), OC},
               dinp, kData, uint64_t(IC), uint64_t(N), IC, 1.0f);
-    lt_matmul("linear dweight", GemmTypes<T>::kCompute,
+    lt_matmul("linear dweight", LtTypes<T>::kCompute,
               CUBLAS_OP_N, LtOperand{dout, kData, uint64_t(OC), uint64_t(N), OC},
               CUBLAS_OP_T, LtOperand{inp, kData, uint64_t(IC), uint64_t(N), IC},
               dweight, CUDA_R_32F, uint64_t(OC), uint64_t(IC), OC, 1.0f);

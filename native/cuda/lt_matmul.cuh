@@ -38,6 +38,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "../common/bf16.h"
 #include "check.cuh"
 #include "cublaslt_handle.h"
 
@@ -70,6 +71,24 @@ struct LtPreference {
     LtPreference(const LtPreference&) = delete;
     LtPreference& operator=(const LtPreference&) = delete;
 };
+
+// Per element type: its cuBLASLt data type, and the compute type the backend pairs with it
+// (f32 -> TF32 tensor cores; bf16 -> bf16 tensor cores with f32 accumulation). bf16 is
+// plw::bf16 in host-facing code and its raw bits (uint16_t) in kernel-facing code.
+template <typename T>
+struct LtTypes;
+template <>
+struct LtTypes<float> {
+    static constexpr cudaDataType_t kData = CUDA_R_32F;
+    static constexpr cublasComputeType_t kCompute = CUBLAS_COMPUTE_32F_FAST_TF32;
+};
+template <>
+struct LtTypes<uint16_t> {
+    static constexpr cudaDataType_t kData = CUDA_R_16BF;
+    static constexpr cublasComputeType_t kCompute = CUBLAS_COMPUTE_32F;
+};
+template <>
+struct LtTypes<plw::bf16> : LtTypes<uint16_t> {};
 
 // Largest power of two (up to 256) dividing the address.
 inline uint32_t lt_alignment_of(const void* ptr) {
