@@ -1,0 +1,145 @@
+// The whole CUDA engine in the emulator against the CPU engine, on a tiny GPT-2: f32 and
+// bf16 mixed precision, through gradients, optimizer steps, evaluation, logits and
+// generation (with and without the KV cache).
+//
+// Tolerances, whole-tensor relative: f32 1e-5 on the loss and 1e-4 on the gradients (the
+// same math in another order, through 2 layers); bf16 1e-2 on the loss and 8e-2 on the
+// gradients (bf16 activations round each op's output to 8 bits: ~2^-9 relative per op,
+// compounded through the layers and their backward), as in test/cuda-engine.test.ts.
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "native/engine/model.h"
+#include "support.h"
+
+using namespace plw::engine;
+
+namespace {
+
+// ||a - b|| / ||b|| over the whole tensor; a non-finite value in a never passes.
+double rel(const std::vector<float>& a, const std::vector<float>& b) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); i++) {
+        if (!std::isfinite(a[i])) return INFINITY;
+        num += (a[i] - b[i]) * double(a[i] - b[i]);
+        den += double(b[i]) * b[i];
+    }
+    return std::sqrt(num / (den > 0 ? den : 1e-30));
+}
+
+size_t elements(const ParamInfo& p) {
+    size_t n = 1;
+    for (auto d : p.shape) n *= d;
+    return n;
+}
+
+void test_engine(bool bf, int steps) {
+    GPT2Config cfg;
+    cfg.num_layers = 2;
+    cfg.num_heads = 2;
+    cfg.channels = 16;
+    cfg.max_seq_len = 16;
+    cfg.vocab_size = 40;
+    const int B = 2, T = 8, N = B * T;
+    auto cpu = create_gpt2(cfg, "cpu", {B, T});
+    auto gpu = create_gpt2(cfg, "cuda", {B, T}, bf ? Precision::BF16 : Precision::F32);
+    cpu->init_random(7);
+    // widen the weights so that the gradients are not tiny
+    std::mt19937 r(3);
+    auto uniform = [&r] { return r() / 4294967296.0f - 0.5f; };
+    for (const auto& p : cpu->parameters()) {
+        const size_t n = elements(p);
+        std::vector<float> w(n);
+        cpu->read(Buffer::Param, p.name, w.data(), n);
+        const bool ln = p.name.find("ln_") != std::string::npos;
+        for (auto& x : w) x = ln ? x + 0.2f * uniform() : x * 8 + 0.05f * uniform();
+        cpu->write(Buffer::Param, p.name, w.data(), n);
+        gpu->write(Buffer::Param, p.name, w.data(), n);
+    }
+    // two packed examples per row: prompt (weight 0.1), completion (1), padding (0)
+    std::vector<int32_t> tok(N), tgt(N), seg(N), pos(N);
+    std::vector<float> w(N);
+    std::vector<uint8_t> kind(N);
+    for (int i = 0; i < N; i++) {
+        const int t = i % T;
+        tok[i] = r() % cfg.vocab_size;
+        tgt[i] = r() % cfg.vocab_size;
+        kind[i] = t == T - 1 ? 0 : t < 3 ? 1 : 2;
+        w[i] = kind[i] == 0 ? 0 : kind[i] == 1 ? 0.1f : 1;
+        seg[i] = t < T / 2 ? 0 : 1;
+        pos[i] = t % (T / 2);
+    }
+    StepBatch b;
+    b.B = B;
+    b.T = T;
+    b.tokens = tok.data();
+    b.targets = tgt.data();
+    b.weights = w.data();
+    b.kinds = kind.data();
+    b.segments = seg.data();
+    b.positions = pos.data();
+    double norm = 0;
+    for (float x : w) norm += x;
+    const double tol_loss = bf ? 1e-2 : 1e-5, tol_grad = bf ? 8e-2 : 1e-4, tol_curve = bf ? 5e-2 : 1e-4;
+
+    LossReport a = cpu->accumulate(b, norm), c = gpu->accumulate(b, norm);
+    std::printf("loss cpu %.6f emulated %.6f\n", a.loss_sum, c.loss_sum);
+    EXPECT(std::fabs(a.loss_sum - c.loss_sum) < tol_loss * a.loss_sum, "loss %.6f vs %.6f", c.loss_sum, a.loss_sum);
+    EXPECT(a.completion_count == c.completion_count && a.prompt_count == c.prompt_count, "token counts");
+    double worst = 0;
+    for (const auto& p : cpu->parameters()) {
+        const size_t n = elements(p);
+        std::vector<float> ga(n), gc(n);
+        cpu->read(Buffer::Grad, p.name, ga.data(), n);
+        gpu->read(Buffer::Grad, p.name, gc.data(), n);
+        const double e = rel(gc, ga);
+        worst = std::max(worst, e);
+        EXPECT(e < tol_grad, "gradient of %s: relative error %.3e", p.name.c_str(), e);
+    }
+    std::printf("worst gradient relative error %.3e\n", worst);
+
+    OptimizerSettings o;
+    o.lr = 3e-3;
+    o.beta2 = 0.99;
+    o.weight_decay = 0.1;
+    o.max_grad_norm = 1;
+    const StepResult sa = cpu->optimizer_step(o), sc = gpu->optimizer_step(o);
+    EXPECT(std::fabs(sa.grad_norm - sc.grad_norm) < tol_grad * sa.grad_norm, "grad norm %f vs %f", sc.grad_norm,
+           sa.grad_norm);
+    for (int s = 0; s < steps; s++) {
+        a = cpu->accumulate(b, norm);
+        c = gpu->accumulate(b, norm);
+        cpu->optimizer_step(o);
+        gpu->optimizer_step(o);
+        EXPECT(std::fabs(a.loss_sum - c.loss_sum) < tol_curve * a.loss_sum, "loss curve at step %d: %f vs %f", s,
+               c.loss_sum, a.loss_sum);
+    }
+
+    const LossReport ea = cpu->evaluate(b), ec = gpu->evaluate(b);
+    EXPECT(std::fabs(ea.completion_sum - ec.completion_sum) < tol_loss * ea.completion_sum, "evaluate %f vs %f",
+           ec.completion_sum, ea.completion_sum);
+    std::vector<float> la(size_t(N) * cfg.vocab_size), lc(la.size());
+    cpu->logits(b, la.data());
+    gpu->logits(b, lc.data());
+    EXPECT(rel(lc, la) < tol_grad, "logits: relative error %.3e", rel(lc, la));
+
+    GenerateOptions go;
+    go.max_new_tokens = 4;
+    const auto ga = cpu->generate({1, 2, 3, 4}, go), gc = gpu->generate({1, 2, 3, 4}, go);
+    go.use_cache = false;
+    const auto gn = gpu->generate({1, 2, 3, 4}, go);
+    // bf16 logits may flip a near-tie of the greedy choice, so tokens are compared in f32 only
+    if (!bf) EXPECT(ga.tokens == gc.tokens && gn.tokens == gc.tokens, "generated tokens differ");
+    std::printf("engine %s done\n", bf ? "bf16" : "f32");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (test::selected(argc, argv, "f32")) test_engine(false, 2);
+    if (test::selected(argc, argv, "bf16")) test_engine(true, 3);
+    return test::finish("test_engine");
+}
