@@ -17,7 +17,7 @@ fi
 PLW_CUDA=ON PLW_CUDA_ARCHS=${PLW_CUDA_ARCHS:-90-real} node scripts/build-native.js > "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 node -e "console.log(JSON.stringify(require('./build/Release/plwtune.node').backendInfo()))" | tee -a "$OUT/gpu.txt"
 jest=node_modules/jest/bin/jest.js
-node "$jest" -c jest.dist.config.js cuda 2>&1 | tee "$OUT/cuda-tests.log" | tail -30
+node "$jest" -c jest.dist.config.js 'cuda(-engine)?\.test' 2>&1 | tee "$OUT/cuda-tests.log" | tail -30
 compute-sanitizer --tool memcheck --error-exitcode 3 node "$jest" -c jest.dist.config.js dist/test/cuda.test.js > "$OUT/sanitizer.log" 2>&1
 echo "compute-sanitizer exit $?" | tee -a "$OUT/gpu.txt"
 tail -5 "$OUT/sanitizer.log"
