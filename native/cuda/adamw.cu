@@ -35,7 +35,6 @@ namespace plw::cuda {
 namespace {
 
 using detail::block_sum;
-using detail::ceil_div;
 using detail::is_aligned;
 
 using plw::cpu::AdamWFactors;  // plain host code shared with the CPU backend (adamw.cpp)
@@ -137,10 +136,7 @@ __global__ void __launch_bounds__(kSumFinalThreads)
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 16384;
 
-int grid_for(int64_t work_items, int threads, int64_t max_blocks) {
-    return static_cast<int>(
-        std::max<int64_t>(1, std::min(ceil_div<int64_t>(work_items, threads), max_blocks)));
-}
+using detail::grid_for;
 
 template <bool BF16>
 void launch_adamw(float* params, float* m, float* v, const float* grads, uint16_t* params_bf16,
@@ -180,7 +176,7 @@ void adamw_update(float* params, float* m, float* v, const float* grads, size_t 
     const AdamWFactors f = plw::cpu::adamw_factors(hp);
     const int64_t count = static_cast<int64_t>(n);
     if (params_bf16 != nullptr) {
-        launch_adamw<true>(params, m, v, grads, reinterpret_cast<uint16_t*>(params_bf16), count,
+        launch_adamw<true>(params, m, v, grads, detail::raw(params_bf16), count,
                            f);
     } else {
         launch_adamw<false>(params, m, v, grads, nullptr, count, f);

@@ -318,8 +318,7 @@ void backward_impl(Act* dqkv, const Act* dout, const Act* qkv, const Act* att, i
     }
 }
 
-uint16_t* raw(bf16* p) { return reinterpret_cast<uint16_t*>(p); }
-const uint16_t* raw(const bf16* p) { return reinterpret_cast<const uint16_t*>(p); }
+using detail::raw;
 
 }  // namespace
 

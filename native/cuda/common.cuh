@@ -12,6 +12,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../common/bf16.h"
+
 namespace plw::cuda::detail {
 
 // ----------------------------------------------------------------------------
@@ -24,6 +26,13 @@ constexpr I ceil_div(I a, I b) {
 
 inline bool is_aligned(const void* ptr, size_t bytes) {
     return reinterpret_cast<uintptr_t>(ptr) % bytes == 0;
+}
+
+// Blocks of `threads` for a grid-stride loop over work_items: one item per thread, capped
+// at max_blocks (the loop strides beyond), at least one block.
+inline int grid_for(int64_t work_items, int threads, int64_t max_blocks) {
+    const int64_t blocks = (work_items + threads - 1) / threads;
+    return static_cast<int>(blocks < 1 ? 1 : blocks > max_blocks ? max_blocks : blocks);
 }
 
 // ----------------------------------------------------------------------------
@@ -44,6 +53,28 @@ __device__ __forceinline__ float from_float<float>(float x) {
 template <>
 __device__ __forceinline__ uint16_t from_float<uint16_t>(float x) {
     return __bfloat16_as_ushort(__float2bfloat16_rn(x));  // round to nearest even, as f32_to_bf16
+}
+
+// The kernels' view of an element type: float stays float, plw::bf16 travels as its raw bits.
+// raw() converts the public functions' pointers for the kernel templates.
+template <typename T>
+struct RawType {
+    using type = T;
+};
+template <>
+struct RawType<plw::bf16> {
+    using type = uint16_t;
+};
+template <typename T>
+using Raw = typename RawType<T>::type;
+
+template <typename T>
+Raw<T>* raw(T* p) {
+    return reinterpret_cast<Raw<T>*>(p);
+}
+template <typename T>
+const Raw<T>* raw(const T* p) {
+    return reinterpret_cast<const Raw<T>*>(p);
 }
 
 // VEC consecutive elements, aligned so that one load/store moves all of them (16 bytes

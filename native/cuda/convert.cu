@@ -24,7 +24,6 @@ namespace plw::cuda {
 
 namespace {
 
-using detail::ceil_div;
 using detail::is_aligned;
 using detail::Pack;
 using detail::to_float;
@@ -89,10 +88,7 @@ constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 16384;  // grid-stride beyond this
 constexpr int kVec = 8;                // 8 bf16 = 16 bytes, 8 floats = 32 bytes
 
-int grid_for(int64_t packs) {
-    return static_cast<int>(
-        std::max<int64_t>(1, std::min(ceil_div<int64_t>(packs, kThreads), kMaxBlocks)));
-}
+int grid_for(int64_t packs) { return detail::grid_for(packs, kThreads, kMaxBlocks); }
 
 template <typename Dst, typename Src>
 void launch_convert(Dst* dst, const Src* src, size_t n) {
@@ -115,11 +111,11 @@ void launch_convert(Dst* dst, const Src* src, size_t n) {
 // convert.h
 
 void convert(bf16* dst, const float* src, size_t n) {
-    launch_convert(reinterpret_cast<uint16_t*>(dst), src, n);
+    launch_convert(detail::raw(dst), src, n);
 }
 
 void convert(float* dst, const bf16* src, size_t n) {
-    launch_convert(dst, reinterpret_cast<const uint16_t*>(src), n);
+    launch_convert(dst, detail::raw(src), n);
 }
 
 }  // namespace plw::cuda

@@ -432,8 +432,7 @@ void launch_cross_entropy(T* dlogits, float* losses, const T* logits, const int3
     PLW_CUDA_CHECK_LAUNCH("ce_streaming_kernel");
 }
 
-const uint16_t* bits(const bf16* p) { return reinterpret_cast<const uint16_t*>(p); }
-uint16_t* bits(bf16* p) { return reinterpret_cast<uint16_t*>(p); }
+using detail::raw;
 
 }  // namespace
 
@@ -451,7 +450,7 @@ void weighted_cross_entropy_forward(float* losses, const bf16* logits, const int
                                     const float* weights, int N, int V, int Vp) {
     check_args(logits, targets, weights, N, V, Vp);
     PLW_CHECK(N == 0 || losses != nullptr, "weighted_cross_entropy_forward: losses is null");
-    launch_cross_entropy<uint16_t, false>(nullptr, losses, bits(logits), targets, weights, 1.0f,
+    launch_cross_entropy<uint16_t, false>(nullptr, losses, raw(logits), targets, weights, 1.0f,
                                           N, V, Vp);
 }
 
@@ -469,7 +468,7 @@ void weighted_cross_entropy_backward(bf16* dlogits, float* losses, const bf16* l
                                      int N, int V, int Vp) {
     check_args(logits, targets, weights, N, V, Vp);
     PLW_CHECK(N == 0 || dlogits != nullptr, "weighted_cross_entropy_backward: dlogits is null");
-    launch_cross_entropy<uint16_t, true>(bits(dlogits), losses, bits(logits), targets, weights,
+    launch_cross_entropy<uint16_t, true>(raw(dlogits), losses, raw(logits), targets, weights,
                                          grad_scale, N, V, Vp);
 }
 

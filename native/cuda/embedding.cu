@@ -148,10 +148,7 @@ __global__ void find_out_of_range_kernel(unsigned long long* first, const int32_
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 16384;  // grid-stride beyond this
 
-int grid_for(int64_t work_items) {
-    return static_cast<int>(std::max<int64_t>(1, std::min(ceil_div<int64_t>(work_items, kThreads),
-                                                          kMaxBlocks)));
-}
+int grid_for(int64_t work_items) { return detail::grid_for(work_items, kThreads, kMaxBlocks); }
 
 size_t align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
@@ -217,8 +214,7 @@ void backward(float* dwte, float* dwpe, const T* dout, const int32_t* tokens,
     accumulate_rows_by_id(dwpe, dout, positions, N, C);
 }
 
-uint16_t* bits(bf16* p) { return reinterpret_cast<uint16_t*>(p); }
-const uint16_t* bits(const bf16* p) { return reinterpret_cast<const uint16_t*>(p); }
+using detail::raw;
 
 }  // namespace
 
@@ -232,7 +228,7 @@ void embedding_forward(float* out, const int32_t* tokens, const int32_t* positio
 
 void embedding_forward(bf16* out, const int32_t* tokens, const int32_t* positions,
                        const float* wte, const float* wpe, int N, int C) {
-    forward(bits(out), tokens, positions, wte, wpe, N, C);
+    forward(raw(out), tokens, positions, wte, wpe, N, C);
 }
 
 void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
@@ -242,7 +238,7 @@ void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32
 
 void embedding_backward(float* dwte, float* dwpe, const bf16* dout, const int32_t* tokens,
                         const int32_t* positions, int N, int C) {
-    backward(dwte, dwpe, bits(dout), tokens, positions, N, C);
+    backward(dwte, dwpe, raw(dout), tokens, positions, N, C);
 }
 
 int64_t find_out_of_range(const int32_t* ids, int64_t n, int32_t limit) {

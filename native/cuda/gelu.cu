@@ -40,7 +40,6 @@ namespace plw::cuda {
 
 namespace {
 
-using detail::ceil_div;
 using detail::from_float;
 using detail::is_aligned;
 using detail::Pack;
@@ -129,10 +128,7 @@ __global__ void gelu_backward_kernel(T* dinp, const T* inp, const T* dout, int64
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 16384;  // grid-stride beyond this
 
-int grid_for(int64_t packs) {
-    return static_cast<int>(
-        std::max<int64_t>(1, std::min(ceil_div<int64_t>(packs, kThreads), kMaxBlocks)));
-}
+int grid_for(int64_t packs) { return detail::grid_for(packs, kThreads, kMaxBlocks); }
 
 template <typename T>
 void forward(T* out, const T* inp, size_t n) {
@@ -168,8 +164,7 @@ void backward(T* dinp, const T* inp, const T* dout, size_t n) {
     PLW_CUDA_CHECK_LAUNCH("gelu_backward_kernel");
 }
 
-uint16_t* bits(bf16* p) { return reinterpret_cast<uint16_t*>(p); }
-const uint16_t* bits(const bf16* p) { return reinterpret_cast<const uint16_t*>(p); }
+using detail::raw;
 
 }  // namespace
 
@@ -178,14 +173,14 @@ const uint16_t* bits(const bf16* p) { return reinterpret_cast<const uint16_t*>(p
 
 void gelu_forward(float* out, const float* inp, size_t n) { forward(out, inp, n); }
 
-void gelu_forward(bf16* out, const bf16* inp, size_t n) { forward(bits(out), bits(inp), n); }
+void gelu_forward(bf16* out, const bf16* inp, size_t n) { forward(raw(out), raw(inp), n); }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
     backward(dinp, inp, dout, n);
 }
 
 void gelu_backward(bf16* dinp, const bf16* inp, const bf16* dout, size_t n) {
-    backward(bits(dinp), bits(inp), bits(dout), n);
+    backward(raw(dinp), raw(inp), raw(dout), n);
 }
 
 }  // namespace plw::cuda

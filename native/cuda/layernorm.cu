@@ -434,8 +434,7 @@ void backward(T* dinp, float* dweight, float* dbias, const T* dout, const T* inp
     detail::column_sum_accumulate(dbias, partials + C, chunks, C, 2 * static_cast<int64_t>(C));
 }
 
-uint16_t* bits(bf16* p) { return reinterpret_cast<uint16_t*>(p); }
-const uint16_t* bits(const bf16* p) { return reinterpret_cast<const uint16_t*>(p); }
+using detail::raw;
 
 }  // namespace
 
@@ -449,7 +448,7 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp,
 
 void layernorm_forward(bf16* out, float* mean, float* rstd, const bf16* inp, const float* weight,
                        const float* bias, int N, int C) {
-    forward(bits(out), mean, rstd, bits(inp), weight, bias, N, C);
+    forward(raw(out), mean, rstd, raw(inp), weight, bias, N, C);
 }
 
 void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
@@ -461,7 +460,7 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
 void layernorm_backward(bf16* dinp, float* dweight, float* dbias, const bf16* dout,
                         const bf16* inp, const float* weight, const float* mean,
                         const float* rstd, int N, int C) {
-    backward(bits(dinp), dweight, dbias, bits(dout), bits(inp), weight, mean, rstd, N, C);
+    backward(raw(dinp), dweight, dbias, raw(dout), raw(inp), weight, mean, rstd, N, C);
 }
 
 }  // namespace plw::cuda

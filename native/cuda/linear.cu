@@ -64,7 +64,6 @@ namespace plw::cuda {
 
 namespace {
 
-using detail::ceil_div;
 using detail::is_aligned;
 
 // ----------------------------------------------------------------------------
@@ -103,17 +102,8 @@ void check_shape(const char* what, int N, int IC, int OC) {
               what << ": bad shape N=" << N << " IC=" << IC << " OC=" << OC);
 }
 
-// The kernels' element type: float stays float, bf16 travels as raw uint16_t bits.
-template <typename T>
-struct RawType {
-    using type = T;
-};
-template <>
-struct RawType<bf16> {
-    using type = uint16_t;
-};
-template <typename T>
-using Raw = typename RawType<T>::type;
+using detail::Raw;
+using detail::raw;
 
 template <typename T>
 void forward_impl(T* out, const T* inp, const T* weight, const T* bias, int N, int IC, int OC) {
@@ -132,10 +122,7 @@ void forward_impl(T* out, const T* inp, const T* weight, const T* bias, int N, i
               epilogue ? bias : nullptr);
     if (bias != nullptr && !epilogue) {
         const int64_t total = static_cast<int64_t>(N) * OC;
-        const int blocks = static_cast<int>(
-            std::max<int64_t>(1, std::min(ceil_div<int64_t>(total, kThreads), kMaxBlocks)));
-        add_bias_kernel<Raw<T>><<<blocks, kThreads>>>(
-            reinterpret_cast<Raw<T>*>(out), reinterpret_cast<const Raw<T>*>(bias), N, OC);
+        add_bias_kernel<Raw<T>><<<detail::grid_for(total, kThreads, kMaxBlocks), kThreads>>>(raw(out), raw(bias), N, OC);
         PLW_CUDA_CHECK_LAUNCH("add_bias_kernel");
     }
 }
@@ -161,7 +148,7 @@ void backward_impl(T* dinp, float* dweight, float* dbias, const T* dout, const T
               CUBLAS_OP_T, LtOperand{inp, kData, uint64_t(IC), uint64_t(N), IC},
               dweight, CUDA_R_32F, uint64_t(OC), uint64_t(IC), OC, 1.0f);
     if (dbias != nullptr) {
-        detail::column_sum_accumulate(dbias, reinterpret_cast<const Raw<T>*>(dout), N, OC, OC);
+        detail::column_sum_accumulate(dbias, raw(dout), N, OC, OC);
     }
 }
 

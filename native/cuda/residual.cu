@@ -28,7 +28,6 @@ namespace plw::cuda {
 
 namespace {
 
-using detail::ceil_div;
 using detail::from_float;
 using detail::is_aligned;
 using detail::Pack;
@@ -95,10 +94,7 @@ __global__ void residual_backward_kernel(T* da, T* db, const T* dout, int64_t n)
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 16384;  // grid-stride beyond this
 
-int grid_for(int64_t packs) {
-    return static_cast<int>(
-        std::max<int64_t>(1, std::min(ceil_div<int64_t>(packs, kThreads), kMaxBlocks)));
-}
+int grid_for(int64_t packs) { return detail::grid_for(packs, kThreads, kMaxBlocks); }
 
 template <typename T>
 void forward(T* out, const T* a, const T* b, size_t n) {
@@ -135,8 +131,7 @@ void backward(T* da, T* db, const T* dout, size_t n) {
     PLW_CUDA_CHECK_LAUNCH("residual_backward_kernel");
 }
 
-uint16_t* bits(bf16* p) { return reinterpret_cast<uint16_t*>(p); }
-const uint16_t* bits(const bf16* p) { return reinterpret_cast<const uint16_t*>(p); }
+using detail::raw;
 
 }  // namespace
 
@@ -148,7 +143,7 @@ void residual_forward(float* out, const float* a, const float* b, size_t n) {
 }
 
 void residual_forward(bf16* out, const bf16* a, const bf16* b, size_t n) {
-    forward(bits(out), bits(a), bits(b), n);
+    forward(raw(out), raw(a), raw(b), n);
 }
 
 void residual_backward(float* da, float* db, const float* dout, size_t n) {
@@ -156,7 +151,7 @@ void residual_backward(float* da, float* db, const float* dout, size_t n) {
 }
 
 void residual_backward(bf16* da, bf16* db, const bf16* dout, size_t n) {
-    backward(bits(da), bits(db), bits(dout), n);
+    backward(raw(da), raw(db), raw(dout), n);
 }
 
 }  // namespace plw::cuda
