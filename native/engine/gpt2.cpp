@@ -390,7 +390,7 @@ private:
         if constexpr (kMixed) {
             std::vector<Act> tmp(n);
             BK::download(tmp.data(), src, n * sizeof(Act));
-            for (size_t i = 0; i < n; i++) dst[i] = bf16_to_f32(tmp[i]);
+            cpu::convert(dst, tmp.data(), n);
         } else {
             BK::download(dst, src, n * sizeof(float));
         }
