@@ -1,4 +1,4 @@
-// CPU reference: token + position embedding (see embedding.h).
+// CPU reference: token + position embedding, the position table optional (see embedding.h).
 #include "embedding.h"
 
 #include <algorithm>
@@ -13,10 +13,15 @@ void embedding_forward(float* out, const int32_t* tokens, const int32_t* positio
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float* te = wte + static_cast<size_t>(tokens[n]) * C;
-        const float* pe = wpe + static_cast<size_t>(positions[n]) * C;
         float* o = out + static_cast<size_t>(n) * C;
+        if (wpe) {
+            const float* pe = wpe + static_cast<size_t>(positions[n]) * C;
 #pragma omp simd
-        for (int c = 0; c < C; c++) o[c] = te[c] + pe[c];
+            for (int c = 0; c < C; c++) o[c] = te[c] + pe[c];
+        } else {
+#pragma omp simd
+            for (int c = 0; c < C; c++) o[c] = te[c];
+        }
     }
 }
 
@@ -35,11 +40,16 @@ void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32
         for (int n = 0; n < N; n++) {
             const float* d = dout + static_cast<size_t>(n) * C;
             float* gte = dwte + static_cast<size_t>(tokens[n]) * C;
-            float* gpe = dwpe + static_cast<size_t>(positions[n]) * C;
+            if (dwpe) {
+                float* gpe = dwpe + static_cast<size_t>(positions[n]) * C;
 #pragma omp simd
-            for (int c = c0; c < c1; c++) {
-                gte[c] += d[c];
-                gpe[c] += d[c];
+                for (int c = c0; c < c1; c++) {
+                    gte[c] += d[c];
+                    gpe[c] += d[c];
+                }
+            } else {
+#pragma omp simd
+                for (int c = c0; c < c1; c++) gte[c] += d[c];
             }
         }
     }

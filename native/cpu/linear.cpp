@@ -1,11 +1,16 @@
-// CPU reference: linear layer in Conv1D layout, y = x . W + b with W stored (IC, OC)
-// (see linear.h). Shapes: N = rows (B*T), IC = in channels, OC = out channels.
+// CPU reference: linear layer y = x . W + b, weight stored (IC, OC) (InOut, Conv1D) or
+// (OC, IC) (OutIn, nn.Linear) (see linear.h). Shapes: N = rows (B*T), IC = in channels,
+// OC = out channels.
 //
 // The three products go through sgemm (matmul.h), which reduces each output element on one
-// thread in a fixed order, so they are bitwise independent of the thread count:
-//   forward   out = bias (broadcast)  then  out += inp . W          sgemm NN, beta = 1
-//   backward  dinp    += dout . W^T                                  sgemm NT, beta = 1
-//             dweight += inp^T . dout                                sgemm TN, beta = 1
+// thread in a fixed order, so they are bitwise independent of the thread count. The layout
+// only changes which operand sgemm reads transposed:
+//                                                         InOut (IC,OC)   OutIn (OC,IC)
+//   forward   out = bias (broadcast), then out += inp . W    sgemm NN        sgemm NT
+//   backward  dinp += dout . W^T                             sgemm NT        sgemm NN
+//             dweight += (InOut) inp^T . dout                sgemm TN
+//                        (OutIn) dout^T . inp                                sgemm TN
+// all with beta = 1 (beta = 0 for a forward without bias).
 // dbias sums dout over rows: each thread owns a slice of columns and adds the rows in order
 // (no split reduction), as embedding_backward does.
 #include "linear.h"
@@ -34,7 +39,7 @@ void column_slice(int C, int* c0, int* c1) {
 }  // namespace
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
-                    int IC, int OC) {
+                    int IC, int OC, WeightLayout layout) {
     if (bias) {
 #pragma omp parallel for schedule(static)
         for (int n = 0; n < N; n++) {
@@ -43,16 +48,30 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
             for (int j = 0; j < OC; j++) o[j] = bias[j];
         }
     }
-    // out (N,OC) = inp (N,IC) . weight (IC,OC) (+ out, which holds the bias)
-    sgemm(false, false, N, OC, IC, 1.0f, inp, IC, weight, OC, bias ? 1.0f : 0.0f, out, OC);
+    const float beta = bias ? 1.0f : 0.0f;  // out holds the bias, or is written unread
+    if (layout == WeightLayout::InOut) {
+        // out (N,OC) = inp (N,IC) . weight (IC,OC)
+        sgemm(false, false, N, OC, IC, 1.0f, inp, IC, weight, OC, beta, out, OC);
+    } else {
+        // out (N,OC) = inp (N,IC) . weight^T, weight stored (OC,IC) = (N_gemm, K_gemm)
+        sgemm(false, true, N, OC, IC, 1.0f, inp, IC, weight, IC, beta, out, OC);
+    }
 }
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                     const float* inp, const float* weight, int N, int IC, int OC) {
-    // dinp (N,IC) += dout (N,OC) . weight^T, weight stored (IC,OC) = (N_gemm, K_gemm)
-    sgemm(false, true, N, IC, OC, 1.0f, dout, OC, weight, OC, 1.0f, dinp, IC);
-    // dweight (IC,OC) += inp^T . dout, inp stored (N,IC) = (K_gemm, M_gemm)
-    sgemm(true, false, IC, OC, N, 1.0f, inp, IC, dout, OC, 1.0f, dweight, OC);
+                     const float* inp, const float* weight, int N, int IC, int OC,
+                     WeightLayout layout) {
+    if (layout == WeightLayout::InOut) {
+        // dinp (N,IC) += dout (N,OC) . weight^T, weight stored (IC,OC) = (N_gemm, K_gemm)
+        sgemm(false, true, N, IC, OC, 1.0f, dout, OC, weight, OC, 1.0f, dinp, IC);
+        // dweight (IC,OC) += inp^T . dout, inp stored (N,IC) = (K_gemm, M_gemm)
+        sgemm(true, false, IC, OC, N, 1.0f, inp, IC, dout, OC, 1.0f, dweight, OC);
+    } else {
+        // dinp (N,IC) += dout (N,OC) . weight, weight stored (OC,IC) = (K_gemm, N_gemm)
+        sgemm(false, false, N, IC, OC, 1.0f, dout, OC, weight, IC, 1.0f, dinp, IC);
+        // dweight (OC,IC) += dout^T . inp, dout stored (N,OC) = (K_gemm, M_gemm)
+        sgemm(true, false, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dweight, IC);
+    }
     if (dbias) {
 #pragma omp parallel
         {

@@ -1,14 +1,21 @@
 // CUDA twin of native/cpu/attention.h: same names, arguments and math; device pointers.
-// Causal multi-head self-attention with padding and packed-segment masks.
-// Shapes: B batch, T time, C channels, NH heads, hs = C / NH.
-//   qkv (B,T,3C): per row [q (C) | k (C) | v (C)], each split into NH heads of hs channels
+// Causal multi-head self-attention with padding and packed-segment masks, and grouped-query
+// attention (GQA: several query heads share one key/value head).
+// Shapes: B batch, T time, NH query heads, NKV key/value heads (NH % NKV == 0), hs head size
+// (independent of the model width), n_rep = NH / NKV: query head h reads KV head h / n_rep.
+//   q: row (b,t) starts at q + (b*T + t) * q_stride, query head h at + h*hs (NH heads of hs)
+//   k, v: row (b,t) starts at k + (b*T + t) * kv_stride, KV head j at + j*hs (NKV heads of hs)
+//     (separate projections: q_stride = NH*hs, kv_stride = NKV*hs; GPT-2's fused qkv (B,T,3C):
+//     q = qkv, k = qkv + C, v = qkv + 2C, q_stride = kv_stride = 3C, NKV = NH, hs = C/NH)
 //   segments (B,T) int32: token t attends to t2 <= t only where segments[b,t2] == segments[b,t]
 //     (packing: several examples in one row, each its own segment). Padding at the end of a
 //     row may share the last segment id: causality already hides it from real tokens.
 //     segments == nullptr means one segment per row.
-//   out (B,T,C): softmax(q.k^T / sqrt(hs), masked) . v, heads concatenated
+//   out (B,T,NH*hs) contiguous: softmax(q.k^T / sqrt(hs), masked) . v, heads concatenated
 //   att (B,NH,T,T): the attention probabilities, kept for the backward (zero where masked)
-// The backward accumulates (+=) into dqkv.
+// The backward accumulates (+=) into dq, dk, dv, which have the strides of q, k, v. The
+// gradient of a KV head sums the contributions of its n_rep query heads in increasing head
+// order (a fixed order: bitwise reproducible).
 //
 // Activations are f32 or bf16 (mixed precision: every tensor of a call has the same type;
 // scores, softmax and GEMM accumulation stay f32 inside, a bf16 value is rounded once when
@@ -22,19 +29,24 @@
 
 namespace plw::cuda {
 
-void attention_forward(float* out, float* att, const float* qkv, const int32_t* segments, int B,
-                       int T, int C, int NH);
-void attention_forward(bf16* out, bf16* att, const bf16* qkv, const int32_t* segments, int B,
-                       int T, int C, int NH);
+void attention_forward(float* out, float* att, const float* q, const float* k, const float* v,
+                       const int32_t* segments, int B, int T, int NH, int NKV, int hs,
+                       int q_stride, int kv_stride);
+void attention_forward(bf16* out, bf16* att, const bf16* q, const bf16* k, const bf16* v,
+                       const int32_t* segments, int B, int T, int NH, int NKV, int hs,
+                       int q_stride, int kv_stride);
 
-void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att,
-                        const int32_t* segments, int B, int T, int C, int NH);
-void attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* att,
-                        const int32_t* segments, int B, int T, int C, int NH);
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                        const float* k, const float* v, const float* att, const int32_t* segments,
+                        int B, int T, int NH, int NKV, int hs, int q_stride, int kv_stride);
+void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* q,
+                        const bf16* k, const bf16* v, const bf16* att, const int32_t* segments,
+                        int B, int T, int NH, int NKV, int hs, int q_stride, int kv_stride);
 
 // Device scratch one call above takes at most from the ScratchBuffer pool (runtime.h) for
 // activations of act_size bytes (4: f32, 2: bf16): one batch row's (NH, T, T) f32 scores,
-// plus (bf16) its (NH, T, T) bf16 dS. Independent of B (the rows reuse it).
+// plus (bf16) its (NH, T, T) bf16 dS. NH is the number of query heads; independent of B
+// (the rows reuse it), of NKV and of hs.
 size_t attention_scratch_bytes(int T, int NH, size_t act_size);
 
 }  // namespace plw::cuda

@@ -2,6 +2,8 @@
 //
 // Shapes: N = rows (B*T flattened), C = channels.
 //   out[n, :] = wte[tokens[n], :] + wpe[positions[n], :]
+//   or, without a position table (wpe == nullptr, Llama family), out[n, :] = wte[tokens[n], :]
+//   (positions may then be nullptr; in the backward dwpe == nullptr skips the positions).
 // Ids are validated by the caller first (find_out_of_range).
 //
 // out (and dout in the backward) is f32 or bf16 (mixed precision); the tables wte, wpe and
@@ -10,11 +12,12 @@
 //
 // Forward: one thread per 16 bytes of out (4 floats, or 8 bf16 from two float4 of each
 // table) when C is a multiple of that and the pointers are 16-byte aligned, else one per
-// channel: reads 2 * N * C floats, writes N * C values; memory-bound, ~90% of bandwidth
-// expected (random rows of wte are whole 16-byte-aligned lines).
+// channel: reads 2 * N * C floats (N * C without a position table), writes N * C values;
+// memory-bound, ~90% of bandwidth expected (random rows of wte are whole 16-byte-aligned
+// lines).
 //
-// Backward, deterministic (no float atomics), for ids = tokens into dwte and then
-// ids = positions into dwpe:
+// Backward, deterministic (no float atomics), for ids = tokens into dwte and then (with a
+// position table) ids = positions into dwpe:
 //   1. CUB radix sort of the pairs (id, row), stable: equal ids keep increasing row order.
 //   2. One block per sorted position; the block that starts a run of equal ids owns that id
 //      and, for each channel, computes dw[id, c] = ((dw[id, c] + dout[r0, c]) + dout[r1, c]) + ...
@@ -51,12 +54,13 @@ using detail::to_float;
 
 // grid-stride over N * C / VEC packs of VEC channels. T: float or raw bf16 bits (uint16_t);
 // VEC * sizeof(T) == 16 needs C % VEC == 0 and 16-byte aligned out, wte and wpe.
-template <typename T, int VEC>
+// POS: add wpe[positions[n]] (false: no position table, wpe and positions are not read).
+template <typename T, int VEC, bool POS>
 __global__ void embedding_forward_kernel(T* out,                     // (N, C)
                                          const int32_t* tokens,      // (N)
-                                         const int32_t* positions,   // (N)
+                                         const int32_t* positions,   // (N) or null (!POS)
                                          const float* wte,           // (V, C)
-                                         const float* wpe,           // (maxT, C)
+                                         const float* wpe,           // (maxT, C) or null (!POS)
                                          int N, int C) {
     using P = detail::Pack<T, VEC>;
     constexpr int kLoad = VEC < 4 ? VEC : 4;  // table loads of at most 16 bytes
@@ -69,18 +73,29 @@ __global__ void embedding_forward_kernel(T* out,                     // (N, C)
         const int64_t n = idx / packs_per_row;
         const int64_t c = (idx - n * packs_per_row) * VEC;
         const F* t = reinterpret_cast<const F*>(wte + static_cast<int64_t>(tokens[n]) * C + c);
-        const F* p = reinterpret_cast<const F*>(wpe + static_cast<int64_t>(positions[n]) * C + c);
         F tv[VEC / kLoad];
-        F pv[VEC / kLoad];
 #pragma unroll
         for (int k = 0; k < VEC / kLoad; ++k) {
             tv[k] = t[k];
-            pv[k] = p[k];
         }
         P o;
+        if constexpr (POS) {
+            const F* p =
+                reinterpret_cast<const F*>(wpe + static_cast<int64_t>(positions[n]) * C + c);
+            F pv[VEC / kLoad];
 #pragma unroll
-        for (int j = 0; j < VEC; ++j) {
-            o.v[j] = from_float<T>(tv[j / kLoad].v[j % kLoad] + pv[j / kLoad].v[j % kLoad]);
+            for (int k = 0; k < VEC / kLoad; ++k) {
+                pv[k] = p[k];
+            }
+#pragma unroll
+            for (int j = 0; j < VEC; ++j) {
+                o.v[j] = from_float<T>(tv[j / kLoad].v[j % kLoad] + pv[j / kLoad].v[j % kLoad]);
+            }
+        } else {
+#pragma unroll
+            for (int j = 0; j < VEC; ++j) {
+                o.v[j] = from_float<T>(tv[j / kLoad].v[j % kLoad]);
+            }
         }
         *reinterpret_cast<P*>(out + n * C + c) = o;
     }
@@ -184,17 +199,24 @@ void forward(T* out, const int32_t* tokens, const int32_t* positions, const floa
     if (N == 0 || C == 0) {
         return;
     }
-    PLW_CHECK(out != nullptr && tokens != nullptr && positions != nullptr && wte != nullptr &&
-                  wpe != nullptr,
+    PLW_CHECK(out != nullptr && tokens != nullptr && wte != nullptr &&
+                  (wpe == nullptr || positions != nullptr),
               "embedding_forward: null device pointer");
     constexpr int kVec = 16 / static_cast<int>(sizeof(T));  // 4 floats or 8 bf16 of out
     const bool wide = C % kVec == 0 && is_aligned(out, 16) && is_aligned(wte, 16) &&
-                      is_aligned(wpe, 16);
-    if (wide) {
-        embedding_forward_kernel<T, kVec><<<grid_for(static_cast<int64_t>(N) * C / kVec),
-                                            kThreads>>>(out, tokens, positions, wte, wpe, N, C);
+                      (wpe == nullptr || is_aligned(wpe, 16));
+    const int64_t total = static_cast<int64_t>(N) * C;
+    if (wpe != nullptr && wide) {
+        embedding_forward_kernel<T, kVec, true><<<grid_for(total / kVec), kThreads>>>(
+            out, tokens, positions, wte, wpe, N, C);
+    } else if (wpe != nullptr) {
+        embedding_forward_kernel<T, 1, true><<<grid_for(total), kThreads>>>(
+            out, tokens, positions, wte, wpe, N, C);
+    } else if (wide) {
+        embedding_forward_kernel<T, kVec, false><<<grid_for(total / kVec), kThreads>>>(
+            out, tokens, positions, wte, wpe, N, C);
     } else {
-        embedding_forward_kernel<T, 1><<<grid_for(static_cast<int64_t>(N) * C), kThreads>>>(
+        embedding_forward_kernel<T, 1, false><<<grid_for(total), kThreads>>>(
             out, tokens, positions, wte, wpe, N, C);
     }
     PLW_CUDA_CHECK_LAUNCH("embedding_forward_kernel");
@@ -207,11 +229,13 @@ void backward(float* dwte, float* dwpe, const T* dout, const int32_t* tokens,
     if (N == 0 || C == 0) {
         return;
     }
-    PLW_CHECK(dwte != nullptr && dwpe != nullptr && dout != nullptr && tokens != nullptr &&
-                  positions != nullptr,
+    PLW_CHECK(dwte != nullptr && dout != nullptr && tokens != nullptr &&
+                  (dwpe == nullptr || positions != nullptr),
               "embedding_backward: null device pointer");
     accumulate_rows_by_id(dwte, dout, tokens, N, C);
-    accumulate_rows_by_id(dwpe, dout, positions, N, C);
+    if (dwpe != nullptr) {
+        accumulate_rows_by_id(dwpe, dout, positions, N, C);
+    }
 }
 
 using detail::raw;

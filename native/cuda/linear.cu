@@ -1,11 +1,13 @@
-// Linear layer in Hugging Face's Conv1D layout, the CUDA twin of native/cpu/linear.h (the
-// reference: same names, arguments and math).
+// Linear layer y = x . W + b, weight stored (IC, OC) (InOut, Conv1D) or (OC, IC) (OutIn,
+// nn.Linear), the CUDA twin of native/cpu/linear.h (the reference: same names, arguments and
+// math).
 //
-// Shapes: N = rows (B*T), IC = in channels, OC = out channels; weight stored (IC, OC).
-//   forward:  out (N, OC) = inp (N, IC) . weight (IC, OC) + bias (OC)      (bias may be null)
-//   backward: dinp (N, IC)     += dout (N, OC) . weight^T
-//             dweight (IC, OC) += inp^T . dout
-//             dbias (OC)       += sum over rows of dout                     (dbias may be null)
+// Shapes: N = rows (B*T), IC = in channels, OC = out channels; W = weight (InOut) or
+// weight^T (OutIn), the (IC, OC) matrix x is multiplied by.
+//   forward:  out (N, OC) = inp (N, IC) . W + bias (OC)                    (bias may be null)
+//   backward: dinp (N, IC) += dout (N, OC) . W^T
+//             dweight      += inp^T . dout, in weight's layout             (IC,OC) or (OC,IC)
+//             dbias (OC)   += sum over rows of dout                         (dbias may be null)
 //
 // Two precisions, one templated implementation:
 //   f32:  every operand f32; the GEMMs use TF32 tensor cores (CUBLAS_COMPUTE_32F_FAST_TF32:
@@ -23,25 +25,34 @@
 // cuBLASLt is column-major; a row-major (R, K) matrix with row stride ld is, in the same
 // memory, a column-major (K, R) matrix with leading dimension ld (its transpose). So:
 //   inp     row-major (N, IC)  = col-major (IC, N)  ld IC
-//   weight  row-major (IC, OC) = col-major (OC, IC) ld OC
+//   weight  InOut: row-major (IC, OC) = col-major (OC, IC) ld OC
+//           OutIn: row-major (OC, IC) = col-major (IC, OC) ld IC
 //   out     row-major (N, OC)  = col-major (OC, N)  ld OC   (dout alike)
-// and every GEMM is written for these views:
-//   forward  out^T (OC, N) = weight-view (OC, IC) . inp-view (IC, N)  [+ bias (OC) per column]
-//        A = weight col-major (OC, IC) ld OC, op N                 m = OC
+// and every GEMM is written for these views; the layout only flips the op on the weight (and
+// which operand comes first in dweight):
+//   forward  out^T (OC, N) = W^T-view (OC, IC) . inp-view (IC, N)  [+ bias (OC) per column]
+//        A = weight: InOut col-major (OC, IC) ld OC, op N;         m = OC
+//                    OutIn col-major (IC, OC) ld IC, op T
 //        B = inp col-major (IC, N) ld IC, op N                     n = N, k = IC
 //        D = out col-major (OC, N) ld OC, beta = 0; the epilogue adds bias[o] to row o of D,
 //        i.e. to out[n, o] for every n.
-//        Check: D[o, n] = sum_i weight[i, o] * inp[n, i] = (inp . weight)[n, o].
-//   dinp     dinp^T (IC, N) += weight-view^T (IC, OC) . dout-view (OC, N)
-//        A = weight col-major (OC, IC) ld OC, op T -> (IC, OC)     m = IC
+//        Check: D[o, n] = sum_i W[i, o] * inp[n, i] = (inp . W)[n, o].
+//   dinp     dinp^T (IC, N) += W-view (IC, OC) . dout-view (OC, N)
+//        A = weight: InOut col-major (OC, IC) ld OC, op T;         m = IC
+//                    OutIn col-major (IC, OC) ld IC, op N
 //        B = dout col-major (OC, N) ld OC, op N                    n = N, k = OC
 //        D = dinp col-major (IC, N) ld IC, beta = 1
-//        Check: D[i, n] = sum_o weight[i, o] * dout[n, o] = (dout . weight^T)[n, i].
-//   dweight  dweight^T (OC, IC) += dout-view (OC, N) . inp-view^T (N, IC)
+//        Check: D[i, n] = sum_o W[i, o] * dout[n, o] = (dout . W^T)[n, i].
+//   dweight, InOut (IC, OC): dweight^T-view (OC, IC) += dout-view (OC, N) . inp-view^T (N, IC)
 //        A = dout col-major (OC, N) ld OC, op N                    m = OC
 //        B = inp col-major (IC, N) ld IC, op T -> (N, IC)          n = IC, k = N
 //        D = dweight col-major (OC, IC) ld OC, beta = 1
 //        Check: D[o, i] = sum_n dout[n, o] * inp[n, i] = (inp^T . dout)[i, o].
+//   dweight, OutIn (OC, IC): dweight^T-view (IC, OC) += inp-view (IC, N) . dout-view^T (N, OC)
+//        A = inp col-major (IC, N) ld IC, op N                     m = IC
+//        B = dout col-major (OC, N) ld OC, op T -> (N, OC)         n = OC, k = N
+//        D = dweight col-major (IC, OC) ld IC, beta = 1
+//        Check: D[i, o] = sum_n inp[n, i] * dout[n, o] = (dout^T . inp)[o, i].
 //
 // Cost: each GEMM is 2 * N * IC * OC flops; at GPT-2 sizes (N = 8k-16k, IC/OC = 768-3072)
 // they are compute-bound, ~60-70% of the dense tensor-core peak expected (H100 SXM: ~495
@@ -105,8 +116,24 @@ void check_shape(const char* what, int N, int IC, int OC) {
 using detail::Raw;
 using detail::raw;
 
+// The weight as cuBLASLt's A operand of the forward and dinp GEMMs: its column-major view
+// and the op that turns that view into W^T (OC, IC), for the forward.
 template <typename T>
-void forward_impl(T* out, const T* inp, const T* weight, const T* bias, int N, int IC, int OC) {
+LtOperand weight_view(const T* weight, int IC, int OC, WeightLayout layout) {
+    return layout == WeightLayout::InOut
+               ? LtOperand{weight, LtTypes<T>::kData, uint64_t(OC), uint64_t(IC), OC}
+               : LtOperand{weight, LtTypes<T>::kData, uint64_t(IC), uint64_t(OC), IC};
+}
+cublasOperation_t forward_op(WeightLayout layout) {
+    return layout == WeightLayout::InOut ? CUBLAS_OP_N : CUBLAS_OP_T;
+}
+cublasOperation_t dinp_op(WeightLayout layout) {
+    return layout == WeightLayout::InOut ? CUBLAS_OP_T : CUBLAS_OP_N;
+}
+
+template <typename T>
+void forward_impl(T* out, const T* inp, const T* weight, const T* bias, int N, int IC, int OC,
+                  WeightLayout layout) {
     check_shape("linear_forward", N, IC, OC);
     if (N == 0) {
         return;
@@ -116,7 +143,7 @@ void forward_impl(T* out, const T* inp, const T* weight, const T* bias, int N, i
     constexpr cudaDataType_t kData = LtTypes<T>::kData;
     const bool epilogue = bias != nullptr && is_aligned(bias, 16);
     lt_matmul("linear forward", LtTypes<T>::kCompute,
-              CUBLAS_OP_N, LtOperand{weight, kData, uint64_t(OC), uint64_t(IC), OC},
+              forward_op(layout), weight_view(weight, IC, OC, layout),
               CUBLAS_OP_N, LtOperand{inp, kData, uint64_t(IC), uint64_t(N), IC},
               out, kData, uint64_t(OC), uint64_t(N), OC, 0.0f,
               epilogue ? bias : nullptr);
@@ -130,7 +157,7 @@ void forward_impl(T* out, const T* inp, const T* weight, const T* bias, int N, i
 // dinp has the activations' type T; dweight and dbias are f32 in both precisions.
 template <typename T>
 void backward_impl(T* dinp, float* dweight, float* dbias, const T* dout, const T* inp,
-                   const T* weight, int N, int IC, int OC) {
+                   const T* weight, int N, int IC, int OC, WeightLayout layout) {
     check_shape("linear_backward", N, IC, OC);
     if (N == 0) {
         return;
@@ -139,14 +166,19 @@ void backward_impl(T* dinp, float* dweight, float* dbias, const T* dout, const T
                   weight != nullptr,
               "linear_backward: null device pointer");
     constexpr cudaDataType_t kData = LtTypes<T>::kData;
+    const LtOperand inp_view{inp, kData, uint64_t(IC), uint64_t(N), IC};
+    const LtOperand dout_view{dout, kData, uint64_t(OC), uint64_t(N), OC};
     lt_matmul("linear dinp", LtTypes<T>::kCompute,
-              CUBLAS_OP_T, LtOperand{weight, kData, uint64_t(OC), uint64_t(IC), OC},
-              CUBLAS_OP_N, LtOperand{dout, kData, uint64_t(OC), uint64_t(N), OC},
+              dinp_op(layout), weight_view(weight, IC, OC, layout),
+              CUBLAS_OP_N, dout_view,
               dinp, kData, uint64_t(IC), uint64_t(N), IC, 1.0f);
-    lt_matmul("linear dweight", LtTypes<T>::kCompute,
-              CUBLAS_OP_N, LtOperand{dout, kData, uint64_t(OC), uint64_t(N), OC},
-              CUBLAS_OP_T, LtOperand{inp, kData, uint64_t(IC), uint64_t(N), IC},
-              dweight, CUDA_R_32F, uint64_t(OC), uint64_t(IC), OC, 1.0f);
+    if (layout == WeightLayout::InOut) {
+        lt_matmul("linear dweight", LtTypes<T>::kCompute, CUBLAS_OP_N, dout_view, CUBLAS_OP_T,
+                  inp_view, dweight, CUDA_R_32F, uint64_t(OC), uint64_t(IC), OC, 1.0f);
+    } else {
+        lt_matmul("linear dweight", LtTypes<T>::kCompute, CUBLAS_OP_N, inp_view, CUBLAS_OP_T,
+                  dout_view, dweight, CUDA_R_32F, uint64_t(IC), uint64_t(OC), IC, 1.0f);
+    }
     if (dbias != nullptr) {
         detail::column_sum_accumulate(dbias, raw(dout), N, OC, OC);
     }
@@ -158,43 +190,43 @@ void backward_impl(T* dinp, float* dweight, float* dbias, const T* dout, const T
 // linear.h
 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int N,
-                    int IC, int OC) {
-    forward_impl(out, inp, weight, bias, N, IC, OC);
+                    int IC, int OC, WeightLayout layout) {
+    forward_impl(out, inp, weight, bias, N, IC, OC, layout);
 }
 
 void linear_forward(bf16* out, const bf16* inp, const bf16* weight, const bf16* bias, int N,
-                    int IC, int OC) {
-    forward_impl(out, inp, weight, bias, N, IC, OC);
+                    int IC, int OC, WeightLayout layout) {
+    forward_impl(out, inp, weight, bias, N, IC, OC, layout);
 }
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
-                     const float* inp, const float* weight, int N, int IC, int OC) {
-    backward_impl(dinp, dweight, dbias, dout, inp, weight, N, IC, OC);
+                     const float* inp, const float* weight, int N, int IC, int OC,
+                     WeightLayout layout) {
+    backward_impl(dinp, dweight, dbias, dout, inp, weight, N, IC, OC, layout);
 }
 
 void linear_backward(bf16* dinp, float* dweight, float* dbias, const bf16* dout, const bf16* inp,
-                     const bf16* weight, int N, int IC, int OC) {
-    backward_impl(dinp, dweight, dbias, dout, inp, weight, N, IC, OC);
+                     const bf16* weight, int N, int IC, int OC, WeightLayout layout) {
+    backward_impl(dinp, dweight, dbias, dout, inp, weight, N, IC, OC, layout);
 }
 
 #else  // no cuBLASLt: the backend reports itself unavailable, and these throw if reached
 
-
-void linear_forward(float*, const float*, const float*, const float*, int, int, int) {
+void linear_forward(float*, const float*, const float*, const float*, int, int, int, WeightLayout) {
     detail::no_cublaslt("linear_forward", __FILE__, __LINE__);
 }
 
-void linear_forward(bf16*, const bf16*, const bf16*, const bf16*, int, int, int) {
+void linear_forward(bf16*, const bf16*, const bf16*, const bf16*, int, int, int, WeightLayout) {
     detail::no_cublaslt("linear_forward", __FILE__, __LINE__);
 }
 
 void linear_backward(float*, float*, float*, const float*, const float*, const float*, int, int,
-                     int) {
+                     int, WeightLayout) {
     detail::no_cublaslt("linear_backward", __FILE__, __LINE__);
 }
 
 void linear_backward(bf16*, float*, float*, const bf16*, const bf16*, const bf16*, int, int,
-                     int) {
+                     int, WeightLayout) {
     detail::no_cublaslt("linear_backward", __FILE__, __LINE__);
 }
 

@@ -16,17 +16,21 @@ const { spawn, spawnSync } = require('child_process')
 
 const repo = path.resolve(__dirname, '..', '..')
 const here = __dirname
-const out = path.join(repo, 'build', 'emulator')
+// PLW_EMU_OUT moves the build (two builds side by side); PLW_EMU_PROGRAMS=a,b limits it to those programs.
+const out = process.env.PLW_EMU_OUT ? path.resolve(process.env.PLW_EMU_OUT) : path.join(repo, 'build', 'emulator')
 const src = path.join(out, 'src')
 
 // The test programs and their arguments (each exits non-zero on a failure).
-const programs = [
+const allPrograms = [
   { name: 'test_elementwise', args: [] },
   { name: 'test_loss', args: [] },
   { name: 'test_linear_adamw', args: [] },
   { name: 'test_attention', args: [] },
   { name: 'test_engine', args: [] },
+  { name: 'test_llama_ops', args: [] },
 ]
+const only = process.env.PLW_EMU_PROGRAMS ? process.env.PLW_EMU_PROGRAMS.split(',') : null
+const programs = only ? allPrograms.filter((p) => only.includes(p.name)) : allPrograms
 
 const common = ['-std=c++20', '-O1', '-pthread', '-fopenmp', '-I', path.join(here, 'include'), '-I', src,
   '-DPLW_WITH_CUDA=1', '-DPLW_HAVE_CUBLASLT=1']
@@ -108,7 +112,9 @@ function writeIfChanged(file, text) {
 function transform() {
   const native = path.join(repo, 'native')
   for (const dir of ['common', 'cpu', 'engine']) {
-    for (const f of fs.readdirSync(path.join(native, dir))) {
+    // every file, subfolders (engine/arch) included
+    for (const f of fs.readdirSync(path.join(native, dir), { recursive: true })) {
+      if (!fs.statSync(path.join(native, dir, f)).isFile()) continue
       writeIfChanged(path.join(src, 'native', dir, f), fs.readFileSync(path.join(native, dir, f), 'utf8'))
     }
   }

@@ -1,5 +1,5 @@
 // The elementwise and row ops in the emulator against the CPU reference: layernorm, gelu,
-// residual, embedding (with the id range check) and the f32 <-> bf16 conversion, f32 and
+// residual, embedding (with and without a position table, and the id range check) and the f32 <-> bf16 conversion, f32 and
 // bf16, on aligned and misaligned buffers (vector and scalar paths) and odd sizes.
 //
 // Tolerances. f32: 1e-5 relative (+ a small absolute term), the same math in another order;
@@ -327,51 +327,64 @@ void test_residual(size_t n, int off_a, int off_b) {
 }
 
 // ---------------------------------------------------------------- embedding
-void test_embedding(int N, int C, int V, int T, int off, bool many_repeats) {
+// with_pos = false: no position table (Llama): wpe, positions and dwpe are all nullptr.
+void test_embedding(int N, int C, int V, int T, int off, bool many_repeats, bool with_pos = true) {
     float* wte = alloc<float>(size_t(V) * C, off);
-    float* wpe = alloc<float>(size_t(T) * C, off);
+    float* wpe = with_pos ? alloc<float>(size_t(T) * C, off) : nullptr;
     fill(wte, size_t(V) * C, 1.f);
-    fill(wpe, size_t(T) * C, 1.f);
+    if (with_pos) fill(wpe, size_t(T) * C, 1.f);
     std::vector<int32_t> tok(N), pos(N);
     for (int n = 0; n < N; n++) {
         tok[n] = many_repeats ? int(test::rng() % 3) : int(test::rng() % V);
         pos[n] = n % T;
     }
+    const int32_t* posp = with_pos ? pos.data() : nullptr;
     const size_t NC = size_t(N) * C;
     float* dout = alloc<float>(NC, off);
     fill(dout, NC, 1.f);
     std::vector<float> dwte0(size_t(V) * C), dwpe0(size_t(T) * C);
     fill(dwte0.data(), dwte0.size(), 1.f);
     fill(dwpe0.data(), dwpe0.size(), 1.f);
+    // the GPU's dwpe: the real one, or (no table) nullptr, with p1 checked untouched below
+    auto dwpe_of = [&](std::vector<float>& p) { return with_pos ? p.data() : nullptr; };
     // f32: the same sums in the same order as the CPU, so bit for bit
     {
         std::vector<float> ref(NC);
-        plw::cpu::embedding_forward(ref.data(), tok.data(), pos.data(), wte, wpe, N, C);
+        plw::cpu::embedding_forward(ref.data(), tok.data(), posp, wte, wpe, N, C);
         float* x = alloc<float>(NC, off);
-        plw::cuda::embedding_forward(x, tok.data(), pos.data(), wte, wpe, N, C);
+        plw::cuda::embedding_forward(x, tok.data(), posp, wte, wpe, N, C);
         test::same_bits("emb f32 fwd", x, ref.data(), NC * 4);
         std::vector<float> t1(dwte0), p1(dwpe0), t3(dwte0), p3(dwpe0);
-        plw::cuda::embedding_backward(t1.data(), p1.data(), dout, tok.data(), pos.data(), N, C);
-        plw::cpu::embedding_backward(t3.data(), p3.data(), dout, tok.data(), pos.data(), N, C);
+        plw::cuda::embedding_backward(t1.data(), dwpe_of(p1), dout, tok.data(), posp, N, C);
+        plw::cpu::embedding_backward(t3.data(), dwpe_of(p3), dout, tok.data(), posp, N, C);
         test::same_bits("emb f32 dwte", t1.data(), t3.data(), t1.size() * 4);
         test::same_bits("emb f32 dwpe", p1.data(), p3.data(), p1.size() * 4);
     }
     // bf16
     {
         std::vector<float> ref(NC);
-        plw::cpu::embedding_forward(ref.data(), tok.data(), pos.data(), wte, wpe, N, C);
+        plw::cpu::embedding_forward(ref.data(), tok.data(), posp, wte, wpe, N, C);
         bf16* o = alloc<bf16>(NC, off);
-        plw::cuda::embedding_forward(o, tok.data(), pos.data(), wte, wpe, N, C);
+        plw::cuda::embedding_forward(o, tok.data(), posp, wte, wpe, N, C);
         bf16_exact("emb bf16 fwd", o, ref.data(), NC);
         bf16* db = to_bf16(dout, NC, off);
         std::vector<float> t1(dwte0), p1(dwpe0), t3(dwte0), p3(dwpe0);
-        plw::cuda::embedding_backward(t1.data(), p1.data(), db, tok.data(), pos.data(), N, C);
-        plw::cpu::embedding_backward(t3.data(), p3.data(), dout, tok.data(), pos.data(), N, C);
+        plw::cuda::embedding_backward(t1.data(), dwpe_of(p1), db, tok.data(), posp, N, C);
+        plw::cpu::embedding_backward(t3.data(), dwpe_of(p3), dout, tok.data(), posp, N, C);
         test::same_bits("emb bf16 dwte vs cpu", t1.data(), t3.data(), t1.size() * 4);
         test::same_bits("emb bf16 dwpe vs cpu", p1.data(), p3.data(), p1.size() * 4);
     }
-    std::printf("embedding N=%d C=%d V=%d T=%d off=%d repeats=%d done\n", N, C, V, T, off,
-                many_repeats);
+    if (!with_pos) {  // exactly the wte rows, and dwpe (never passed) left as it was
+        std::vector<float> rows(NC), p1(dwpe0), t1(dwte0);
+        for (int n = 0; n < N; n++) std::memcpy(&rows[size_t(n) * C], wte + size_t(tok[n]) * C, size_t(C) * 4);
+        float* x = alloc<float>(NC, off);
+        plw::cuda::embedding_forward(x, tok.data(), nullptr, wte, nullptr, N, C);
+        test::same_bits("emb f32 fwd without wpe == wte rows", x, rows.data(), NC * 4);
+        plw::cuda::embedding_backward(t1.data(), nullptr, dout, tok.data(), nullptr, N, C);
+        test::same_bits("emb dwpe untouched", p1.data(), dwpe0.data(), p1.size() * 4);
+    }
+    std::printf("embedding N=%d C=%d V=%d T=%d off=%d repeats=%d%s done\n", N, C, V, T, off,
+                many_repeats, with_pos ? "" : " (no wpe)");
 }
 
 // ---------------------------------------------------------------- convert
@@ -489,6 +502,9 @@ int main(int argc, char** argv) {
         test_embedding(37, 12, 50, 16, 0, false);  // f32 float4, bf16 scalar (C % 8 != 0)
         test_embedding(41, 13, 30, 7, 0, true);    // odd C: scalar; many repeated tokens
         test_embedding(40, 64, 30, 8, 1, true);    // misaligned: scalar
+        test_embedding(37, 64, 50, 16, 0, false, false);  // no position table: vector paths
+        test_embedding(41, 13, 30, 7, 0, true, false);    // no position table, odd C: scalar
+        test_embedding(40, 64, 30, 8, 1, false, false);   // no position table, misaligned
         test_find_out_of_range();
     }
     if (test::selected(argc, argv, "layernorm")) {

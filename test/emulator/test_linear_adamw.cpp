@@ -1,5 +1,5 @@
-// Linear (f32 and bf16, bias epilogue and add-bias kernel, += backward, two-stage column sums)
-// and AdamW (with the bf16 parameter copy, and the gradient norm) in the emulator against the
+// Linear (f32 and bf16, both weight layouts, bias epilogue and add-bias kernel, += backward,
+// two-stage column sums) and AdamW (with the bf16 parameter copy, and the gradient norm) in the emulator against the
 // CPU reference. The GEMMs run in the reference cuBLASLt (test/emulator/reference_cublaslt.cpp).
 #include <cmath>
 #include <cstdio>
@@ -14,6 +14,7 @@
 #include "support.h"
 
 using plw::bf16;
+using plw::WeightLayout;
 using test::Buf;
 using test::fill_bf16;
 
@@ -44,7 +45,8 @@ void within(const char* what, const float* got, const float* ref,
 // ---------------------------------------------------------------- linear f32 vs CPU f32
 // The reference cuBLASLt sums in double, the CPU in f32: 1e-5 relative to the element, and
 // 1e-5 sqrt(N) absolute for the column sums over N rows.
-void test_linear_f32(int N, int IC, int OC, bool with_bias, int bias_off) {
+void test_linear_f32(int N, int IC, int OC, bool with_bias, int bias_off,
+                     WeightLayout layout = WeightLayout::InOut) {
     Buf<float> inp(size_t(N) * IC, 0), w(size_t(IC) * OC, 0), bias(OC, bias_off), dout(size_t(N) * OC, 0);
     fill(inp.p, inp.n, 1.f);
     fill(w.p, w.n, 0.3f);
@@ -53,8 +55,8 @@ void test_linear_f32(int N, int IC, int OC, bool with_bias, int bias_off) {
     const float* b = with_bias ? bias.p : nullptr;
     Buf<float> og(size_t(N) * OC, 0);  // NaN: must be overwritten
     std::vector<float> oc(og.n);
-    plw::cpu::linear_forward(oc.data(), inp.p, w.p, b, N, IC, OC);
-    plw::cuda::linear_forward(og.p, inp.p, w.p, b, N, IC, OC);
+    plw::cpu::linear_forward(oc.data(), inp.p, w.p, b, N, IC, OC, layout);
+    plw::cuda::linear_forward(og.p, inp.p, w.p, b, N, IC, OC, layout);
     std::vector<double> bound(og.n);
     for (size_t i = 0; i < og.n; i++) bound[i] = 1e-5 + 1e-5 * std::fabs(oc[i]);
     within("f32 out", og.p, oc.data(), bound);
@@ -66,8 +68,8 @@ void test_linear_f32(int N, int IC, int OC, bool with_bias, int bias_off) {
     std::vector<float> dig(dic), dwg(dwc);
     Buf<float> dbg(OC, bias_off);
     std::memcpy(dbg.p, dbc.data(), OC * 4);
-    plw::cpu::linear_backward(dic.data(), dwc.data(), with_bias ? dbc.data() : nullptr, dout.p, inp.p, w.p, N, IC, OC);
-    plw::cuda::linear_backward(dig.data(), dwg.data(), with_bias ? dbg.p : nullptr, dout.p, inp.p, w.p, N, IC, OC);
+    plw::cpu::linear_backward(dic.data(), dwc.data(), with_bias ? dbc.data() : nullptr, dout.p, inp.p, w.p, N, IC, OC, layout);
+    plw::cuda::linear_backward(dig.data(), dwg.data(), with_bias ? dbg.p : nullptr, dout.p, inp.p, w.p, N, IC, OC, layout);
     std::vector<double> bi(dic.size()), bw(dwc.size()), bb(OC);
     for (size_t i = 0; i < bi.size(); i++) bi[i] = 1e-5 + 1e-5 * std::fabs(dic[i]);
     for (size_t i = 0; i < bw.size(); i++) bw[i] = 1e-5 * std::sqrt(double(N)) + 1e-5 * std::fabs(dwc[i]);
@@ -75,7 +77,8 @@ void test_linear_f32(int N, int IC, int OC, bool with_bias, int bias_off) {
     within("f32 dinp (+=)", dig.data(), dic.data(), bi);
     within("f32 dweight (+=)", dwg.data(), dwc.data(), bw);
     within("f32 dbias (+=)", dbg.p, dbc.data(), bb);
-    std::printf("  linear f32 N=%d IC=%d OC=%d bias=%d bias_off=%d\n", N, IC, OC, with_bias, bias_off);
+    std::printf("  linear f32 N=%d IC=%d OC=%d bias=%d bias_off=%d %s\n", N, IC, OC, with_bias, bias_off,
+                layout == WeightLayout::InOut ? "InOut" : "OutIn");
 }
 
 // ---------------------------------------------------------------- linear bf16 vs CPU f32
@@ -87,7 +90,8 @@ void test_linear_f32(int N, int IC, int OC, bool with_bias, int bias_off) {
 //   dweight (f32 D), dbias (f32 column sums of exact bf16 values): f32 accumulation noise only.
 // "f32 noise": the CPU sums k products in f32: a few 1e-7 * sqrt(k) * (row scale); 1e-5
 // times the row's max magnitude covers it.
-void test_linear_bf16(int N, int IC, int OC, bool with_bias, int bias_off, int act_off) {
+void test_linear_bf16(int N, int IC, int OC, bool with_bias, int bias_off, int act_off,
+                      WeightLayout layout = WeightLayout::InOut) {
     const double u = std::ldexp(1.0, -8);  // half a bf16 ulp (8-bit significand), relative
     Buf<float> inp(size_t(N) * IC, 0), w(size_t(IC) * OC, 0), bias(OC, 0), dout(size_t(N) * OC, 0);
     Buf<bf16> inpb(inp.n, act_off), wb(w.n, act_off), biasb(OC, bias_off), doutb(dout.n, act_off);
@@ -98,11 +102,11 @@ void test_linear_bf16(int N, int IC, int OC, bool with_bias, int bias_off, int a
 
     // forward
     std::vector<float> oc(size_t(N) * OC), xw(size_t(N) * OC);
-    plw::cpu::linear_forward(oc.data(), inp.p, w.p, with_bias ? bias.p : nullptr, N, IC, OC);
-    plw::cpu::linear_forward(xw.data(), inp.p, w.p, nullptr, N, IC, OC);
+    plw::cpu::linear_forward(oc.data(), inp.p, w.p, with_bias ? bias.p : nullptr, N, IC, OC, layout);
+    plw::cpu::linear_forward(xw.data(), inp.p, w.p, nullptr, N, IC, OC, layout);
     Buf<bf16> og(oc.size(), act_off);
     for (size_t i = 0; i < oc.size(); i++) og[i] = plw::f32_to_bf16(NAN);  // must be overwritten
-    plw::cuda::linear_forward(og.p, inpb.p, wb.p, with_bias ? biasb.p : nullptr, N, IC, OC);
+    plw::cuda::linear_forward(og.p, inpb.p, wb.p, with_bias ? biasb.p : nullptr, N, IC, OC, layout);
     const std::vector<float> ogf = test::widen(og.p, oc.size());
     const bool add_kernel = with_bias && bias_off % 8 != 0;
     std::vector<double> bound(oc.size());
@@ -139,9 +143,9 @@ void test_linear_bf16(int N, int IC, int OC, bool with_bias, int bias_off, int a
     Buf<bf16> dig2(di0.n, act_off);
     std::memcpy(dig2.p, dig.p, di0.n * 2);
     plw::cpu::linear_backward(dic.data(), dwc.data(), with_bias ? dbc.data() : nullptr, dout.p,
-                              inp.p, w.p, N, IC, OC);
+                              inp.p, w.p, N, IC, OC, layout);
     plw::cuda::linear_backward(dig.p, dwg.data(), with_bias ? dbg.p : nullptr, doutb.p, inpb.p,
-                               wb.p, N, IC, OC);
+                               wb.p, N, IC, OC, layout);
     const std::vector<float> digf = test::widen(dig.p, di0.n);
     std::vector<double> bi(di0.n);
     for (int n = 0; n < N; n++) {
@@ -164,11 +168,12 @@ void test_linear_bf16(int N, int IC, int OC, bool with_bias, int bias_off, int a
     }
     // deterministic: a second run gives the same bits
     plw::cuda::linear_backward(dig2.p, dwg2.data(), with_bias ? dbg2.p : nullptr, doutb.p, inpb.p,
-                               wb.p, N, IC, OC);
+                               wb.p, N, IC, OC, layout);
     test::same_bits("bf16 dinp rerun", dig2.p, dig.p, di0.n * 2);
     test::same_bits("bf16 dbias rerun", dbg2.p, dbg.p, OC * 4);
-    std::printf("  linear bf16 N=%d IC=%d OC=%d bias=%d bias_off=%d act_off=%d%s\n", N, IC, OC,
-                with_bias, bias_off, act_off, add_kernel ? " (add kernel)" : "");
+    std::printf("  linear bf16 N=%d IC=%d OC=%d bias=%d bias_off=%d act_off=%d %s%s\n", N, IC, OC,
+                with_bias, bias_off, act_off, layout == WeightLayout::InOut ? "InOut" : "OutIn",
+                add_kernel ? " (add kernel)" : "");
 }
 
 // Exact check of the bf16 dbias column sum: sums of small integers are exact in f32 in any
@@ -187,7 +192,8 @@ void test_dbias_exact(int N, int OC, int off) {
     Buf<bf16> dinp(size_t(N) * 4, 0);
     for (size_t i = 0; i < dinp.n; i++) dinp[i] = plw::f32_to_bf16(0.f);
     std::vector<float> dw(size_t(4) * OC, 0.f), db(OC, 0.5f);
-    plw::cuda::linear_backward(dinp.p, dw.data(), db.data(), dout.p, inp.p, w.p, N, 4, OC);
+    plw::cuda::linear_backward(dinp.p, dw.data(), db.data(), dout.p, inp.p, w.p, N, 4, OC,
+                               WeightLayout::InOut);
     int bad = 0;
     for (int o = 0; o < OC; o++) bad += db[o] != float(exact[o]);
     EXPECT(bad == 0, "dbias exact N=%d OC=%d: %d columns wrong", N, OC, bad);
@@ -274,6 +280,18 @@ int main(int argc, char** argv) {
         test_linear_bf16(300, 16, 36, true, 0, 0);  // dbias two-stage
         test_linear_bf16(300, 16, 35, true, 3, 3);
         test_linear_bf16(1, 32, 96, true, 0, 0);
+        // nn.Linear layout: weight (OC, IC)
+        test_linear_f32(5, 8, 12, true, 0, WeightLayout::OutIn);
+        test_linear_f32(37, 24, 40, false, 0, WeightLayout::OutIn);
+        test_linear_f32(37, 24, 40, true, 1, WeightLayout::OutIn);   // add kernel
+        test_linear_f32(300, 16, 36, true, 0, WeightLayout::OutIn);  // dbias two-stage
+        test_linear_f32(0, 8, 12, true, 0, WeightLayout::OutIn);
+        test_linear_bf16(37, 24, 40, true, 0, 0, WeightLayout::OutIn);
+        test_linear_bf16(37, 24, 40, false, 0, 0, WeightLayout::OutIn);
+        test_linear_bf16(37, 24, 40, true, 4, 0, WeightLayout::OutIn);  // add kernel
+        test_linear_bf16(33, 7, 13, true, 1, 1, WeightLayout::OutIn);   // odd sizes, misaligned
+        test_linear_bf16(300, 16, 35, true, 3, 3, WeightLayout::OutIn);
+        test_linear_bf16(1, 32, 96, true, 0, 0, WeightLayout::OutIn);
         test_dbias_exact(5, 40, 0);
         test_dbias_exact(300, 70, 1);
         test_dbias_exact(129, 33, 0);

@@ -189,21 +189,23 @@ void test_fused_head(int N, int C, int V, int rows, int chunk) {
 }
 
 // ---------------------------------------------------------------- decode
-void test_decode(int T, int S, int C, int NH, int V) {
-    std::vector<float> q(C), kc(size_t(S) * C), vc(size_t(S) * C), wte(size_t(V) * C);
+// NH query heads over NKV KV heads of hs (C = NH * hs); the cache rows are NKV * hs wide.
+void test_decode(int T, int S, int NH, int NKV, int hs, int V) {
+    const int C = NH * hs, KV = NKV * hs;
+    std::vector<float> q(C), kc(size_t(S) * KV), vc(size_t(S) * KV), wte(size_t(V) * C);
     test::fill(q.data(), C, 1.5f);
     test::fill(kc.data(), kc.size(), 1.f);
     test::fill(vc.data(), vc.size(), 1.f);
     test::fill(wte.data(), wte.size(), 0.3f);
     std::vector<float> oc(C), og(C, NAN);
-    plw::cpu::attention_decode_forward(oc.data(), q.data(), kc.data(), vc.data(), T, C, NH);
-    plw::cuda::attention_decode_forward(og.data(), q.data(), kc.data(), vc.data(), T, C, NH);
+    plw::cpu::attention_decode_forward(oc.data(), q.data(), kc.data(), vc.data(), T, NH, NKV, hs);
+    plw::cuda::attention_decode_forward(og.data(), q.data(), kc.data(), vc.data(), T, NH, NKV, hs);
     within("decode attention", og.data(), oc.data(), C, 1e-5, 1e-5 * max_abs(oc) + 1e-7);
     std::vector<float> hc(V), hg(V, NAN);
     plw::cpu::head_logits_forward(hc.data(), q.data(), wte.data(), C, V);
     plw::cuda::head_logits_forward(hg.data(), q.data(), wte.data(), C, V);
     within("decode head logits", hg.data(), hc.data(), V, 1e-5, 1e-5 * max_abs(hc) + 1e-7);
-    std::printf("decode T=%d C=%d NH=%d V=%d done\n", T, C, NH, V);
+    std::printf("decode T=%d NH=%d NKV=%d hs=%d V=%d done\n", T, NH, NKV, hs, V);
 }
 
 }  // namespace
@@ -231,9 +233,12 @@ int main(int argc, char** argv) {
         test_fused_head<true>(29, 32, 300, 304, 16);
     }
     if (test::selected(argc, argv, "decode")) {
-        test_decode(1, 4, 16, 2, 10);
-        test_decode(37, 40, 48, 3, 101);
-        test_decode(300, 300, 64, 4, 257);
+        test_decode(1, 4, 2, 2, 8, 10);
+        test_decode(37, 40, 3, 3, 16, 101);
+        test_decode(300, 300, 4, 4, 16, 257);
+        test_decode(37, 40, 4, 2, 16, 33);   // grouped-query: 2 query heads per KV head
+        test_decode(50, 64, 6, 1, 8, 17);    // one KV head for all
+        test_decode(9, 12, 3, 3, 300, 5);    // hs larger than the block
     }
     return test::finish("test_loss");
 }

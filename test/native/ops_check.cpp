@@ -1,15 +1,20 @@
-// Checks of the CPU ops of the GPT-2 block (native/cpu: layernorm, linear, gelu, residual,
+// Checks of the CPU ops of the GPT-2 block and those the Llama block shares with it
+// (native/cpu: layernorm, linear in both weight layouts, embedding with and without a position
+// table, gelu, residual, attention with grouped-query heads and q/k/v strides, decode
 // attention), run by test/native-ops.test.ts; `plw_native_tests --bench` times them instead.
 //
-// For each op, on shapes that include the odd ones (C = 1, C = 37, T = 1, NH = 1, packed
-// segments, segments == nullptr):
+// For each op, on shapes that include the odd ones (C = 1, C = 37, T = 1, NH = 1, NKV = 1,
+// packed segments, segments == nullptr, padded row strides):
 //   forward       vs a float64 reference written here from the math (no kernel code shared)
 //   backward      vs a float64 analytic backward, and vs central finite differences of
 //                 L = sum(g * out) (g random, fixed), L computed in double from the float
 //                 forward of the kernel itself
 //   accumulate    gradients pre-filled with G0 come out as G0 + the gradient
 //   threads       forward and backward bitwise equal with 1, 2 and 3 OpenMP threads
-//   attention     a packed row of two segments gives what the two run as separate rows give
+//   attention     a packed row of two segments gives what the two run as separate rows give;
+//                 GPT-2's fused qkv layout gives bitwise what separate q/k/v buffers give, and
+//                 GQA bitwise what multi-head attention on repeated KV heads gives (dk/dv: the
+//                 sums over the repeated heads); decode == the full attention's last row
 //
 // Error metric, everywhere unless said otherwise:
 //   max_rel_err = max_i |got_i - ref_i| / max_i |ref_i|
@@ -33,153 +38,18 @@
 #include <vector>
 
 #include "../../native/cpu/attention.h"
+#include "../../native/cpu/decode.h"
+#include "../../native/cpu/embedding.h"
 #include "../../native/cpu/gelu.h"
 #include "../../native/cpu/layernorm.h"
 #include "../../native/cpu/linear.h"
 #include "../../native/cpu/residual.h"
+#include "check.h"
+
+using namespace plw_check;
+using plw::WeightLayout;
 
 namespace {
-
-using Vec = std::vector<float>;
-using DVec = std::vector<double>;
-using IVec = std::vector<int32_t>;
-
-// ---------------------------------------------------------------- tolerances
-// Forward and analytic backward vs float64: the kernels round each value a few times in
-// f32 and sum at most a few thousand terms in f32 (blocked/vectorized), ~1e-6 at worst.
-constexpr double kTolRef = 2e-5;
-// Accumulate: G0 + g in f32 vs the same in double, g from a run onto zeros: one extra
-// rounding of the sum plus the kernel's reordering of it (sgemm adds C first).
-constexpr double kTolAccum = 2e-6;
-// Finite differences, step h = 1e-2 on inputs of scale ~1 (the step actually taken is the
-// float difference (x+h) - (x-h), not 2h). Error sources, relative to the gradient's scale:
-// truncation h^2 f'''/6 ~ 1e-5..1e-4, and the f32 rounding of the forward outputs that the
-// perturbation touches, ~sqrt(count) * 6e-8 * |out| / 2h ~ 1e-4 for a row of 768. Measured
-// at most 2.3e-4; a wrong formula (a missing term, a wrong mask) is off by O(1).
-constexpr float kFdStep = 1e-2f;
-constexpr double kTolFd = 3e-3;
-constexpr int kFdSamples = 48;  // coordinates per tensor (all of them when fewer)
-
-// ---------------------------------------------------------------- reporting
-int g_passed = 0, g_failed = 0;
-int g_default_threads = 1;
-
-std::string fmt(const char* f, ...) {
-    char buf[512];
-    va_list ap;
-    va_start(ap, f);
-    std::vsnprintf(buf, sizeof buf, f, ap);
-    va_end(ap);
-    return buf;
-}
-
-void report(bool ok, const std::string& what) {
-    std::printf("%s %s\n", ok ? "ok  " : "FAIL", what.c_str());
-    std::fflush(stdout);
-    (ok ? g_passed : g_failed)++;
-}
-
-void check_err(const std::string& what, double err, double tol) {
-    report(err <= tol, fmt("%s  max_rel_err=%.2e (tol %.0e)", what.c_str(), err, tol));
-}
-
-// ---------------------------------------------------------------- data
-struct Rng {
-    uint64_t s;
-    explicit Rng(uint64_t seed) : s(seed) {}
-    uint64_t next() {  // splitmix64
-        uint64_t z = (s += 0x9e3779b97f4a7c15ull);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        return z ^ (z >> 31);
-    }
-    double uniform() { return (next() >> 11) * (1.0 / 9007199254740992.0); }  // [0, 1)
-    float normal() {
-        const double u = std::max(uniform(), 1e-300), v = uniform();
-        return static_cast<float>(std::sqrt(-2.0 * std::log(u)) * std::cos(6.283185307179586 * v));
-    }
-};
-
-Vec randn(size_t n, Rng& r, float scale = 1.0f, float offset = 0.0f) {
-    Vec v(n);
-    for (auto& x : v) x = offset + scale * r.normal();
-    return v;
-}
-
-DVec to_d(const Vec& v) { return DVec(v.begin(), v.end()); }
-
-// max |got - ref| / max(max |ref|, scale); scale: a floor for tensors that may be all 0.
-template <typename A, typename B>
-double rel_err(const A& got, const B& ref, double scale = 0.0) {
-    if (got.size() != ref.size()) return INFINITY;
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < got.size(); i++) {
-        const double d = std::fabs(static_cast<double>(got[i]) - static_cast<double>(ref[i]));
-        if (!(d == d)) return INFINITY;  // NaN anywhere fails
-        num = std::max(num, d);
-        den = std::max(den, std::fabs(static_cast<double>(ref[i])));
-    }
-    return num == 0.0 ? 0.0 : num / std::max({den, scale, 1e-30});
-}
-
-DVec add(const Vec& a, const Vec& b) {
-    DVec r(a.size());
-    for (size_t i = 0; i < a.size(); i++) r[i] = static_cast<double>(a[i]) + b[i];
-    return r;
-}
-
-double dot_d(const Vec& a, const Vec& b) {
-    double s = 0.0;
-    for (size_t i = 0; i < a.size(); i++) s += static_cast<double>(a[i]) * b[i];
-    return s;
-}
-
-// ---------------------------------------------------------------- generic checks
-// Central difference of loss() in x[i]: (L(x+h) - L(x-h)) / ((x+h) - (x-h)) with the
-// perturbed values as they are in float.
-double central_diff(const std::function<double()>& loss, float* x, size_t i, float h) {
-    const float x0 = x[i];
-    x[i] = x0 + h;
-    const double xp = x[i], lp = loss();
-    x[i] = x0 - h;
-    const double xm = x[i], lm = loss();
-    x[i] = x0;
-    return (lp - lm) / (xp - xm);
-}
-
-// The kernel's gradient `grad` of loss() with respect to `x` vs central differences, at up to
-// kFdSamples coordinates (seeded choice). Returns max |g - fd| / max(max |fd|, scale) over them.
-double fd_err(const std::function<double()>& loss, Vec& x, const Vec& grad, Rng& r, double scale = 0.0) {
-    std::vector<size_t> idx;
-    if (x.size() <= static_cast<size_t>(kFdSamples)) {
-        for (size_t i = 0; i < x.size(); i++) idx.push_back(i);
-    } else {
-        for (int k = 0; k < kFdSamples; k++) idx.push_back(r.next() % x.size());
-    }
-    DVec got, fd;
-    for (size_t i : idx) {
-        got.push_back(grad[i]);
-        fd.push_back(central_diff(loss, x.data(), i, kFdStep));
-    }
-    return rel_err(got, fd, scale);
-}
-
-// Runs `run` with 1, 2 and 3 threads; every buffer it returns must be bitwise the same.
-void check_threads(const std::string& what, const std::function<std::vector<Vec>()>& run) {
-    omp_set_num_threads(1);
-    const std::vector<Vec> one = run();
-    bool same = true;
-    for (int nt : {2, 3}) {
-        omp_set_num_threads(nt);
-        const std::vector<Vec> other = run();
-        for (size_t k = 0; k < one.size(); k++) {
-            same = same && one[k].size() == other[k].size() &&
-                   std::memcmp(one[k].data(), other[k].data(), one[k].size() * sizeof(float)) == 0;
-        }
-    }
-    omp_set_num_threads(g_default_threads);
-    report(same, fmt("%s  threads 1/2/3 bitwise equal", what.c_str()));
-}
 
 // ================================================================ layernorm
 void layernorm_ref(DVec& out, DVec& mean, DVec& rstd, const Vec& x, const Vec& w, const Vec& b,
@@ -288,26 +158,34 @@ void test_layernorm(int N, int C, Rng& r) {
 }
 
 // ================================================================ linear
-void test_linear(int N, int IC, int OC, bool with_bias, Rng& r) {
-    const std::string tag = fmt("N=%d IC=%d OC=%d%s", N, IC, OC, with_bias ? "" : " (no bias)");
+// Both weight layouts: InOut stores W (IC,OC) (Conv1D), OutIn stores W^T, i.e. (OC,IC)
+// (nn.Linear); the reference reads W[i][j] through widx and dweight is compared in the
+// weight's own layout.
+void test_linear(int N, int IC, int OC, bool with_bias, WeightLayout layout, Rng& r) {
+    const bool in_out = layout == WeightLayout::InOut;
+    const std::string tag = fmt("N=%d IC=%d OC=%d %s%s", N, IC, OC, in_out ? "InOut" : "OutIn",
+                                with_bias ? "" : " (no bias)");
     const size_t NI = static_cast<size_t>(N) * IC, NO = static_cast<size_t>(N) * OC;
     const size_t IO = static_cast<size_t>(IC) * OC;
+    auto widx = [&](int i, int j) {  // W[i][j] (in channel i, out channel j) in the weight's storage
+        return in_out ? static_cast<size_t>(i) * OC + j : static_cast<size_t>(j) * IC + i;
+    };
     Vec x = randn(NI, r), w = randn(IO, r, 1.0f / std::sqrt(static_cast<float>(IC))), b = randn(OC, r);
     const Vec g = randn(NO, r);
     const float* bias = with_bias ? b.data() : nullptr;
     Vec out(NO, NAN);  // without bias, out is written without being read
-    plw::cpu::linear_forward(out.data(), x.data(), w.data(), bias, N, IC, OC);
+    plw::cpu::linear_forward(out.data(), x.data(), w.data(), bias, N, IC, OC, layout);
     DVec rout(NO), rdx(NI, 0.0), rdw(IO, 0.0), rdb(OC, 0.0);
     for (int n = 0; n < N; n++) {
         for (int j = 0; j < OC; j++) {
             double s = with_bias ? b[j] : 0.0;
-            for (int i = 0; i < IC; i++) s += static_cast<double>(x[static_cast<size_t>(n) * IC + i]) * w[static_cast<size_t>(i) * OC + j];
+            for (int i = 0; i < IC; i++) s += static_cast<double>(x[static_cast<size_t>(n) * IC + i]) * w[widx(i, j)];
             rout[static_cast<size_t>(n) * OC + j] = s;
             const double gj = g[static_cast<size_t>(n) * OC + j];
             rdb[j] += gj;
             for (int i = 0; i < IC; i++) {
-                rdx[static_cast<size_t>(n) * IC + i] += gj * w[static_cast<size_t>(i) * OC + j];
-                rdw[static_cast<size_t>(i) * OC + j] += gj * x[static_cast<size_t>(n) * IC + i];
+                rdx[static_cast<size_t>(n) * IC + i] += gj * w[widx(i, j)];
+                rdw[widx(i, j)] += gj * x[static_cast<size_t>(n) * IC + i];
             }
         }
     }
@@ -315,14 +193,14 @@ void test_linear(int N, int IC, int OC, bool with_bias, Rng& r) {
 
     Vec dx(NI, 0.0f), dw(IO, 0.0f), db(OC, 0.0f);
     float* dbias = with_bias ? db.data() : nullptr;
-    plw::cpu::linear_backward(dx.data(), dw.data(), dbias, g.data(), x.data(), w.data(), N, IC, OC);
+    plw::cpu::linear_backward(dx.data(), dw.data(), dbias, g.data(), x.data(), w.data(), N, IC, OC, layout);
     double err = std::max(rel_err(dx, rdx), rel_err(dw, rdw));
     if (with_bias) err = std::max(err, rel_err(db, rdb));
     check_err("linear backward vs float64 " + tag, err, kTolRef);
 
     auto loss = [&] {
         Vec o(NO);
-        plw::cpu::linear_forward(o.data(), x.data(), w.data(), with_bias ? b.data() : nullptr, N, IC, OC);
+        plw::cpu::linear_forward(o.data(), x.data(), w.data(), with_bias ? b.data() : nullptr, N, IC, OC, layout);
         return dot_d(g, o);
     };
     err = std::max(fd_err(loss, x, dx, r), fd_err(loss, w, dw, r));
@@ -332,17 +210,87 @@ void test_linear(int N, int IC, int OC, bool with_bias, Rng& r) {
     const Vec gx0 = randn(NI, r), gw0 = randn(IO, r), gb0 = randn(OC, r);
     Vec ax = gx0, aw = gw0, ab = gb0;
     plw::cpu::linear_backward(ax.data(), aw.data(), with_bias ? ab.data() : nullptr, g.data(), x.data(), w.data(),
-                              N, IC, OC);
+                              N, IC, OC, layout);
     err = std::max(rel_err(ax, add(gx0, dx)), rel_err(aw, add(gw0, dw)));
     err = std::max(err, rel_err(ab, with_bias ? add(gb0, db) : to_d(gb0)));  // no dbias: untouched
     check_err("linear backward accumulates (+=) " + tag, err, kTolAccum);
 
     check_threads("linear " + tag, [&] {
         Vec o(NO), ddx = gx0, ddw = gw0, ddb = gb0;
-        plw::cpu::linear_forward(o.data(), x.data(), w.data(), bias, N, IC, OC);
+        plw::cpu::linear_forward(o.data(), x.data(), w.data(), bias, N, IC, OC, layout);
         plw::cpu::linear_backward(ddx.data(), ddw.data(), with_bias ? ddb.data() : nullptr, g.data(), x.data(),
-                                  w.data(), N, IC, OC);
+                                  w.data(), N, IC, OC, layout);
         return std::vector<Vec>{o, ddx, ddw, ddb};
+    });
+}
+
+// OutIn with the transposed weight is the same linear map as InOut: equal to f32 rounding
+// (the SGEMM reads the weight with another stride, and so may sum in another order).
+void test_linear_layouts_agree(int N, int IC, int OC, Rng& r) {
+    const Vec x = randn(static_cast<size_t>(N) * IC, r), w = randn(static_cast<size_t>(IC) * OC, r), b = randn(OC, r);
+    const Vec g = randn(static_cast<size_t>(N) * OC, r);
+    Vec wt(w.size());  // (OC, IC)
+    for (int i = 0; i < IC; i++)
+        for (int j = 0; j < OC; j++) wt[static_cast<size_t>(j) * IC + i] = w[static_cast<size_t>(i) * OC + j];
+    Vec o1(g.size()), o2(g.size()), dx1(x.size(), 0.0f), dx2(x.size(), 0.0f), dw1(w.size(), 0.0f),
+        dw2(w.size(), 0.0f), db1(OC, 0.0f), db2(OC, 0.0f);
+    plw::cpu::linear_forward(o1.data(), x.data(), w.data(), b.data(), N, IC, OC, WeightLayout::InOut);
+    plw::cpu::linear_forward(o2.data(), x.data(), wt.data(), b.data(), N, IC, OC, WeightLayout::OutIn);
+    plw::cpu::linear_backward(dx1.data(), dw1.data(), db1.data(), g.data(), x.data(), w.data(), N, IC, OC,
+                              WeightLayout::InOut);
+    plw::cpu::linear_backward(dx2.data(), dw2.data(), db2.data(), g.data(), x.data(), wt.data(), N, IC, OC,
+                              WeightLayout::OutIn);
+    Vec dw2t(w.size());  // back to (IC, OC)
+    for (int i = 0; i < IC; i++)
+        for (int j = 0; j < OC; j++) dw2t[static_cast<size_t>(i) * OC + j] = dw2[static_cast<size_t>(j) * IC + i];
+    check_err(fmt("linear OutIn(W^T) == InOut(W) (out, dinp, dweight^T, dbias)  N=%d IC=%d OC=%d", N, IC, OC),
+              std::max({rel_err(o2, o1), rel_err(dx2, dx1), rel_err(dw2t, dw1), rel_err(db2, db1)}), kTolRef);
+}
+
+// ================================================================ embedding
+// Token (+ position) embedding; wpe == nullptr is the Llama case (no position table, positions
+// not read: passed as nullptr). Sums of one or two floats per element: the forward is exact,
+// the backward sums in f32 in row order, as the double reference does up to rounding.
+void test_embedding(int N, int C, int V, int maxT, bool with_pos, Rng& r) {
+    const std::string tag = fmt("N=%d C=%d V=%d%s", N, C, V, with_pos ? fmt(" maxT=%d", maxT).c_str() : " (no wpe)");
+    const Vec wte = randn(static_cast<size_t>(V) * C, r), wpe = randn(static_cast<size_t>(maxT) * C, r);
+    const Vec g = randn(static_cast<size_t>(N) * C, r);
+    IVec tok(N), pos(N);
+    for (int n = 0; n < N; n++) {
+        tok[n] = static_cast<int32_t>(r.next() % (n % 3 == 0 ? 2 : V));  // repeats: rows sum into one
+        pos[n] = n % maxT;
+    }
+    const float* wpe_p = with_pos ? wpe.data() : nullptr;
+    const int32_t* pos_p = with_pos ? pos.data() : nullptr;
+    Vec out(g.size(), NAN);
+    plw::cpu::embedding_forward(out.data(), tok.data(), pos_p, wte.data(), wpe_p, N, C);
+    DVec rout(g.size()), rdte(wte.size(), 0.0), rdpe(wpe.size(), 0.0);
+    for (int n = 0; n < N; n++) {
+        for (int c = 0; c < C; c++) {
+            const size_t i = static_cast<size_t>(n) * C + c;
+            rout[i] = static_cast<double>(wte[static_cast<size_t>(tok[n]) * C + c]) +
+                      (with_pos ? wpe[static_cast<size_t>(pos[n]) * C + c] : 0.0);
+            rdte[static_cast<size_t>(tok[n]) * C + c] += g[i];
+            rdpe[static_cast<size_t>(pos[n]) * C + c] += g[i];
+        }
+    }
+    check_err("embedding forward " + tag, rel_err(out, rout), kTolRef);
+
+    // += onto G0; without positions, dwpe (not passed) must stay G0 exactly
+    const Vec gte0 = randn(wte.size(), r), gpe0 = randn(wpe.size(), r);
+    Vec dte = gte0, dpe = gpe0;
+    plw::cpu::embedding_backward(dte.data(), with_pos ? dpe.data() : nullptr, g.data(), tok.data(), pos_p, N, C);
+    DVec rte(wte.size()), rpe(wpe.size());
+    for (size_t i = 0; i < rte.size(); i++) rte[i] = gte0[i] + rdte[i];
+    for (size_t i = 0; i < rpe.size(); i++) rpe[i] = gpe0[i] + (with_pos ? rdpe[i] : 0.0);
+    check_err("embedding backward (+=) vs float64 " + tag, std::max(rel_err(dte, rte), rel_err(dpe, rpe)), kTolRef);
+    if (!with_pos) report(dpe == gpe0, "embedding backward without dwpe leaves it untouched " + tag);
+
+    check_threads("embedding " + tag, [&] {
+        Vec o(g.size()), t = gte0, p = gpe0;
+        plw::cpu::embedding_forward(o.data(), tok.data(), pos_p, wte.data(), wpe_p, N, C);
+        plw::cpu::embedding_backward(t.data(), with_pos ? p.data() : nullptr, g.data(), tok.data(), pos_p, N, C);
+        return std::vector<Vec>{o, t, p};
     });
 }
 
@@ -461,24 +409,77 @@ void test_residual(size_t n, Rng& r) {
 }
 
 // ================================================================ attention
-// Reference in double, straight from the definition: P = softmax over allowed keys of
-// q.k / sqrt(hs), allowed = (t2 <= t and same segment); out = P v. att is (B,NH,T,T).
-void attention_ref(DVec& out, DVec& att, const Vec& qkv, const int32_t* seg, int B, int T, int C, int NH) {
-    const int hs = C / NH;
-    const size_t C3 = 3 * static_cast<size_t>(C);
-    out.assign(static_cast<size_t>(B) * T * C, 0.0);
-    att.assign(static_cast<size_t>(B) * NH * T * T, 0.0);
+// Where q, k, v live (and dq, dk, dv, at the same places of the gradient buffer): all in one
+// buffer X, in one of two layouts:
+//   fused     rows [q (NH*hs) | k (NKV*hs) | v (NKV*hs)], q_stride = kv_stride = (NH+2*NKV)*hs:
+//             GPT-2's qkv (NKV = NH: [q | k | v] of C each) and a fused GQA projection
+//   separate  three regions, the q rows (NH*hs + pad_q floats) then the k rows and the v rows
+//             (NKV*hs + pad_kv each): Llama's separate projections, here with padded rows so
+//             that the strides differ from the heads' width and the padding (which no kernel
+//             may write) is there to check
+struct AttLayout {
+    int B, T, NH, NKV, hs;
+    bool fused;
+    int pad_q = 0, pad_kv = 0;
+
+    int q_stride() const { return fused ? (NH + 2 * NKV) * hs : NH * hs + pad_q; }
+    int kv_stride() const { return fused ? q_stride() : NKV * hs + pad_kv; }
+    size_t rows() const { return static_cast<size_t>(B) * T; }
+    size_t k_off() const { return fused ? static_cast<size_t>(NH) * hs : rows() * q_stride(); }
+    size_t v_off() const { return fused ? static_cast<size_t>(NH + NKV) * hs : k_off() + rows() * kv_stride(); }
+    size_t size() const { return fused ? rows() * q_stride() : v_off() + rows() * kv_stride(); }
+    size_t n_out() const { return rows() * NH * hs; }
+    size_t n_att() const { return static_cast<size_t>(B) * NH * T * T; }
+    // first element of query head h / KV head j of row (b, t), and of out's head h
+    size_t qi(int b, int t, int h) const { return (static_cast<size_t>(b) * T + t) * q_stride() + static_cast<size_t>(h) * hs; }
+    size_t ki(int b, int t, int j) const { return k_off() + (static_cast<size_t>(b) * T + t) * kv_stride() + static_cast<size_t>(j) * hs; }
+    size_t vi(int b, int t, int j) const { return v_off() + (static_cast<size_t>(b) * T + t) * kv_stride() + static_cast<size_t>(j) * hs; }
+    size_t oi(int b, int t, int h) const { return (static_cast<size_t>(b) * T + t) * NH * hs + static_cast<size_t>(h) * hs; }
+    AttLayout with_rows(int b, int t) const {
+        AttLayout l = *this;
+        l.B = b;
+        l.T = t;
+        return l;
+    }
+    std::string tag() const {
+        return fmt("B=%d T=%d NH=%d NKV=%d hs=%d ", B, T, NH, NKV, hs) +
+               (fused ? std::string("fused") : fmt("separate (pad %d/%d)", pad_q, pad_kv));
+    }
+};
+
+// GPT-2's call: qkv (B,T,3C), q = qkv, k = qkv + C, v = qkv + 2C, strides 3C, NKV = NH.
+AttLayout gpt2_layout(int B, int T, int C, int NH) { return AttLayout{B, T, NH, NH, C / NH, true}; }
+
+void att_forward(const AttLayout& L, Vec& out, Vec& att, const Vec& X, const int32_t* seg) {
+    plw::cpu::attention_forward(out.data(), att.data(), X.data(), X.data() + L.k_off(), X.data() + L.v_off(), seg,
+                                L.B, L.T, L.NH, L.NKV, L.hs, L.q_stride(), L.kv_stride());
+}
+
+void att_backward(const AttLayout& L, Vec& dX, const Vec& g, const Vec& X, const Vec& att, const int32_t* seg) {
+    plw::cpu::attention_backward(dX.data(), dX.data() + L.k_off(), dX.data() + L.v_off(), g.data(), X.data(),
+                                 X.data() + L.k_off(), X.data() + L.v_off(), att.data(), seg, L.B, L.T, L.NH,
+                                 L.NKV, L.hs, L.q_stride(), L.kv_stride());
+}
+
+// Reference in double, straight from the definition: query head h uses KV head
+// j = h / (NH/NKV); P = softmax over allowed keys of q.k / sqrt(hs), allowed = (t2 <= t and
+// same segment); out = P v. att is (B,NH,T,T).
+void attention_ref(DVec& out, DVec& att, const Vec& X, const AttLayout& L, const int32_t* seg) {
+    const int B = L.B, T = L.T, NH = L.NH, hs = L.hs, n_rep = L.NH / L.NKV;
+    out.assign(L.n_out(), 0.0);
+    att.assign(L.n_att(), 0.0);
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
+            const int j = h / n_rep;
             for (int t = 0; t < T; t++) {
                 auto allowed = [&](int t2) { return t2 <= t && (!seg || seg[b * T + t2] == seg[b * T + t]); };
-                const float* q = &qkv[(static_cast<size_t>(b) * T + t) * C3 + h * hs];
+                const float* q = &X[L.qi(b, t, h)];
                 double* a = &att[((static_cast<size_t>(b) * NH + h) * T + t) * T];
                 double m = -INFINITY, sum = 0.0;
                 DVec s(T, 0.0);
                 for (int t2 = 0; t2 < T; t2++) {
                     if (!allowed(t2)) continue;
-                    const float* k = &qkv[(static_cast<size_t>(b) * T + t2) * C3 + C + h * hs];
+                    const float* k = &X[L.ki(b, t2, j)];
                     for (int i = 0; i < hs; i++) s[t2] += static_cast<double>(q[i]) * k[i];
                     s[t2] /= std::sqrt(static_cast<double>(hs));
                     m = std::max(m, s[t2]);
@@ -487,9 +488,9 @@ void attention_ref(DVec& out, DVec& att, const Vec& qkv, const int32_t* seg, int
                     if (allowed(t2)) sum += a[t2] = std::exp(s[t2] - m);
                 }
                 for (int t2 = 0; t2 < T; t2++) a[t2] /= sum;
-                double* o = &out[(static_cast<size_t>(b) * T + t) * C + h * hs];
+                double* o = &out[L.oi(b, t, h)];
                 for (int t2 = 0; t2 < T; t2++) {
-                    const float* v = &qkv[(static_cast<size_t>(b) * T + t2) * C3 + 2 * C + h * hs];
+                    const float* v = &X[L.vi(b, t2, j)];
                     for (int i = 0; i < hs; i++) o[i] += a[t2] * v[i];
                 }
             }
@@ -497,34 +498,35 @@ void attention_ref(DVec& out, DVec& att, const Vec& qkv, const int32_t* seg, int
     }
 }
 
-void attention_backward_ref(DVec& dqkv, const Vec& g, const Vec& qkv, const DVec& att, int B, int T, int C,
-                            int NH) {
-    const int hs = C / NH;
-    const size_t C3 = 3 * static_cast<size_t>(C);
+// dX: the gradient at X's places (dq, dk, dv; 0 in the padding); a KV head's gradient sums
+// its query heads'.
+void attention_backward_ref(DVec& dX, const Vec& g, const Vec& X, const DVec& att, const AttLayout& L) {
+    const int B = L.B, T = L.T, NH = L.NH, hs = L.hs, n_rep = L.NH / L.NKV;
     const double scale = 1.0 / std::sqrt(static_cast<double>(hs));
-    dqkv.assign(static_cast<size_t>(B) * T * C3, 0.0);
+    dX.assign(L.size(), 0.0);
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
+            const int j = h / n_rep;
             for (int t = 0; t < T; t++) {
                 const double* a = &att[((static_cast<size_t>(b) * NH + h) * T + t) * T];
-                const float* gt = &g[(static_cast<size_t>(b) * T + t) * C + h * hs];
-                const size_t qo = (static_cast<size_t>(b) * T + t) * C3 + h * hs;
+                const float* gt = &g[L.oi(b, t, h)];
+                const size_t qo = L.qi(b, t, h);
                 DVec dp(T, 0.0);
                 double pd = 0.0;
                 for (int t2 = 0; t2 < T; t2++) {
-                    const size_t vo = (static_cast<size_t>(b) * T + t2) * C3 + 2 * C + h * hs;
+                    const size_t vo = L.vi(b, t2, j);
                     for (int i = 0; i < hs; i++) {
-                        dp[t2] += static_cast<double>(gt[i]) * qkv[vo + i];
-                        dqkv[vo + i] += a[t2] * gt[i];
+                        dp[t2] += static_cast<double>(gt[i]) * X[vo + i];
+                        dX[vo + i] += a[t2] * gt[i];
                     }
                     pd += a[t2] * dp[t2];
                 }
                 for (int t2 = 0; t2 < T; t2++) {
                     const double ds = a[t2] * (dp[t2] - pd) * scale;  // 0 where masked (a = 0)
-                    const size_t ko = (static_cast<size_t>(b) * T + t2) * C3 + C + h * hs;
+                    const size_t ko = L.ki(b, t2, j);
                     for (int i = 0; i < hs; i++) {
-                        dqkv[qo + i] += ds * qkv[ko + i];
-                        dqkv[ko + i] += ds * qkv[qo + i];
+                        dX[qo + i] += ds * X[ko + i];
+                        dX[ko + i] += ds * X[qo + i];
                     }
                 }
             }
@@ -532,74 +534,107 @@ void attention_backward_ref(DVec& dqkv, const Vec& g, const Vec& qkv, const DVec
     }
 }
 
-void test_attention(int B, int T, int C, int NH, const IVec& segments, const char* seg_desc, Rng& r) {
-    const std::string tag = fmt("B=%d T=%d C=%d NH=%d %s", B, T, C, NH, seg_desc);
+// true at X's row padding (separate layout), which the backward must leave as it was.
+std::vector<bool> padding_of(const AttLayout& L) {
+    std::vector<bool> pad(L.size(), false);
+    if (L.fused) return pad;
+    for (size_t row = 0; row < L.rows(); row++) {
+        for (int i = L.NH * L.hs; i < L.q_stride(); i++) pad[row * L.q_stride() + i] = true;
+        for (int i = L.NKV * L.hs; i < L.kv_stride(); i++) {
+            pad[L.k_off() + row * L.kv_stride() + i] = true;
+            pad[L.v_off() + row * L.kv_stride() + i] = true;
+        }
+    }
+    return pad;
+}
+
+void test_attention(const AttLayout& L, const IVec& segments, const char* seg_desc, Rng& r) {
+    const std::string tag = L.tag() + " " + seg_desc;
     const int32_t* seg = segments.empty() ? nullptr : segments.data();
-    const size_t n_qkv = static_cast<size_t>(B) * T * 3 * C, n_out = static_cast<size_t>(B) * T * C;
-    const size_t n_att = static_cast<size_t>(B) * NH * T * T;
-    Vec qkv = randn(n_qkv, r);
-    const Vec g = randn(n_out, r);
-    Vec out(n_out), att(n_att, NAN);  // att is written whole, masked entries included
-    plw::cpu::attention_forward(out.data(), att.data(), qkv.data(), seg, B, T, C, NH);
+    Vec X = randn(L.size(), r);
+    const Vec g = randn(L.n_out(), r);
+    Vec out(L.n_out()), att(L.n_att(), NAN);  // att is written whole, masked entries included
+    att_forward(L, out, att, X, seg);
     DVec rout, ratt;
-    attention_ref(rout, ratt, qkv, seg, B, T, C, NH);
+    attention_ref(rout, ratt, X, L, seg);
     check_err("attention forward " + tag, std::max(rel_err(out, rout), rel_err(att, ratt)), kTolRef);
     bool masked_zero = true;  // exactly 0, not merely small, wherever the reference is 0
-    for (size_t i = 0; i < n_att; i++) masked_zero = masked_zero && (ratt[i] != 0.0 || att[i] == 0.0f);
+    for (size_t i = 0; i < L.n_att(); i++) masked_zero = masked_zero && (ratt[i] != 0.0 || att[i] == 0.0f);
     report(masked_zero, "attention masked att entries are exactly 0 " + tag);
 
-    Vec dqkv(n_qkv, 0.0f);
-    plw::cpu::attention_backward(dqkv.data(), g.data(), qkv.data(), att.data(), seg, B, T, C, NH);
-    DVec rdqkv;
-    attention_backward_ref(rdqkv, g, qkv, ratt, B, T, C, NH);
-    check_err("attention backward vs float64 " + tag, rel_err(dqkv, rdqkv), kTolRef);
+    Vec dX(L.size(), 0.0f);
+    att_backward(L, dX, g, X, att, seg);
+    DVec rdX;
+    attention_backward_ref(rdX, g, X, ratt, L);
+    check_err("attention backward vs float64 " + tag, rel_err(dX, rdX), kTolRef);
 
     auto loss = [&] {
-        Vec o(n_out), a(n_att);
-        plw::cpu::attention_forward(o.data(), a.data(), qkv.data(), seg, B, T, C, NH);
+        Vec o(L.n_out()), a(L.n_att());
+        att_forward(L, o, a, X, seg);
         return dot_d(g, o);
     };
-    check_err("attention backward vs finite differences " + tag, fd_err(loss, qkv, dqkv, r), kTolFd);
+    check_err("attention backward vs finite differences " + tag, fd_err(loss, X, dX, r), kTolFd);
 
-    const Vec g0 = randn(n_qkv, r);
+    const Vec g0 = randn(L.size(), r);
     Vec acc = g0;
-    plw::cpu::attention_backward(acc.data(), g.data(), qkv.data(), att.data(), seg, B, T, C, NH);
-    check_err("attention backward accumulates (+=) " + tag, rel_err(acc, add(g0, dqkv)), kTolAccum);
+    att_backward(L, acc, g, X, att, seg);
+    check_err("attention backward accumulates (+=) " + tag, rel_err(acc, add(g0, dX)), kTolAccum);
+    if (!L.fused) {
+        const std::vector<bool> pad = padding_of(L);
+        bool untouched = true;
+        for (size_t i = 0; i < L.size(); i++) untouched = untouched && (!pad[i] || acc[i] == g0[i]);
+        report(untouched, "attention backward leaves the row padding of dq, dk, dv untouched " + tag);
+    }
 
     check_threads("attention " + tag, [&] {
-        Vec o(n_out), a(n_att), d = g0;
-        plw::cpu::attention_forward(o.data(), a.data(), qkv.data(), seg, B, T, C, NH);
-        plw::cpu::attention_backward(d.data(), g.data(), qkv.data(), a.data(), seg, B, T, C, NH);
+        Vec o(L.n_out()), a(L.n_att()), d = g0;
+        att_forward(L, o, a, X, seg);
+        att_backward(L, d, g, X, a, seg);
         return std::vector<Vec>{o, a, d};
     });
 }
 
+// Rows [t0, t0 + len) of a B = 1 buffer X of layout L, as a buffer of L.with_rows(1, len).
+Vec rows_of(const Vec& X, const AttLayout& L, int t0, int len) {
+    const AttLayout S = L.with_rows(1, len);
+    Vec Y(S.size());
+    for (int t = 0; t < len; t++) {
+        const size_t qs = L.q_stride(), kvs = L.kv_stride();
+        std::copy_n(&X[(t0 + t) * qs], qs, &Y[t * qs]);  // fused: the whole row
+        if (!L.fused) {
+            std::copy_n(&X[L.k_off() + (t0 + t) * kvs], kvs, &Y[S.k_off() + t * kvs]);
+            std::copy_n(&X[L.v_off() + (t0 + t) * kvs], kvs, &Y[S.v_off() + t * kvs]);
+        }
+    }
+    return Y;
+}
+
 // A packed row [example A (len TA) | example B (len T - TA)] vs A and B each alone in a row:
 // outputs, attention blocks and gradients must agree (to f32 rounding: the vectorized sums
-// see the keys at other offsets), and att across the two is exactly 0.
-void test_attention_isolation(int T, int TA, int C, int NH, Rng& r) {
-    const std::string tag = fmt("T=%d = %d + %d C=%d NH=%d", T, TA, T - TA, C, NH);
-    const size_t C3 = 3 * static_cast<size_t>(C);
-    const int TB = T - TA;
-    const Vec qkv = randn(T * C3, r), g = randn(static_cast<size_t>(T) * C, r);
+// see the keys at other offsets), and att across the two is exactly 0. L has B = 1.
+void test_attention_isolation(const AttLayout& L, int TA, Rng& r) {
+    const int T = L.T, NH = L.NH, C = L.NH * L.hs;
+    const std::string tag = L.tag() + fmt(" = %d + %d", TA, T - TA);
+    const Vec X = randn(L.size(), r), g = randn(L.n_out(), r);
     IVec seg(T);
     for (int t = 0; t < T; t++) seg[t] = t < TA ? 7 : 3;  // ids need not be ordered
-    Vec out(static_cast<size_t>(T) * C), att(static_cast<size_t>(NH) * T * T), d(qkv.size(), 0.0f);
-    plw::cpu::attention_forward(out.data(), att.data(), qkv.data(), seg.data(), 1, T, C, NH);
-    plw::cpu::attention_backward(d.data(), g.data(), qkv.data(), att.data(), seg.data(), 1, T, C, NH);
+    Vec out(L.n_out()), att(L.n_att()), d(L.size(), 0.0f);
+    att_forward(L, out, att, X, seg.data());
+    att_backward(L, d, g, X, att, seg.data());
 
     double err = 0.0;
     bool cross_zero = true;
     for (int part = 0; part < 2; part++) {
-        const int t0 = part == 0 ? 0 : TA, len = part == 0 ? TA : TB;
-        const Vec q1(qkv.begin() + t0 * C3, qkv.begin() + (t0 + len) * C3);
+        const int t0 = part == 0 ? 0 : TA, len = part == 0 ? TA : T - TA;
+        const AttLayout L1 = L.with_rows(1, len);
+        const Vec X1 = rows_of(X, L, t0, len);
         const Vec g1(g.begin() + static_cast<size_t>(t0) * C, g.begin() + static_cast<size_t>(t0 + len) * C);
-        Vec o1(static_cast<size_t>(len) * C), a1(static_cast<size_t>(NH) * len * len), d1(q1.size(), 0.0f);
-        plw::cpu::attention_forward(o1.data(), a1.data(), q1.data(), nullptr, 1, len, C, NH);
-        plw::cpu::attention_backward(d1.data(), g1.data(), q1.data(), a1.data(), nullptr, 1, len, C, NH);
+        Vec o1(L1.n_out()), a1(L1.n_att()), d1(L1.size(), 0.0f);
+        att_forward(L1, o1, a1, X1, nullptr);
+        att_backward(L1, d1, g1, X1, a1, nullptr);
         err = std::max(err, rel_err(Vec(out.begin() + static_cast<size_t>(t0) * C,
                                         out.begin() + static_cast<size_t>(t0 + len) * C), o1));
-        err = std::max(err, rel_err(Vec(d.begin() + t0 * C3, d.begin() + (t0 + len) * C3), d1));
+        err = std::max(err, rel_err(rows_of(d, L, t0, len), d1));
         Vec block;
         for (int h = 0; h < NH; h++) {
             for (int t = 0; t < len; t++) {
@@ -612,53 +647,128 @@ void test_attention_isolation(int T, int TA, int C, int NH, Rng& r) {
         }
         err = std::max(err, rel_err(block, a1));
     }
-    check_err("attention packed row == segments alone (out, att, dqkv) " + tag, err, kTolAccum);
+    check_err("attention packed row == segments alone (out, att, dq/dk/dv) " + tag, err, kTolAccum);
     report(cross_zero, "attention packed row: att across segments exactly 0 " + tag);
 }
 
 // segments == nullptr is one segment per row: bitwise what all-equal ids give.
-void test_attention_null_segments(Rng& r) {
-    const int B = 2, T = 19, C = 24, NH = 3;
-    const Vec qkv = randn(static_cast<size_t>(B) * T * 3 * C, r), g = randn(static_cast<size_t>(B) * T * C, r);
-    const IVec seg(static_cast<size_t>(B) * T, 5);
+void test_attention_null_segments(const AttLayout& L, Rng& r) {
+    const Vec X = randn(L.size(), r), g = randn(L.n_out(), r);
+    const IVec seg(L.rows(), 5);
     std::vector<Vec> res;
     for (const int32_t* s : {static_cast<const int32_t*>(nullptr), seg.data()}) {
-        Vec o(static_cast<size_t>(B) * T * C), a(static_cast<size_t>(B) * NH * T * T), d(qkv.size(), 0.0f);
-        plw::cpu::attention_forward(o.data(), a.data(), qkv.data(), s, B, T, C, NH);
-        plw::cpu::attention_backward(d.data(), g.data(), qkv.data(), a.data(), s, B, T, C, NH);
+        Vec o(L.n_out()), a(L.n_att()), d(L.size(), 0.0f);
+        att_forward(L, o, a, X, s);
+        att_backward(L, d, g, X, a, s);
         res.insert(res.end(), {o, a, d});
     }
     bool same = true;
     for (int k = 0; k < 3; k++) same = same && res[k] == res[k + 3];
-    report(same, fmt("attention segments=nullptr == all-equal segment ids, bitwise  B=%d T=%d C=%d NH=%d", B, T, C, NH));
+    report(same, "attention segments=nullptr == all-equal segment ids, bitwise  " + L.tag());
+}
+
+// The same q, k, v in the fused layout (GPT-2's qkv with strides 3C, when NKV = NH) and in
+// separate buffers: out, att and the gradients bitwise equal. The SGEMM computes each element
+// by the same instructions whatever the operands' strides, so where the data sits must not
+// change a bit (this is how GPT-2's results stay those of the pre-GQA kernel: the same
+// products in the same order, now reached through q/k/v pointers and strides).
+void test_attention_layouts_bitwise(const AttLayout& F, const IVec& segments, Rng& r) {
+    const AttLayout S{F.B, F.T, F.NH, F.NKV, F.hs, false, 3, 1};
+    const int32_t* seg = segments.empty() ? nullptr : segments.data();
+    const Vec XF = randn(F.size(), r), g = randn(F.n_out(), r), gF0 = randn(F.size(), r);
+    Vec XS(S.size(), 0.0f), gS0(S.size(), 0.0f);
+    auto to_separate = [&](const Vec& src, Vec& dst) {
+        for (int b = 0; b < F.B; b++)
+            for (int t = 0; t < F.T; t++) {
+                std::copy_n(&src[F.qi(b, t, 0)], F.NH * F.hs, &dst[S.qi(b, t, 0)]);
+                std::copy_n(&src[F.ki(b, t, 0)], F.NKV * F.hs, &dst[S.ki(b, t, 0)]);
+                std::copy_n(&src[F.vi(b, t, 0)], F.NKV * F.hs, &dst[S.vi(b, t, 0)]);
+            }
+    };
+    to_separate(XF, XS);
+    to_separate(gF0, gS0);
+    Vec oF(F.n_out()), aF(F.n_att()), oS(F.n_out()), aS(F.n_att()), dF = gF0, dS = gS0;
+    att_forward(F, oF, aF, XF, seg);
+    att_forward(S, oS, aS, XS, seg);
+    att_backward(F, dF, g, XF, aF, seg);
+    att_backward(S, dS, g, XS, aS, seg);
+    Vec dFS(S.size(), 0.0f);  // the padding: 0 in both (gS0 has 0 there, and no kernel writes it)
+    to_separate(dF, dFS);
+    const bool same = oF == oS && aF == aS && dFS == dS;
+    report(same, "attention fused [q|k|v] rows == separate q, k, v buffers (out, att, dq, dk, dv), bitwise  " +
+                     F.tag());
+}
+
+// GQA == multi-head attention on K and V with each KV head repeated NH/NKV times (what
+// transformers' repeat_kv does): out, att and dq bitwise (each query head runs the same
+// products on the same values), and dk, dv the sums of the repeated heads' gradients
+// (accumulated in f32 in head order: kTolAccum).
+void test_attention_gqa_vs_repeat(const AttLayout& L, const IVec& segments, Rng& r) {
+    const int n_rep = L.NH / L.NKV;
+    const AttLayout M{L.B, L.T, L.NH, L.NH, L.hs, false};
+    const int32_t* seg = segments.empty() ? nullptr : segments.data();
+    const Vec X = randn(L.size(), r), g = randn(L.n_out(), r);
+    Vec XM(M.size());
+    for (int b = 0; b < L.B; b++)
+        for (int t = 0; t < L.T; t++)
+            for (int h = 0; h < L.NH; h++) {
+                std::copy_n(&X[L.qi(b, t, h)], L.hs, &XM[M.qi(b, t, h)]);
+                std::copy_n(&X[L.ki(b, t, h / n_rep)], L.hs, &XM[M.ki(b, t, h)]);
+                std::copy_n(&X[L.vi(b, t, h / n_rep)], L.hs, &XM[M.vi(b, t, h)]);
+            }
+    Vec o(L.n_out()), a(L.n_att()), oM(M.n_out()), aM(M.n_att()), d(L.size(), 0.0f), dM(M.size(), 0.0f);
+    att_forward(L, o, a, X, seg);
+    att_forward(M, oM, aM, XM, seg);
+    att_backward(L, d, g, X, a, seg);
+    att_backward(M, dM, g, XM, aM, seg);
+    bool same = o == oM && a == aM;
+    DVec dkv, dkvM;  // dk, dv of L and the sums over the repeated heads of M
+    for (int b = 0; b < L.B; b++)
+        for (int t = 0; t < L.T; t++) {
+            for (int h = 0; h < L.NH; h++)
+                same = same && std::equal(&d[L.qi(b, t, h)], &d[L.qi(b, t, h)] + L.hs, &dM[M.qi(b, t, h)]);
+            for (int j = 0; j < L.NKV; j++)
+                for (int i = 0; i < L.hs; i++) {
+                    double sk = 0.0, sv = 0.0;
+                    for (int rr = 0; rr < n_rep; rr++) {
+                        sk += dM[M.ki(b, t, j * n_rep + rr) + i];
+                        sv += dM[M.vi(b, t, j * n_rep + rr) + i];
+                    }
+                    dkv.insert(dkv.end(), {d[L.ki(b, t, j) + i], d[L.vi(b, t, j) + i]});
+                    dkvM.insert(dkvM.end(), {sk, sv});
+                }
+        }
+    report(same, "attention GQA == MHA on repeated KV heads: out, att, dq bitwise  " + L.tag());
+    check_err("attention GQA dk, dv == sums over the repeated heads " + L.tag(), rel_err(dkv, dkvM), kTolAccum);
+}
+
+// Decode (one new token against the KV cache) == the last row of the full causal attention
+// (segments = nullptr), GQA included. The cache has S > T rows; the rows past T are NaN and
+// must not be read. The two sum in different orders (dot products vs SGEMM tiles): kTolRef.
+void test_decode(int T, int NH, int NKV, int hs, Rng& r) {
+    const AttLayout L{1, T, NH, NKV, hs, false};
+    const std::string tag = fmt("T=%d NH=%d NKV=%d hs=%d", T, NH, NKV, hs);
+    const Vec X = randn(L.size(), r);
+    Vec out(L.n_out()), att(L.n_att());
+    att_forward(L, out, att, X, nullptr);
+    DVec rout, ratt;
+    attention_ref(rout, ratt, X, L, nullptr);
+    const int S = T + 3, KV = NKV * hs, Q = NH * hs;
+    Vec kc(static_cast<size_t>(S) * KV, NAN), vc(static_cast<size_t>(S) * KV, NAN);
+    for (int t = 0; t < T; t++) {
+        std::copy_n(&X[L.ki(0, t, 0)], KV, &kc[static_cast<size_t>(t) * KV]);
+        std::copy_n(&X[L.vi(0, t, 0)], KV, &vc[static_cast<size_t>(t) * KV]);
+    }
+    const Vec q(&X[L.qi(0, T - 1, 0)], &X[L.qi(0, T - 1, 0)] + Q);
+    Vec o(Q, NAN);
+    plw::cpu::attention_decode_forward(o.data(), q.data(), kc.data(), vc.data(), T, NH, NKV, hs);
+    const Vec last(out.end() - Q, out.end());
+    const DVec rlast(rout.end() - Q, rout.end());
+    check_err("decode attention == last row of attention_forward " + tag, std::max(rel_err(o, last), rel_err(o, rlast)),
+              kTolRef);
 }
 
 // ================================================================ bench
-double now_ms() {
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-// Best time of fn() in ms, after a warm-up, over up to 50 runs or ~0.5 s: the minimum, as
-// the machine may be shared and other processes only ever add time.
-double time_ms(const std::function<void()>& fn) {
-    fn();
-    std::vector<double> t;
-    const double start = now_ms();
-    while (t.size() < 50 && (t.size() < 5 || now_ms() - start < 500.0)) {
-        const double t0 = now_ms();
-        fn();
-        t.push_back(now_ms() - t0);
-    }
-    return *std::min_element(t.begin(), t.end());
-}
-
-void bench_line(const std::string& what, double fwd, double bwd, double fwd_units, double bwd_units,
-                const char* unit) {
-    std::printf("bench %-46s fwd %8.3f ms %7.1f %s   bwd %8.3f ms %7.1f %s\n", what.c_str(), fwd,
-                fwd_units / fwd / 1e9, unit, bwd, bwd_units / bwd / 1e9, unit);
-    std::fflush(stdout);
-}
-
 void bench() {
     Rng r(99);
     std::printf("bench: %d OpenMP threads; best of runs; GFLOP/s for linear/attention, GB/s of "
@@ -677,16 +787,24 @@ void bench() {
         });
         bench_line(fmt("layernorm N=%d C=%d", N, C), f, bw, 8.0 * NC * 1e3, 16.0 * NC * 1e3, "GB/s");
     }
-    for (auto [IC, OC] : std::initializer_list<std::pair<int, int>>{{768, 2304}, {768, 768}, {768, 3072}, {3072, 768}}) {
+    struct LinShape { int IC, OC; WeightLayout layout; };
+    for (const LinShape s : {LinShape{768, 2304, WeightLayout::InOut}, LinShape{768, 768, WeightLayout::InOut},
+                             LinShape{768, 3072, WeightLayout::InOut}, LinShape{3072, 768, WeightLayout::InOut},
+                             LinShape{768, 3072, WeightLayout::OutIn}, LinShape{3072, 768, WeightLayout::OutIn}}) {
+        const int IC = s.IC, OC = s.OC;
         Vec x = randn(static_cast<size_t>(N) * IC, r), w = randn(static_cast<size_t>(IC) * OC, r),
             b = randn(OC, r), g = randn(static_cast<size_t>(N) * OC, r);
         Vec out(static_cast<size_t>(N) * OC), dx(x.size()), dw(w.size()), db(OC);
-        const double f = time_ms([&] { plw::cpu::linear_forward(out.data(), x.data(), w.data(), b.data(), N, IC, OC); });
+        const double f = time_ms([&] {
+            plw::cpu::linear_forward(out.data(), x.data(), w.data(), b.data(), N, IC, OC, s.layout);
+        });
         const double bw = time_ms([&] {
-            plw::cpu::linear_backward(dx.data(), dw.data(), db.data(), g.data(), x.data(), w.data(), N, IC, OC);
+            plw::cpu::linear_backward(dx.data(), dw.data(), db.data(), g.data(), x.data(), w.data(), N, IC, OC,
+                                      s.layout);
         });
         const double flop = 2.0 * N * IC * OC * 1e3;  // per ms -> per s
-        bench_line(fmt("linear N=%d IC=%d OC=%d", N, IC, OC), f, bw, flop, 2.0 * flop, "GFLOP/s");
+        bench_line(fmt("linear N=%d IC=%d OC=%d %s", N, IC, OC, s.layout == WeightLayout::InOut ? "InOut" : "OutIn"),
+                   f, bw, flop, 2.0 * flop, "GFLOP/s");
     }
     {
         const size_t n = static_cast<size_t>(N) * 4 * C;
@@ -702,23 +820,21 @@ void bench() {
         const double bw = time_ms([&] { plw::cpu::residual_backward(da.data(), db.data(), g.data(), n); });
         bench_line(fmt("residual n=%zu", n), f, bw, 12.0 * n * 1e3, 20.0 * n * 1e3, "GB/s");
     }
-    struct AttShape { int B, T, C, NH; };
-    for (const AttShape s : {AttShape{4, 64, 768, 12}, AttShape{8, 256, 128, 4}, AttShape{1, 1024, 768, 12}}) {
-        const size_t n_qkv = static_cast<size_t>(s.B) * s.T * 3 * s.C;
-        Vec qkv = randn(n_qkv, r), g = randn(static_cast<size_t>(s.B) * s.T * s.C, r);
-        Vec out(g.size()), att(static_cast<size_t>(s.B) * s.NH * s.T * s.T), d(n_qkv);
-        const double f = time_ms([&] {
-            plw::cpu::attention_forward(out.data(), att.data(), qkv.data(), nullptr, s.B, s.T, s.C, s.NH);
-        });
-        const double bw = time_ms([&] {
-            plw::cpu::attention_backward(d.data(), g.data(), qkv.data(), att.data(), nullptr, s.B, s.T, s.C, s.NH);
-        });
+    struct AttShape { int B, T, NH, NKV, hs; };
+    for (const AttShape s : {AttShape{4, 64, 12, 12, 64}, AttShape{8, 256, 4, 4, 32}, AttShape{1, 1024, 12, 12, 64},
+                             AttShape{4, 256, 8, 2, 64}}) {
+        const AttLayout L = s.NKV == s.NH ? gpt2_layout(s.B, s.T, s.NH * s.hs, s.NH)
+                                          : AttLayout{s.B, s.T, s.NH, s.NKV, s.hs, false};
+        Vec X = randn(L.size(), r), g = randn(L.n_out(), r);
+        Vec out(g.size()), att(L.n_att()), d(L.size());
+        const double f = time_ms([&] { att_forward(L, out, att, X, nullptr); });
+        const double bw = time_ms([&] { att_backward(L, d, g, X, att, nullptr); });
         // causal: ~T^2/2 (query, key) pairs per head, 2 FLOP per channel per product;
         // forward 2 products (q.k, P.v), backward 4 (dP, dv, dq, dk)
         const double pairs = static_cast<double>(s.B) * s.NH * s.T * (s.T + 1) / 2.0;
-        const double flop = 2.0 * pairs * (s.C / s.NH) * 1e3;
-        bench_line(fmt("attention B=%d T=%d C=%d NH=%d", s.B, s.T, s.C, s.NH), f, bw, 2.0 * flop, 4.0 * flop,
-                   "GFLOP/s");
+        const double flop = 2.0 * pairs * s.hs * 1e3;
+        bench_line(fmt("attention B=%d T=%d NH=%d NKV=%d hs=%d", s.B, s.T, s.NH, s.NKV, s.hs), f, bw, 2.0 * flop,
+                   4.0 * flop, "GFLOP/s");
     }
 }
 
@@ -728,41 +844,78 @@ int main(int argc, char** argv) {
     g_default_threads = omp_get_max_threads();
     if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) {
         bench();
+        bench_llama_ops();
         return 0;
     }
     Rng r(20261121);
 
     for (auto [N, C] : std::initializer_list<std::pair<int, int>>{{1, 1}, {3, 1}, {4, 37}, {5, 768}, {33, 100}}) test_layernorm(N, C, r);
 
-    test_linear(1, 1, 1, true, r);
-    test_linear(7, 37, 5, true, r);
-    test_linear(5, 9, 13, false, r);
-    test_linear(33, 64, 96, true, r);
-    test_linear(64, 768, 37, true, r);
-    test_linear(128, 200, 300, true, r);  // big enough for sgemm to use both threads
+    for (const WeightLayout layout : {WeightLayout::InOut, WeightLayout::OutIn}) {
+        test_linear(1, 1, 1, true, layout, r);
+        test_linear(7, 37, 5, true, layout, r);
+        test_linear(5, 9, 13, false, layout, r);
+        test_linear(33, 64, 96, true, layout, r);
+        test_linear(64, 768, 37, true, layout, r);
+        test_linear(128, 200, 300, true, layout, r);  // big enough for sgemm to use both threads
+    }
+    test_linear(9, 40, 24, false, WeightLayout::OutIn, r);
+    test_linear_layouts_agree(37, 48, 20, r);
+    test_linear_layouts_agree(130, 200, 300, r);
+
+    test_embedding(1, 1, 1, 1, true, r);
+    test_embedding(40, 37, 11, 7, true, r);
+    test_embedding(40, 37, 11, 7, false, r);
+    test_embedding(300, 64, 50, 40, false, r);
 
     for (size_t n : {size_t{1}, size_t{37}, size_t{1000}, size_t{100003}}) test_gelu(n, r);
     test_gelu_tails();
 
     for (size_t n : {size_t{1}, size_t{37}, size_t{100003}}) test_residual(n, r);
 
-    test_attention(1, 1, 4, 1, {}, "segments=null", r);
-    test_attention(2, 7, 12, 3, {}, "segments=null", r);
-    test_attention(1, 9, 37, 1, {}, "segments=null", r);
-    test_attention(2, 16, 32, 2,
-                   {0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2,  // three examples packed
-                    5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6},  // two, the last one with padding
-                   "packed", r);
-    test_attention(1, 12, 24, 3, {0, 1, 0, 2, 1, 1, 0, 2, 2, 0, 1, 0}, "interleaved ids", r);
-    {
-        const int B = 2, T = 64;
-        IVec seg(B * T);
-        for (int t = 0; t < B * T; t++) seg[t] = (t % T) < 23 ? 0 : (t % T) < 50 ? 1 : 2;
-        test_attention(B, T, 128, 2, seg, "packed hs=64", r);
-    }
-    test_attention_isolation(8, 3, 12, 2, r);
-    test_attention_isolation(40, 17, 64, 1, r);
-    test_attention_null_segments(r);
+    // GPT-2's layout (fused qkv, NKV = NH, hs = C / NH)
+    const IVec packed32 = {0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2,  // three examples packed
+                           5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6};  // two, the last one with padding
+    const IVec interleaved12 = {0, 1, 0, 2, 1, 1, 0, 2, 2, 0, 1, 0};
+    IVec packed128(2 * 64);
+    for (int t = 0; t < 2 * 64; t++) packed128[t] = (t % 64) < 23 ? 0 : (t % 64) < 50 ? 1 : 2;
+    test_attention(gpt2_layout(1, 1, 4, 1), {}, "segments=null", r);
+    test_attention(gpt2_layout(2, 7, 12, 3), {}, "segments=null", r);
+    test_attention(gpt2_layout(1, 9, 37, 1), {}, "segments=null", r);
+    test_attention(gpt2_layout(2, 16, 32, 2), packed32, "packed", r);
+    test_attention(gpt2_layout(1, 12, 24, 3), interleaved12, "interleaved ids", r);
+    test_attention(gpt2_layout(2, 64, 128, 2), packed128, "packed hs=64", r);
+    test_attention_isolation(gpt2_layout(1, 8, 12, 2), 3, r);
+    test_attention_isolation(gpt2_layout(1, 40, 64, 1), 17, r);
+    test_attention_null_segments(gpt2_layout(2, 19, 24, 3), r);
+    // grouped-query attention (NKV < NH), separate q/k/v buffers with padded rows, head sizes
+    // unrelated to any model width, and NKV = NH in separate buffers
+    test_attention(AttLayout{2, 7, 4, 2, 16, false, 3, 5}, {}, "segments=null", r);
+    test_attention(AttLayout{1, 9, 6, 1, 8, true}, {}, "segments=null", r);
+    test_attention(AttLayout{2, 5, 3, 3, 5, false, 1, 2}, {}, "segments=null", r);
+    test_attention(AttLayout{2, 16, 4, 2, 16, false, 0, 0}, packed32, "packed", r);
+    test_attention(AttLayout{2, 16, 6, 3, 4, true}, packed32, "packed", r);
+    test_attention(AttLayout{1, 12, 6, 2, 4, false, 2, 1}, interleaved12, "interleaved ids", r);
+    test_attention(AttLayout{2, 64, 4, 1, 32, false, 0, 4}, packed128, "packed", r);
+    test_attention_isolation(AttLayout{1, 10, 4, 2, 8, false, 1, 3}, 4, r);
+    test_attention_isolation(AttLayout{1, 33, 6, 1, 16, true}, 20, r);
+    test_attention_null_segments(AttLayout{2, 19, 6, 2, 4, true}, r);
+    // equivalences, bitwise: the fused layout (GPT-2's call) == separate buffers; GQA == MHA
+    // on repeated KV heads
+    test_attention_layouts_bitwise(gpt2_layout(2, 16, 32, 2), packed32, r);
+    test_attention_layouts_bitwise(gpt2_layout(4, 64, 768, 12), {}, r);
+    test_attention_layouts_bitwise(AttLayout{2, 11, 6, 2, 8, true}, {}, r);
+    test_attention_gqa_vs_repeat(AttLayout{2, 16, 4, 2, 16, false, 0, 0}, packed32, r);
+    test_attention_gqa_vs_repeat(AttLayout{1, 13, 6, 1, 8, true}, {}, r);
+    test_attention_gqa_vs_repeat(AttLayout{2, 40, 8, 2, 8, false, 2, 2}, {}, r);
+    // decode against the KV cache == the last row of the full attention
+    test_decode(1, 1, 1, 4, r);
+    test_decode(17, 4, 2, 16, r);
+    test_decode(33, 6, 1, 8, r);
+    test_decode(20, 3, 3, 12, r);
+    test_decode(70, 12, 12, 64, r);
+
+    run_llama_op_checks();
 
     std::printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed ? 1 : 0;
