@@ -8,11 +8,17 @@
  *   conversation with a sentinel in place of that content (so a header-like word inside the
  *   content cannot mislead it); failing that, where `render(messages[:i], add_generation_prompt=true)`
  *   ends, or where the content first occurs;
- * - message i ends where `render(messages[:i+1])` stops agreeing with the full render
- *   (templates that close a conversation with eos_token make the prefix render diverge there),
- *   moved back to the start of a special token if it would fall inside one, and never before
- *   the message's content ends. The last message ends at the end of the text, so whatever the
- *   template writes after it (end-of-turn marker, eos_token) is completion.
+ * - message i ends where `render(messages[:i+1])` stops agreeing with the full render after
+ *   the message's content (templates that close a conversation with eos_token make the prefix
+ *   render diverge there; a template that renders the last turn differently, as Qwen3's
+ *   `<think>` block, is compared from the content on), moved back to the start of a special
+ *   token if it would fall inside one, and never before the content ends. The last message ends
+ *   at the end of the text, so whatever the template writes after it (end-of-turn marker,
+ *   eos_token) is completion;
+ * - except in a template that writes the assistant header whatever add_generation_prompt says
+ *   (the first Llama 3 template did): there the prefix render always ends with that header, so
+ *   an assistant message ends with the first special token after its content (its end-of-turn
+ *   marker), and the header the template writes after the last message is prompt.
  * The header is prompt-like; the content with its end marker is completion-like for the
  * assistant, prompt-like for system/user; a message's `weight` applies to its content segment.
  * A template whose prefixes cannot be placed this way is reported (TemplateError) rather than
@@ -79,6 +85,32 @@ export function jinjaChatTemplate(source: string, options: ChatTemplateOptions =
     })
   const tryRender = (messages: ChatMessage[], addGenerationPrompt: boolean): string | null => {
     try { return render(messages, addGenerationPrompt) } catch { return null }
+  }
+
+  /**
+   * Whether the template writes the assistant header after every conversation, add_generation_prompt
+   * or not: a following assistant message's content then starts right where the render ends.
+   */
+  let unconditionalHeader: boolean | null = null
+  const writesHeaderAlways = (): boolean => {
+    if (unconditionalHeader === null) {
+      const user: ChatMessage = { role: 'user', content: 'Hi' }
+      const alone = tryRender([user], false)
+      const next = tryRender([user, { role: 'assistant', content: SENTINEL }], false)
+      unconditionalHeader = alone !== null && next !== null && next.startsWith(alone) && next.indexOf(SENTINEL) === alone.length
+    }
+    return unconditionalHeader
+  }
+
+  /** The end of the first special token in text[from, to), or -1. */
+  const firstSpecialEnd = (text: string, from: number, to: number): number => {
+    let best = -1
+    let bestStart = Infinity
+    for (const s of specials) {
+      const at = text.indexOf(s, from)
+      if (at >= 0 && at + s.length <= to && (at < bestStart || (at === bestStart && at + s.length > best))) { bestStart = at; best = at + s.length }
+    }
+    return best
   }
 
   /** Moves a boundary back to the start of a special token it would cut. */
@@ -149,9 +181,18 @@ export function jinjaChatTemplate(source: string, options: ChatTemplateOptions =
         const c = m.content.trim()
         const at = c === '' ? -1 : full.indexOf(c, pos)
         const contentEnd = at >= 0 ? at + c.length : pos
+        const headerAlways = m.role === 'assistant' && writesHeaderAlways()
         let end: number
-        if (isLast) end = full.length
-        else {
+        if (isLast) {
+          end = full.length
+          const marker = headerAlways ? firstSpecialEnd(full, contentEnd, full.length) : -1
+          if (marker >= 0) {
+            push(marker, 'completion', m.weight)
+            end = full.length // the header written after the conversation
+            push(end, 'prompt', undefined)
+            continue
+          }
+        } else {
           const prefix = tryRender(messages.slice(0, i + 1), false)
           if (prefix === null) {
             if (m.role === 'assistant') {
@@ -163,7 +204,20 @@ export function jinjaChatTemplate(source: string, options: ChatTemplateOptions =
           let k = 0
           const n = Math.min(prefix.length, full.length)
           while (k < n && prefix.charCodeAt(k) === full.charCodeAt(k)) k++
+          // The prefix render differs before the content ends (the last turn rendered its own way):
+          // compare what follows the content in each.
+          const pc = k < contentEnd && at >= 0 ? prefix.indexOf(c, Math.min(k, at)) : -1
+          if (pc >= 0) {
+            let j = 0
+            while (contentEnd + j < full.length && pc + c.length + j < prefix.length &&
+              prefix.charCodeAt(pc + c.length + j) === full.charCodeAt(contentEnd + j)) j++
+            k = contentEnd + j
+          }
           end = Math.max(notInsideSpecial(full, k), contentEnd)
+          if (headerAlways) {
+            const marker = firstSpecialEnd(full, contentEnd, end)
+            if (marker >= 0) end = marker
+          }
         }
         push(end, m.role === 'assistant' ? 'completion' : 'prompt', m.weight)
       }

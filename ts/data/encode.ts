@@ -1,8 +1,9 @@
 /**
- * Records → tokenized examples: render with a template, tokenize each segment separately and
- * concatenate (prompt and completion never merge into one token across their boundary), append
- * eos, truncate to maxLength keeping the completion, and check the data for the template's
- * markers and the tokenizer's special tokens.
+ * Records → tokenized examples: render with a template, tokenize the segments as one text cut at
+ * their boundaries (Tokenizer.encodePieces: prompt and completion never merge into one token
+ * across a boundary, and a segment that continues the text gets no "▁" of its own), put the
+ * tokenizer's special prefix (its BOS) in front once, append eos, truncate to maxLength keeping
+ * the completion, and check the data for the template's markers and the tokenizer's special tokens.
  *
  * Nothing is dropped silently: an example whose completion does not fit, or that the template
  * cannot render, is an error listed with its file and line (DataError), or — when allowed —
@@ -49,18 +50,40 @@ export interface EncodeResult {
   warnings: Warnings
 }
 
+/**
+ * The ids of consecutive texts (a template's segments, or those of a generation prompt): each
+ * text's ids apart (`parts`, Tokenizer.encodePieces), and the special prefix the tokenizer's
+ * post-processor puts before a text (`prefix`, a BOS) — empty when the ids already start with it,
+ * as when a chat template writes bos_token itself, so that an example holds one BOS.
+ */
+export function encodeTexts(tokenizer: Tokenizer, texts: readonly string[]): { prefix: number[]; parts: number[][] } {
+  const parts = tokenizer.encodePieces !== undefined ? tokenizer.encodePieces(texts) : texts.map((t) => tokenizer.encode(t))
+  const want = tokenizer.specialPrefix ?? []
+  if (want.length === 0) return { prefix: [], parts }
+  const head: number[] = []
+  for (const p of parts) {
+    for (const id of p) { if (head.length < want.length) head.push(id) }
+    if (head.length >= want.length) break
+  }
+  const present = head.length === want.length && want.every((id, k) => head[k] === id)
+  return { prefix: present ? [] : [...want], parts }
+}
+
 /** Tokenizes one record (no truncation). */
 export function encodeRecord(record: DataRecord, template: Template, tokenizer: Tokenizer): EncodedExample {
   const { segments, eos } = template.render(record)
-  const ids: number[] = []
-  const kinds: number[] = []
+  const { prefix, parts } = encodeTexts(tokenizer, segments.map((s) => s.text))
+  // The prefix (a BOS) is prompt: it is never a target anyway, being first.
+  const ids: number[] = [...prefix]
+  const kinds: number[] = prefix.map(() => KIND_PROMPT)
   let overrides: number[] | null = null
   let lastWeight = NaN
   let lastKind = KIND_COMPLETION
-  let promptTokens = 0
+  let promptTokens = prefix.length
   let completionTokens = 0
-  for (const seg of segments) {
-    const part = tokenizer.encode(seg.text)
+  for (let s = 0; s < segments.length; s++) {
+    const seg = segments[s]
+    const part = parts[s]
     const kind = seg.kind === 'prompt' ? KIND_PROMPT : KIND_COMPLETION
     const w = seg.weight ?? NaN
     if (seg.weight !== undefined && overrides === null) overrides = new Array<number>(ids.length).fill(NaN)
@@ -74,14 +97,23 @@ export function encodeRecord(record: DataRecord, template: Template, tokenizer: 
     lastWeight = w
     lastKind = kind
   }
-  if (eos) {
-    ids.push(tokenizer.eosId)
+  // The eos closes the last completion: it shares that segment's weight (an assistant turn with weight 0 stays untrained).
+  const closing = (id: number): void => {
+    ids.push(id)
     kinds.push(KIND_COMPLETION)
-    // The eos closes the last completion: it shares that segment's weight (an assistant turn with weight 0 stays untrained).
     if (overrides !== null) overrides.push(lastKind === KIND_COMPLETION ? lastWeight : NaN)
     completionTokens++
   }
-  return {
+  if (eos) closing(tokenizer.eosId)
+  // A post-processor's suffix (rare: add_eos_token), unless the ids already end with it (the eos just appended).
+  const suffix = tokenizer.specialSuffix ?? []
+  if (suffix.length > 0 && !(ids.length >= suffix.length && suffix.every((id, k) => ids[ids.length - suffix.length + k] === id))) {
+    for (const id of suffix) closing(id)
+  }
+  // Truncation keeps the BOS first, whether added here or written by the template.
+  const bos = tokenizer.specialPrefix ?? []
+  const keep = bos.length > 0 && ids.length >= bos.length && bos.every((id, k) => ids[k] === id) ? bos.length : 0
+  const ex: EncodedExample = {
     ids: Int32Array.from(ids),
     kinds: Uint8Array.from(kinds),
     weights: overrides !== null ? Float32Array.from(overrides) : null,
@@ -90,6 +122,8 @@ export function encodeRecord(record: DataRecord, template: Template, tokenizer: 
     truncated: 0,
     source: record.source,
   }
+  if (keep > 0) ex.keep = keep
+  return ex
 }
 
 /** Warns when a template marker or a special token occurs inside a record's text. */

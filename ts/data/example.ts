@@ -22,6 +22,8 @@ export interface EncodedExample {
   /** Prompt tokens dropped from the start to fit maxLength (0 when none). */
   truncated: number
   source: Source
+  /** Leading ids truncation keeps, dropping the prompt tokens after them: the tokenizer's BOS. 0 or absent: none. */
+  keep?: number
 }
 
 /** The loss weight of token i of an example under prompt loss weight λ. */

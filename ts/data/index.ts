@@ -29,7 +29,7 @@ export { HfTokenizer, type HfTokenizerFiles } from './hf-tokenizer'
 export { type EncodedExample, KIND_PAD, KIND_PROMPT, KIND_COMPLETION, tokenWeight } from './example'
 export { type TruncateResult, truncateExample } from './truncate'
 export {
-  type EncodeOptions, type EncodeStats, type EncodeResult, encodeRecord, encodeDataset, checkMarkers, describeEncode,
+  type EncodeOptions, type EncodeStats, type EncodeResult, encodeTexts, encodeRecord, encodeDataset, checkMarkers, describeEncode,
 } from './encode'
 export { type Batch, type CollateOptions, PAD_TARGET, collate, packRows } from './batch'
 export { type LoaderOptions, type StepPosition, type Step, BatchLoader } from './loader'

@@ -13,6 +13,17 @@ export interface Tokenizer {
   readonly vocabSize: number
   /** The strings read as special tokens (e.g. `<|endoftext|>`); found inside data they are warned about. */
   readonly specialTokens?: readonly string[]
+  /**
+   * The ids of a text given as consecutive pieces (a template's segments), each piece's ids apart
+   * so that no token spans two pieces, and otherwise as the whole text is encoded: a piece that
+   * continues the text gets no "▁" or prefix space of its own. Absent: `encode` per piece (right
+   * for tokenizers that add nothing at the start of a text, as the byte tokenizer).
+   */
+  encodePieces?(texts: readonly string[]): number[][]
+  /** Ids the tokenizer's post-processor puts before a text (a BOS); absent or [] for none. Added once per example. */
+  readonly specialPrefix?: readonly number[]
+  /** Ids the post-processor puts after a text; absent or [] for none. */
+  readonly specialSuffix?: readonly number[]
 }
 
 /** The byte tokenizer's special tokens by default: GPT-2's end of text. */
