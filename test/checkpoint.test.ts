@@ -4,7 +4,8 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { GPT2Config } from '../ts/native'
 import { initModel } from '../ts/model'
-import { loadModel, readConfig, configJson } from '../ts/checkpoint'
+import { readConfig, configJson } from '../ts/checkpoint'
+import { loadModel } from '../ts/model'
 import { writeSafetensors, openSafetensors } from '../ts/safetensors'
 import { rng, randInt, bf16Round } from './support/reference'
 
@@ -39,7 +40,7 @@ describe('checkpoints', () => {
     expect([...st.tensors.values()].every((t) => t.dtype === 'F32')).toBe(true)
     expect(st.tensors.has('lm_head.weight')).toBe(false)
     st.close()
-    expect(readConfig(d1)).toEqual(cfg)
+    expect(readConfig(d1)).toMatchObject({ arch: 'gpt2', ...cfg })
     a.dispose(); b.dispose()
   })
 
@@ -85,24 +86,28 @@ describe('checkpoints', () => {
     const all = src.parameters().map((p) => ({ name: `transformer.${p.name}`, shape: p.shape, data: src.read(p.name) }))
     const d1 = tmp()
     writeDir(d1, all.filter((t) => t.name !== 'transformer.h.1.ln_2.bias'))
-    await expect(loadModel(d1)).rejects.toThrow(/missing tensor "h.1.ln_2.bias" \(shape \[8\]\)/)
+    await expect(loadModel(d1)).rejects.toThrow(/missing tensor "transformer.h.1.ln_2.bias" \(shape \[8\]\)/)
     const d2 = tmp()
     writeDir(d2, all.map((t) => (t.name.endsWith('ln_f.weight') ? { ...t, shape: [2, 4] } : t)))
     await expect(loadModel(d2)).rejects.toThrow(/"transformer.ln_f.weight" has shape \[2,4\], expected \[8\]/)
     const d3 = tmp()
     writeDir(d3, [...all, { name: 'transformer.h.2.ln_1.weight', shape: [8], data: new Float32Array(8) }])
-    await expect(loadModel(d3)).rejects.toThrow(/unexpected tensors for GPT-2: h.2.ln_1.weight/)
+    await expect(loadModel(d3)).rejects.toThrow(/tensors this GPT-2 config has no place for: h.2.ln_1.weight/)
     const d4 = tmp()
     writeDir(d4, all, { ...configJson(cfg), n_head: 'two' })
     await expect(loadModel(d4)).rejects.toThrow(/field "n_head": expected a positive integer/)
     const d5 = tmp()
     fs.writeFileSync(path.join(d5, 'config.json'), JSON.stringify(configJson(cfg)))
     fs.writeFileSync(path.join(d5, 'pytorch_model.bin'), '')
-    await expect(loadModel(d5)).rejects.toThrow(/no model.safetensors \(pytorch_model.bin is not read/)
+    await expect(loadModel(d5)).rejects.toThrow(/no model.safetensors or model.safetensors.index.json \(pytorch_model.bin is not read/)
     await expect(loadModel(tmp())).rejects.toThrow(/no config.json/)
     const d6 = tmp()
-    writeDir(d6, all, { ...configJson(cfg), model_type: 'llama' })
-    await expect(loadModel(d6)).rejects.toThrow(/model_type "llama" is not supported/)
+    writeDir(d6, all, { ...configJson(cfg), architectures: ['FalconForCausalLM'], model_type: 'falcon' })
+    await expect(loadModel(d6)).rejects.toThrow(
+      /architectures \["FalconForCausalLM"\] is not supported; plwtune loads GPT2LMHeadModel, LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM/)
+    const { architectures: _, ...untyped } = configJson(cfg)
+    writeDir(d6, all, { ...untyped, model_type: 'bert' })
+    await expect(loadModel(d6)).rejects.toThrow(/model_type "bert" is not supported/)
     const d7 = tmp()
     writeDir(d7, all)
     fs.writeFileSync(path.join(d7, 'model.safetensors'), Buffer.from([1, 0, 0, 0, 0, 0, 0, 0, 0x7b]))

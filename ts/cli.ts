@@ -34,7 +34,7 @@ export function parseTrainArgs(argv: string[]): { values: Record<string, unknown
       continue
     }
     if (BOOLEAN_NEGATIONS[flag]) { values[BOOLEAN_NEGATIONS[flag]] = false; continue }
-    if (flag.startsWith('init-')) { // --init-n-layer 4 → init.nLayer
+    if (flag.startsWith('init-') && flag !== 'init-arch') { // --init-n-layer 4 → init.nLayer
       const k = flag.slice(5).replace(/-([a-z])/g, (_, ch: string) => ch.toUpperCase())
       const v = inline ?? argv[++i]
       values.init = { ...(values.init as object | undefined), [k]: Number(v) }
@@ -71,6 +71,7 @@ function helpText(): string {
     lines.push(`  --${kebab(key)}${typeof value === 'boolean' ? '' : ' X'}  [${JSON.stringify(value)}]`)
   }
   lines.push('  --no-shuffle, --no-packing', '  --init-n-layer N --init-n-head N --init-n-embd N --init-n-positions N  (a fresh model without --model)',
+    '  --init-arch gpt2|llama|qwen2|qwen3|mistral --init-n-kv-head N  (the fresh model\'s architecture; KV heads for the Llama family)',
     '  --config FILE  a JSON object of the same keys (camelCase); flags override it', '  --resume RUN_DIR  continue a run exactly')
   return lines.join('\n')
 }
@@ -191,6 +192,7 @@ Commands:
   eval       loss, completion loss and perplexity, exact/contains match, multiple choice
   stats      token counts, completion/prompt ratio and a recommended prompt loss weight
   data swap  turn long-completion records into prompt-prediction tasks (AlpacaDataShort)
+  data inspect  the first examples token by token, with each token's kind and loss weight
   sweep      the same training over several prompt loss weights and seeds
 `
 
@@ -205,7 +207,8 @@ async function main(argv: string[]): Promise<number> {
     case 'sweep': return (await import('./commands/sweep')).sweepCommand(rest, io)
     case 'data':
       if (rest[0] === 'swap') return (await import('./commands/data-swap')).dataSwapCommand(rest.slice(1), io)
-      process.stderr.write(`plwtune data: expected a subcommand: swap\n`)
+      if (rest[0] === 'inspect') return (await import('./commands/data-inspect')).dataInspectCommand(rest.slice(1), io)
+      process.stderr.write(`plwtune data: expected a subcommand: swap or inspect\n`)
       return 2
   }
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {

@@ -2,6 +2,11 @@
 export * from './native'
 export * from './model'
 export * from './checkpoint'
+export {
+  type ModelConfig, type Gpt2ModelConfig, type LlamaModelConfig, type LlamaFamily, type Llama3RopeScaling, llamaConfig,
+  configFromHf, configToHf, maxPositions, describeConfig, SUPPORTED_ARCHITECTURES,
+} from './arch'
+export { MODEL_SHAPES } from './arch/shapes'
 export * from './safetensors'
 export * from './data'
 // Both the engine's and the data layer's Batch exist; the data layer's is the superset the trainer uses.

@@ -7,13 +7,13 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { loadModel } from './checkpoint'
+import { loadModel } from './model'
 import { HfTokenizer } from './data/hf-tokenizer'
 import { DataFormat } from './data/records'
 import { resolveTemplate } from './data/resolve-template'
 import { Template } from './data/template'
 import { ByteTokenizer, Tokenizer } from './data/tokenizer'
-import { GPT2Model, ModelOptions } from './model'
+import { Model, ModelOptions } from './model'
 
 export interface TrainingMeta {
   /** The template spec: a built-in name or a template string. */
@@ -44,7 +44,7 @@ export async function loadTokenizer(dir: string | null): Promise<Tokenizer> {
 }
 
 export interface OpenedModel {
-  model: GPT2Model | null
+  model: Model | null
   tokenizer: Tokenizer
   template: Template
   meta: TrainingMeta | null

@@ -1,13 +1,17 @@
 /**
- * GPT-2 models: creation, training micro-steps, evaluation and logits, over the native
- * engine (native/engine). Checkpoint files are ts/checkpoint.ts's business.
+ * Models of every supported architecture (ts/arch/): creation, training steps, evaluation,
+ * generation, and loading/saving Hugging Face model directories (the file format itself is
+ * ts/checkpoint.ts's business, which knows nothing of this module).
  */
 import {
   Batch, createNativeModel, Device, GenerateOptions, GPT2Config, guardNative, LossReport, ModelBuffer, ModelInfo,
-  NativeModel, OptimizerSettings, Precision, cudaAvailable,
+  NativeModel, OptimizerSettings, ParameterInfo, Precision, TrainStepReport, cudaAvailable, planNativeMemory,
 } from './native'
+import { ModelConfig, describeConfig, maxPositions, nativeSpec, normalizeConfig } from './arch'
+import { SaveDtype, readConfig, readWeights, writeWeights } from './checkpoint'
 
-export type { Batch, GenerateOptions, GPT2Config, LossReport, OptimizerSettings, ModelInfo, Precision }
+export type { Batch, GenerateOptions, GPT2Config, LossReport, OptimizerSettings, ModelInfo, Precision, TrainStepReport }
+export type { ModelConfig } from './arch'
 
 export interface Generation {
   /** The new token ids (without the prompt and without a stop id). */
@@ -20,18 +24,23 @@ export interface ModelOptions {
   device?: Device | 'auto'
   /** Rows per micro-batch the model is sized for (activations are allocated once). */
   maxBatch?: number
-  /** Tokens per row the model is sized for (≤ nPositions; default nPositions). */
+  /** Tokens per row the model is sized for (≤ the model's positions; default all of them). */
   maxSeqLen?: number
   /** 'auto' (default): bf16 mixed precision on cuda, f32 on cpu (the only one it has). */
   precision?: Precision | 'auto'
 }
 
-export interface StepReport extends LossReport {
-  gradNorm: number
-  clipCoefficient: number
-  /** AdamW's step count after this step. */
-  step: number
+export interface SaveOptions {
+  /** config.json fields to add or override. */
+  extraConfig?: Record<string, unknown>
+  /** Tensor dtype on disk: the loaded checkpoint's (default; f32 for a fresh model) or as given. */
+  dtype?: SaveDtype | 'auto'
+  /** Shard above this many bytes (default 5 GB, as transformers). */
+  maxShardBytes?: number
 }
+
+/** @deprecated since 0.2: the report of `Model.step`, now `TrainStepReport`. */
+export type StepReport = TrainStepReport
 
 export function resolveDevice(device: Device | 'auto' = 'auto'): Device {
   return device === 'auto' ? (cudaAvailable() ? 'cuda' : 'cpu') : device
@@ -41,28 +50,19 @@ export function resolvePrecision(precision: Precision | 'auto' = 'auto', device:
   return precision === 'auto' ? (device === 'cuda' ? 'bf16' : 'f32') : precision
 }
 
-function sum(a: LossReport, b: LossReport): LossReport {
-  return {
-    lossSum: a.lossSum + b.lossSum,
-    weightSum: a.weightSum + b.weightSum,
-    completionLossSum: a.completionLossSum + b.completionLossSum,
-    completionCount: a.completionCount + b.completionCount,
-    promptLossSum: a.promptLossSum + b.promptLossSum,
-    promptCount: a.promptCount + b.promptCount,
-  }
-}
+export class Model {
+  /** The dtype tensors are saved in by default: the loaded checkpoint's, f32 for a fresh model. */
+  sourceDtype: SaveDtype = 'F32'
 
-const zero: LossReport = { lossSum: 0, weightSum: 0, completionLossSum: 0, completionCount: 0, promptLossSum: 0, promptCount: 0 }
+  private constructor(private readonly native: NativeModel, readonly config: ModelConfig) {}
 
-export class GPT2Model {
-  private constructor(private readonly native: NativeModel, readonly config: GPT2Config) {}
-
-  /** A model with its weights zero (load or init them next). */
-  static async create(config: GPT2Config, options: ModelOptions = {}): Promise<GPT2Model> {
+  /** A model with its weights zero (load or init them next). A GPT2Config without `arch` is a GPT-2. */
+  static async create(config: ModelConfig | GPT2Config, options: ModelOptions = {}): Promise<Model> {
+    const c = normalizeConfig(config)
     const device = resolveDevice(options.device)
-    const native = await createNativeModel(config, device, options.maxBatch ?? 1, options.maxSeqLen ?? config.nPositions,
+    const native = await createNativeModel(nativeSpec(c), device, options.maxBatch ?? 1, options.maxSeqLen ?? maxPositions(c),
       resolvePrecision(options.precision, device))
-    return new GPT2Model(native, { ...config })
+    return new Model(native, { ...c })
   }
 
   get info(): ModelInfo {
@@ -77,7 +77,21 @@ export class GPT2Model {
     return this.native.info().precision
   }
 
-  parameters(): Array<{ name: string; shape: number[]; decay: boolean }> {
+  /** Positions the model can attend over (n_positions / max_position_embeddings, capped by a sliding window). */
+  get maxPositions(): number {
+    return maxPositions(this.config)
+  }
+
+  get vocabSize(): number {
+    return this.config.vocabSize
+  }
+
+  /** "llama, 16 layers, 32 heads (8 KV), …" */
+  describe(): string {
+    return describeConfig(this.config)
+  }
+
+  parameters(): ParameterInfo[] {
     return this.native.parameters()
   }
 
@@ -98,7 +112,7 @@ export class GPT2Model {
     this.native.setAdamStep(step)
   }
 
-  /** GPT-2's initialization, deterministic for the seed. */
+  /** The architecture's initialization, deterministic for the seed. */
   initRandom(seed: number): Promise<void> {
     return guardNative(() => this.native.initRandom(seed))
   }
@@ -108,41 +122,48 @@ export class GPT2Model {
     return guardNative(() => this.native.accumulate(batch, normalizer))
   }
 
-  /** Global-norm clipping, one AdamW step over every parameter, then zeroed gradients. */
+  /** Global-norm clipping, one AdamW step over every trainable parameter, then zeroed gradients. */
   optimizerStep(options: OptimizerSettings): Promise<{ gradNorm: number; clipCoefficient: number; step: number }> {
     return guardNative(() => this.native.optimizerStep(options))
   }
 
   /**
-   * One optimizer step over its micro-batches: each is accumulated with the step's
-   * normalizer (Σw over all of them, computed here unless given), then AdamW.
+   * One optimizer step in one native call: every micro-batch's forward + backward with the
+   * step's normalizer (Σw over all of them, computed here unless given), then AdamW. A
+   * non-finite loss skips the update (`skipped`) and drops the gradients.
    */
-  async step(microBatches: Batch | Batch[], options: OptimizerSettings, normalizer?: number): Promise<StepReport> {
+  step(microBatches: Batch | Batch[], options: OptimizerSettings, normalizer?: number): Promise<TrainStepReport> {
     const batches = Array.isArray(microBatches) ? microBatches : [microBatches]
     const norm = normalizer ?? batches.reduce((s, b) => s + b.weights.reduce((x, w) => x + w, 0), 0)
-    let total = zero
-    for (const b of batches) total = sum(total, await this.accumulate(b, norm))
-    const opt = await this.optimizerStep(options)
-    return { ...total, ...opt }
+    return guardNative(() => this.native.trainStep(batches, norm, options))
   }
 
-  /** Forward only: the weighted loss and, for every non-padding target, completion and prompt CE. */
-  evaluate(batch: Batch): Promise<LossReport> {
-    return guardNative(() => this.native.evaluate(batch))
+  /**
+   * Forward only: the weighted loss and, for every non-padding target, completion and prompt
+   * CE; with `tokenLosses`, also −log p(target) per position (B·T, 0 at padding).
+   */
+  evaluate(batch: Batch): Promise<LossReport>
+  evaluate(batch: Batch, options: { tokenLosses: true }): Promise<LossReport & { tokenLosses: Float32Array }>
+  evaluate(batch: Batch, options: { tokenLosses?: boolean } = {}): Promise<LossReport & { tokenLosses?: Float32Array }> {
+    return guardNative(() => this.native.evaluate(batch, options.tokenLosses ?? false))
   }
 
-  /** Logits (B, T, V) as one Float32Array. */
+  /** Logits (B, T, V) as one Float32Array (a test path: it moves B·T·V floats to the host). */
   logits(batch: Batch): Promise<Float32Array> {
     return guardNative(() => this.native.logits(batch))
   }
 
   /**
-   * Writes a Hugging Face model directory (config.json + model.safetensors, f32, real
-   * vocabulary) that GPT2LMHeadModel.from_pretrained loads; each file is replaced atomically.
+   * Writes a Hugging Face model directory (config.json + model.safetensors, sharded above
+   * 5 GB) that `AutoModelForCausalLM.from_pretrained` loads; each file is replaced atomically.
    */
-  async save(dir: string, extraConfig: Record<string, unknown> = {}): Promise<void> {
-    const { saveModel } = await import('./checkpoint') // checkpoint.ts imports this module
-    saveModel(this, dir, extraConfig)
+  async save(dir: string, options: SaveOptions | Record<string, unknown> = {}): Promise<void> {
+    const o: SaveOptions = 'extraConfig' in options || 'dtype' in options || 'maxShardBytes' in options
+      ? options as SaveOptions : { extraConfig: options as Record<string, unknown> }
+    const dtype = o.dtype === undefined || o.dtype === 'auto' ? this.sourceDtype : o.dtype
+    writeWeights(dir, this.config, this.parameters(), (name) => this.read(name), {
+      dtype, maxShardBytes: o.maxShardBytes, extraConfig: o.extraConfig,
+    })
   }
 
   /** Continues `prompt` (token ids) with a KV cache: greedy by default, or seeded sampling. */
@@ -168,9 +189,47 @@ export class GPT2Model {
   }
 }
 
-/** A freshly initialized GPT-2 (GPT-2's scheme), deterministic for the seed. */
-export async function initModel(config: GPT2Config, options: ModelOptions & { seed?: number } = {}): Promise<GPT2Model> {
-  const model = await GPT2Model.create(config, options)
+/** @deprecated since 0.2: every architecture is a `Model`; this alias goes in 0.3. */
+export const GPT2Model = Model
+/** @deprecated since 0.2: use `Model`. */
+export type GPT2Model = Model
+
+/**
+ * The memory a model would take (bytes: parameters incl. a bf16 working copy, gradients,
+ * AdamW moments, activations for maxBatch × maxSeqLen, scratch), computed by the engine from
+ * its buffer list without allocating. `device` defaults to cuda: a build with the CUDA backend
+ * can plan for a GPU it does not have.
+ */
+export function planMemory(config: ModelConfig | GPT2Config, options: { device?: Device; maxBatch?: number; maxSeqLen?: number;
+  precision?: Precision | 'auto' } = {}): ModelInfo['memory'] {
+  const c = normalizeConfig(config)
+  const device = options.device ?? 'cuda'
+  return planNativeMemory(nativeSpec(c), device, options.maxBatch ?? 1, options.maxSeqLen ?? maxPositions(c),
+    resolvePrecision(options.precision, device))
+}
+
+/** A freshly initialized model (the architecture's scheme), deterministic for the seed. */
+export async function initModel(config: ModelConfig | GPT2Config, options: ModelOptions & { seed?: number } = {}): Promise<Model> {
+  const model = await Model.create(config, options)
   await model.initRandom(options.seed ?? 0)
   return model
 }
+
+/**
+ * Loads a Hugging Face model directory (config.json + model.safetensors or a sharded
+ * model.safetensors.index.json; f32, f16 or bf16 tensors) onto a device. An unsupported
+ * architecture is refused before anything is allocated; a missing, unexpected or misshapen
+ * tensor is an error naming the key and both shapes.
+ */
+export async function loadModel(dir: string, options: ModelOptions = {}): Promise<Model> {
+  const config = readConfig(dir)
+  const model = await Model.create(config, options)
+  try {
+    model.sourceDtype = readWeights(dir, config, model.parameters(), (name, data) => model.write(name, data))
+    return model
+  } catch (err) {
+    model.dispose()
+    throw err
+  }
+}
+

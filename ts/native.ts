@@ -76,6 +76,42 @@ export interface GPT2Config {
   vocabSize: number
 }
 
+/**
+ * What the engine needs to know of a model (native/engine/spec.h): the architecture and its
+ * dimensions. ts/arch/ builds it from a model config; the llama fields are ignored for gpt2.
+ */
+export interface NativeSpec {
+  arch: 'gpt2' | 'llama'
+  vocabSize: number
+  hidden: number
+  layers: number
+  heads: number
+  kvHeads: number
+  headDim: number
+  intermediate: number
+  maxPositions: number
+  normEps?: number
+  ropeTheta?: number
+  ropeScaling?: { factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositions: number } | null
+  tiedHead?: boolean
+  qkvBias?: boolean
+  oBias?: boolean
+  mlpBias?: boolean
+  qkNorm?: boolean
+  /** 0: none. */
+  slidingWindow?: number
+}
+
+/** A parameter tensor of a model, by its Hugging Face name. */
+export interface ParameterInfo {
+  name: string
+  shape: number[]
+  /** AdamW's weight decay applies (≥2-D weights). */
+  decay: boolean
+  /** Has a gradient and AdamW moments (false: frozen). */
+  trainable: boolean
+}
+
 /** One micro-batch: B rows of T tokens, each array B*T long, row-major. */
 export interface Batch {
   B: number
@@ -103,6 +139,16 @@ export interface LossReport {
   promptCount: number
 }
 
+/** One optimizer step: its micro-batches' summed report and AdamW's outcome. */
+export interface TrainStepReport extends LossReport {
+  gradNorm: number
+  clipCoefficient: number
+  /** AdamW's step count after this step. */
+  step: number
+  /** The loss was not finite: the gradients were dropped and no update was made. */
+  skipped: boolean
+}
+
 export interface OptimizerSettings {
   lr: number
   beta1: number
@@ -121,7 +167,8 @@ export interface OptimizerSettings {
 export type Precision = 'f32' | 'bf16'
 
 export interface ModelInfo {
-  config: GPT2Config
+  /** The engine's view of the model: architecture and dimensions. */
+  spec: Pick<NativeSpec, 'arch' | 'vocabSize' | 'hidden' | 'layers' | 'heads' | 'kvHeads' | 'headDim' | 'intermediate' | 'maxPositions'>
   device: Device
   precision: Precision
   maxBatch: number
@@ -151,7 +198,7 @@ export interface GenerateOptions {
 /** The engine instance as the binding exposes it; ts/model.ts wraps it. */
 export interface NativeModel {
   info(): ModelInfo
-  parameters(): Array<{ name: string; shape: number[]; decay: boolean }>
+  parameters(): ParameterInfo[]
   read(buffer: ModelBuffer, name: string): Float32Array
   write(buffer: ModelBuffer, name: string, data: Float32Array): void
   getAdamStep(): number
@@ -160,7 +207,8 @@ export interface NativeModel {
   initRandom(seed: number): Promise<void>
   accumulate(batch: Batch, normalizer: number): Promise<LossReport>
   optimizerStep(options: OptimizerSettings): Promise<{ gradNorm: number; clipCoefficient: number; step: number }>
-  evaluate(batch: Batch): Promise<LossReport>
+  trainStep(microBatches: Batch[], normalizer: number, options: OptimizerSettings): Promise<TrainStepReport>
+  evaluate(batch: Batch, tokenLosses?: boolean): Promise<LossReport & { tokenLosses?: Float32Array }>
   logits(batch: Batch): Promise<Float32Array>
   generate(prompt: Int32Array, options: Required<Omit<GenerateOptions, 'stopIds'>> & { stopIds: Int32Array }):
     Promise<{ tokens: Int32Array; stopReason: 'stop' | 'max_tokens' | 'length' }>
@@ -168,7 +216,8 @@ export interface NativeModel {
 }
 
 interface RawBinding {
-  createModel(config: GPT2Config, device: Device, maxBatch: number, maxSeqLen: number, precision?: Precision): Promise<NativeModel>
+  createModel(spec: NativeSpec, device: Device, maxBatch: number, maxSeqLen: number, precision?: Precision): Promise<NativeModel>
+  planMemory(spec: NativeSpec, device: Device, maxBatch: number, maxSeqLen: number, precision?: Precision): ModelInfo['memory']
   Tensor: new (shape: number[], dtype: DType, device: Device, data?: Float32Array | Int32Array) => Tensor
   backendInfo(): BackendInfo
   memoryStats(): MemoryStats
@@ -324,10 +373,16 @@ export function adamw(groups: AdamWGroup[], hyper: AdamWHyper): Promise<{ gradNo
     groups.map((g) => g.v), groups.map((g) => g.decay), hyper))
 }
 
-/** Allocates a GPT-2 engine (parameters, gradients, AdamW state, activations for maxBatch × maxSeqLen). */
-export function createNativeModel(config: GPT2Config, device: Device, maxBatch: number, maxSeqLen: number,
+/** Allocates an engine (parameters, gradients, AdamW state, activations for maxBatch × maxSeqLen). */
+export function createNativeModel(spec: NativeSpec, device: Device, maxBatch: number, maxSeqLen: number,
   precision: Precision = 'f32'): Promise<NativeModel> {
-  return call(() => raw.createModel(config, device, maxBatch, maxSeqLen, precision))
+  return call(() => raw.createModel(spec, device, maxBatch, maxSeqLen, precision))
+}
+
+/** The memory bill createNativeModel would allocate (bytes), computed without allocating or needing the device. */
+export function planNativeMemory(spec: NativeSpec, device: Device, maxBatch: number, maxSeqLen: number,
+  precision: Precision = 'f32'): ModelInfo['memory'] {
+  return callSync(() => raw.planMemory(spec, device, maxBatch, maxSeqLen, precision))
 }
 
 /** Wraps a native model so its errors carry the caller's stack and realm, like the kernels'. */

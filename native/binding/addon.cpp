@@ -55,6 +55,7 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
     exports.Set("Tensor", Tensor::Define(env));
     exports.Set("Model", Model::Define(env));
     exports.Set("createModel", Napi::Function::New(env, CreateModel));
+    exports.Set("planMemory", Napi::Function::New(env, PlanMemory));
     exports.Set("backendInfo", Napi::Function::New(env, BackendInfo));
     exports.Set("memoryStats", Napi::Function::New(env, MemoryStatsJs));
     exports.Set("weightedCrossEntropyForward", Napi::Function::New(env, WeightedCrossEntropyForward));

@@ -85,6 +85,149 @@ Napi::Value report_to_js(Napi::Env env, const engine::LossReport& r) {
     return o;
 }
 
+Napi::Value step_to_js(Napi::Env env, const engine::StepResult& s) {
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("gradNorm", s.grad_norm);
+    r.Set("clipCoefficient", s.clip_coefficient);
+    r.Set("step", s.step);
+    return r;
+}
+
+engine::OptimizerSettings read_optimizer(const Napi::Object& o) {
+    auto field = [&](const char* key, double lo, double hi) {
+        Napi::Value v = o.Get(key);
+        if (!v.IsNumber()) throw ArgError(std::string("Expected a number for options.") + key + " but received " + received(v));
+        const double x = v.As<Napi::Number>().DoubleValue();
+        if (!(std::isfinite(x) && x >= lo && x <= hi))
+            throw ValueError(std::string("Expected options.") + key + " in [" + std::to_string(lo) + ", " +
+                             std::to_string(hi) + "] but received " + std::to_string(x));
+        return x;
+    };
+    engine::OptimizerSettings s;
+    s.lr = field("lr", 0, 1e3);
+    s.beta1 = field("beta1", 0, 0.999999999);
+    s.beta2 = field("beta2", 0, 0.999999999);
+    s.eps = field("eps", 1e-30, 1);
+    s.weight_decay = field("weightDecay", 0, 1e3);
+    s.max_grad_norm = static_cast<float>(field("maxGradNorm", 0, 1e30));
+    return s;
+}
+
+double read_normalizer(const Args& a, size_t i) {
+    const double norm = a.number(i, "normalizer");
+    if (!(norm > 0 && std::isfinite(norm)))
+        throw ValueError("Expected a positive finite number for normalizer (the sum of weights over the "
+                         "optimizer step) but received " + std::to_string(norm));
+    return norm;
+}
+
+// The model spec from JS (ts/arch/ builds it from a config.json; names in native/engine/spec.h).
+engine::ModelSpec read_spec(const Napi::Object& c) {
+    auto num = [&](const char* key, double lo, double hi, bool integer) {
+        Napi::Value v = c.Get(key);
+        const double x = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
+        if (!(x >= lo && x <= hi) || (integer && x != std::floor(x)))
+            throw ArgError(std::string("Expected ") + (integer ? "an integer" : "a number") + " in [" + std::to_string(lo) +
+                           ", " + std::to_string(hi) + "] for spec." + key + " but received " + received(v));
+        return x;
+    };
+    auto dim = [&](const char* key) { return static_cast<int>(num(key, 1, 1e9, true)); };
+    auto flag = [&](const char* key) {
+        Napi::Value v = c.Get(key);
+        if (!v.IsBoolean()) throw ArgError(std::string("Expected a boolean for spec.") + key + " but received " + received(v));
+        return v.As<Napi::Boolean>().Value();
+    };
+    engine::ModelSpec s;
+    Napi::Value arch = c.Get("arch");
+    const std::string a = arch.IsString() ? arch.As<Napi::String>().Utf8Value() : "";
+    if (a == "gpt2") s.arch = engine::Arch::GPT2;
+    else if (a == "llama") s.arch = engine::Arch::Llama;
+    else throw ArgError("Expected 'gpt2' or 'llama' for spec.arch but received " + received(arch));
+    s.vocab_size = dim("vocabSize");
+    s.hidden = dim("hidden");
+    s.layers = dim("layers");
+    s.heads = dim("heads");
+    s.kv_heads = dim("kvHeads");
+    s.head_dim = dim("headDim");
+    s.intermediate = dim("intermediate");
+    s.max_positions = dim("maxPositions");
+    if (s.arch == engine::Arch::Llama) {
+        s.norm_eps = num("normEps", 1e-30, 1, false);
+        s.rope_theta = num("ropeTheta", 1e-30, 1e30, false);
+        s.tied_head = flag("tiedHead");
+        s.qkv_bias = flag("qkvBias");
+        s.o_bias = flag("oBias");
+        s.mlp_bias = flag("mlpBias");
+        s.qk_norm = flag("qkNorm");
+        s.sliding_window = static_cast<int>(num("slidingWindow", 0, 1e9, true));
+        Napi::Value rs = c.Get("ropeScaling");
+        if (!rs.IsNull() && !rs.IsUndefined()) {
+            if (!rs.IsObject()) throw ArgError("Expected null or an object for spec.ropeScaling but received " + received(rs));
+            Napi::Object r = rs.As<Napi::Object>();
+            auto rnum = [&](const char* key) {
+                Napi::Value v = r.Get(key);
+                if (!v.IsNumber()) throw ArgError(std::string("Expected a number for spec.ropeScaling.") + key + " but received " + received(v));
+                return v.As<Napi::Number>().DoubleValue();
+            };
+            s.rope_scaling.llama3 = true;
+            s.rope_scaling.factor = rnum("factor");
+            s.rope_scaling.low_freq_factor = rnum("lowFreqFactor");
+            s.rope_scaling.high_freq_factor = rnum("highFreqFactor");
+            s.rope_scaling.original_max_positions = rnum("originalMaxPositions");
+        }
+    }
+    return s;
+}
+
+Napi::Object spec_to_js(Napi::Env env, const engine::ModelSpec& s) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("arch", engine::arch_name(s.arch));
+    o.Set("vocabSize", s.vocab_size);
+    o.Set("hidden", s.hidden);
+    o.Set("layers", s.layers);
+    o.Set("heads", s.heads);
+    o.Set("kvHeads", s.kv_heads);
+    o.Set("headDim", s.head_dim);
+    o.Set("intermediate", s.intermediate);
+    o.Set("maxPositions", s.max_positions);
+    return o;
+}
+
+Napi::Object memory_to_js(Napi::Env env, const engine::MemoryReport& m) {
+    Napi::Object mem = Napi::Object::New(env);
+    mem.Set("parameters", static_cast<double>(m.parameters));
+    mem.Set("gradients", static_cast<double>(m.gradients));
+    mem.Set("optimizer", static_cast<double>(m.optimizer));
+    mem.Set("activations", static_cast<double>(m.activations));
+    mem.Set("scratch", static_cast<double>(m.scratch));
+    mem.Set("total", static_cast<double>(m.total()));
+    return mem;
+}
+
+// device, maxBatch, maxSeqLen, precision: createModel's arguments 1-4.
+struct Placement {
+    std::string device;
+    engine::BatchShape max;
+    engine::Precision precision = engine::Precision::F32;
+};
+
+Placement read_placement(const Napi::CallbackInfo& info, const engine::ModelSpec& spec) {
+    Args a(info);
+    Placement p;
+    if (!info[1].IsString()) throw ArgError("Expected 'cpu' or 'cuda' for device but received " + received(info[1]));
+    p.device = info[1].As<Napi::String>().Utf8Value();
+    if (p.device != "cpu" && p.device != "cuda")
+        throw ArgError("Expected 'cpu' or 'cuda' for device but received '" + p.device + "'");
+    p.max.B = static_cast<int>(a.integer(2, "maxBatch", 1, 1 << 20));
+    p.max.T = static_cast<int>(a.integer(3, "maxSeqLen", 1, spec.max_positions));
+    if (info.Length() > 4 && !info[4].IsUndefined()) {
+        const std::string s = info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : "";
+        if (s != "f32" && s != "bf16") throw ArgError("Expected 'f32' or 'bf16' for precision but received " + received(info[4]));
+        p.precision = s == "bf16" ? engine::Precision::BF16 : engine::Precision::F32;
+    }
+    return p;
+}
+
 engine::Buffer parse_buffer(const Napi::Value& v) {
     const std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
     if (s == "param") return engine::Buffer::Param;
@@ -110,6 +253,7 @@ Napi::Function Model::Define(Napi::Env env) {
          InstanceMethod<&Model::InitRandom>("initRandom"),
          InstanceMethod<&Model::Accumulate>("accumulate"),
          InstanceMethod<&Model::OptimizerStep>("optimizerStep"),
+         InstanceMethod<&Model::TrainStep>("trainStep"),
          InstanceMethod<&Model::Evaluate>("evaluate"),
          InstanceMethod<&Model::Logits>("logits"),
          InstanceMethod<&Model::Generate>("generate"),
@@ -137,28 +281,13 @@ engine::Model& Model::engine(const Napi::Env& env, const char* op) {
 Napi::Value Model::Info(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!model_) throw Napi::Error::New(env, "info: the model has been disposed");
-    const engine::GPT2Config& c = model_->config();
-    const engine::MemoryReport m = model_->memory();
-    Napi::Object cfg = Napi::Object::New(env);
-    cfg.Set("nLayer", c.num_layers);
-    cfg.Set("nHead", c.num_heads);
-    cfg.Set("nEmbd", c.channels);
-    cfg.Set("nPositions", c.max_seq_len);
-    cfg.Set("vocabSize", c.vocab_size);
-    Napi::Object mem = Napi::Object::New(env);
-    mem.Set("parameters", static_cast<double>(m.parameters));
-    mem.Set("gradients", static_cast<double>(m.gradients));
-    mem.Set("optimizer", static_cast<double>(m.optimizer));
-    mem.Set("activations", static_cast<double>(m.activations));
-    mem.Set("scratch", static_cast<double>(m.scratch));
-    mem.Set("total", static_cast<double>(m.total()));
     Napi::Object out = Napi::Object::New(env);
-    out.Set("config", cfg);
+    out.Set("spec", spec_to_js(env, model_->spec()));
     out.Set("device", model_->device());
     out.Set("precision", engine::precision_name(model_->precision()));
     out.Set("maxBatch", model_->max_batch().B);
     out.Set("maxSeqLen", model_->max_batch().T);
-    out.Set("memory", mem);
+    out.Set("memory", memory_to_js(env, model_->memory()));
     return out;
 }
 
@@ -174,6 +303,7 @@ Napi::Value Model::Parameters(const Napi::CallbackInfo& info) {
         for (size_t d = 0; d < params[i].shape.size(); d++) shape.Set(d, static_cast<double>(params[i].shape[d]));
         p.Set("shape", shape);
         p.Set("decay", params[i].decay);
+        p.Set("trainable", params[i].trainable);
         out.Set(i, p);
     }
     return out;
@@ -265,10 +395,7 @@ Napi::Value Model::Accumulate(const Napi::CallbackInfo& info) {
     return guarded(info, "accumulate", [&]() -> Napi::Value {
         engine(info.Env(), "accumulate");
         auto batch = std::make_shared<BatchCopy>(read_batch(info[0]));
-        const double norm = Args(info).number(1, "normalizer");
-        if (!(norm > 0 && std::isfinite(norm)))
-            throw ValueError("Expected a positive finite number for normalizer (the sum of weights over the "
-                             "optimizer step) but received " + std::to_string(norm));
+        const double norm = read_normalizer(Args(info), 1);
         auto m = model_;
         auto out = std::make_shared<engine::LossReport>();
         return queue_on_model(info, Value(), &busy_, "accumulate",
@@ -281,45 +408,67 @@ Napi::Value Model::Accumulate(const Napi::CallbackInfo& info) {
 Napi::Value Model::OptimizerStep(const Napi::CallbackInfo& info) {
     return guarded(info, "optimizerStep", [&]() -> Napi::Value {
         engine(info.Env(), "optimizerStep");
-        Napi::Object o = Args(info).object(0, "options");
-        auto field = [&](const char* key, double lo, double hi) {
-            Napi::Value v = o.Get(key);
-            if (!v.IsNumber()) throw ArgError(std::string("Expected a number for options.") + key + " but received " + received(v));
-            const double x = v.As<Napi::Number>().DoubleValue();
-            if (!(std::isfinite(x) && x >= lo && x <= hi))
-                throw ValueError(std::string("Expected options.") + key + " in [" + std::to_string(lo) + ", " +
-                                 std::to_string(hi) + "] but received " + std::to_string(x));
-            return x;
-        };
-        engine::OptimizerSettings s;
-        s.lr = field("lr", 0, 1e3);
-        s.beta1 = field("beta1", 0, 0.999999999);
-        s.beta2 = field("beta2", 0, 0.999999999);
-        s.eps = field("eps", 1e-30, 1);
-        s.weight_decay = field("weightDecay", 0, 1e3);
-        s.max_grad_norm = static_cast<float>(field("maxGradNorm", 0, 1e30));
+        const engine::OptimizerSettings s = read_optimizer(Args(info).object(0, "options"));
         auto m = model_;
         auto out = std::make_shared<engine::StepResult>();
         return queue_on_model(info, Value(), &busy_, "optimizerStep", [m, s, out] { *out = m->optimizer_step(s); },
+            [out](Napi::Env env) { return step_to_js(env, *out); });
+    });
+}
+
+// trainStep(microBatches: Batch[], normalizer, options) -> Promise<LossReport & { gradNorm,
+// clipCoefficient, step, skipped }>: every micro-batch's forward + backward, then AdamW (skipped,
+// with the gradients dropped, when the loss is not finite).
+Napi::Value Model::TrainStep(const Napi::CallbackInfo& info) {
+    return guarded(info, "trainStep", [&]() -> Napi::Value {
+        engine(info.Env(), "trainStep");
+        if (!info[0].IsArray()) throw ArgError("Expected an array of batches for microBatches but received " + received(info[0]));
+        Napi::Array list = info[0].As<Napi::Array>();
+        if (list.Length() == 0) throw ValueError("Expected at least one batch in microBatches but received an empty array");
+        auto batches = std::make_shared<std::vector<BatchCopy>>();
+        for (uint32_t i = 0; i < list.Length(); i++) batches->push_back(read_batch(list.Get(i)));
+        const double norm = read_normalizer(Args(info), 1);
+        const engine::OptimizerSettings s = read_optimizer(Args(info).object(2, "options"));
+        auto m = model_;
+        auto out = std::make_shared<engine::TrainStepResult>();
+        return queue_on_model(info, Value(), &busy_, "trainStep",
+            [m, batches, norm, s, out] {
+                std::vector<engine::StepBatch> views;
+                for (const BatchCopy& b : *batches) views.push_back(b.view());
+                *out = m->train_step(views, norm, s);
+            },
             [out](Napi::Env env) -> Napi::Value {
-                Napi::Object r = Napi::Object::New(env);
-                r.Set("gradNorm", out->grad_norm);
-                r.Set("clipCoefficient", out->clip_coefficient);
-                r.Set("step", out->step);
+                Napi::Object r = report_to_js(env, out->report).As<Napi::Object>();
+                Napi::Object st = step_to_js(env, out->step).As<Napi::Object>();
+                for (const char* k : {"gradNorm", "clipCoefficient", "step"}) r.Set(k, st.Get(k));
+                r.Set("skipped", out->skipped);
                 return r;
             });
     });
 }
 
-// evaluate(batch) -> Promise<LossReport>: forward only; every non-padding target measured.
+// evaluate(batch, tokenLosses?: boolean) -> Promise<LossReport & { tokenLosses?: Float32Array }>:
+// forward only; every non-padding target measured; with tokenLosses, -log p(target) per
+// position (B*T, 0 at padding).
 Napi::Value Model::Evaluate(const Napi::CallbackInfo& info) {
     return guarded(info, "evaluate", [&]() -> Napi::Value {
         engine(info.Env(), "evaluate");
         auto batch = std::make_shared<BatchCopy>(read_batch(info[0]));
+        const bool per_token = info.Length() > 1 && !info[1].IsUndefined() && Args(info).boolean(1, "tokenLosses");
         auto m = model_;
         auto out = std::make_shared<engine::LossReport>();
-        return queue_on_model(info, Value(), &busy_, "evaluate", [m, batch, out] { *out = m->evaluate(batch->view()); },
-            [out](Napi::Env env) { return report_to_js(env, *out); });
+        auto losses = std::make_shared<std::vector<float>>(per_token ? static_cast<size_t>(batch->B) * batch->T : 0);
+        return queue_on_model(info, Value(), &busy_, "evaluate",
+            [m, batch, out, losses] { *out = m->evaluate(batch->view(), losses->empty() ? nullptr : losses->data()); },
+            [out, losses, per_token](Napi::Env env) -> Napi::Value {
+                Napi::Object r = report_to_js(env, *out).As<Napi::Object>();
+                if (per_token) {
+                    Napi::Float32Array a = Napi::Float32Array::New(env, losses->size());
+                    std::copy(losses->begin(), losses->end(), a.Data());
+                    r.Set("tokenLosses", a);
+                }
+                return r;
+            });
     });
 }
 
@@ -329,7 +478,7 @@ Napi::Value Model::Logits(const Napi::CallbackInfo& info) {
         engine(info.Env(), "logits");
         auto batch = std::make_shared<BatchCopy>(read_batch(info[0]));
         auto m = model_;
-        const size_t n = static_cast<size_t>(batch->B) * batch->T * m->config().vocab_size;
+        const size_t n = static_cast<size_t>(batch->B) * batch->T * m->spec().vocab_size;
         auto out = std::make_shared<std::vector<float>>(n);
         return queue_on_model(info, Value(), &busy_, "logits", [m, batch, out] { m->logits(batch->view(), out->data()); },
             [out](Napi::Env env) -> Napi::Value {
@@ -395,48 +544,34 @@ Napi::Value Model::Dispose(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
 }
 
-// createModel(config { nLayer, nHead, nEmbd, nPositions, vocabSize }, device, maxBatch, maxSeqLen,
-//             precision 'f32' | 'bf16' (optional, default 'f32'))
+// createModel(spec { arch, vocabSize, hidden, layers, heads, kvHeads, headDim, intermediate,
+//   maxPositions, and for llama: normEps, ropeTheta, ropeScaling, tiedHead, qkvBias, oBias, mlpBias,
+//   qkNorm, slidingWindow }, device, maxBatch, maxSeqLen, precision 'f32' | 'bf16' (optional, default 'f32'))
 Napi::Value CreateModel(const Napi::CallbackInfo& info) {
     return guarded(info, "createModel", [&]() -> Napi::Value {
         Args a(info);
-        Napi::Object c = a.object(0, "config");
-        auto dim = [&](const char* key) {
-            Napi::Value v = c.Get(key);
-            const double x = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
-            if (!(x >= 1 && x == std::floor(x) && x < 1e9))
-                throw ArgError(std::string("Expected a positive integer for config.") + key + " but received " + received(v));
-            return static_cast<int>(x);
-        };
-        engine::GPT2Config cfg;
-        cfg.num_layers = dim("nLayer");
-        cfg.num_heads = dim("nHead");
-        cfg.channels = dim("nEmbd");
-        cfg.max_seq_len = dim("nPositions");
-        cfg.vocab_size = dim("vocabSize");
-        if (!info[1].IsString()) throw ArgError("Expected 'cpu' or 'cuda' for device but received " + received(info[1]));
-        const std::string device = info[1].As<Napi::String>().Utf8Value();
-        if (device != "cpu" && device != "cuda")
-            throw ArgError("Expected 'cpu' or 'cuda' for device but received '" + device + "'");
-        engine::BatchShape max;
-        max.B = static_cast<int>(a.integer(2, "maxBatch", 1, 1 << 20));
-        max.T = static_cast<int>(a.integer(3, "maxSeqLen", 1, cfg.max_seq_len));
-        engine::Precision precision = engine::Precision::F32;
-        if (info.Length() > 4 && !info[4].IsUndefined()) {
-            const std::string p = info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : "";
-            if (p != "f32" && p != "bf16")
-                throw ArgError("Expected 'f32' or 'bf16' for precision but received " + received(info[4]));
-            precision = p == "bf16" ? engine::Precision::BF16 : engine::Precision::F32;
-        }
+        const engine::ModelSpec cfg = read_spec(a.object(0, "spec"));
+        const Placement pl = read_placement(info, cfg);
+        const std::string device = pl.device;
+        const engine::BatchShape max = pl.max;
+        const engine::Precision precision = pl.precision;
         auto holder = std::make_shared<std::shared_ptr<engine::Model>>();
         auto* job = new Job(info.Env(), "createModel", [cfg, device, max, precision, holder] {
-            *holder = engine::create_gpt2(cfg, device, max, precision);
+            *holder = engine::create_model(cfg, device, max, precision);
         }, [holder](Napi::Env env) -> Napi::Value {
             auto ext = Napi::External<std::shared_ptr<engine::Model>>::New(env, holder.get());
             return Model::constructor->New({ext});  // the constructor copies the shared_ptr
         });
         job->Queue();
         return job->promise();
+    });
+}
+
+Napi::Value PlanMemory(const Napi::CallbackInfo& info) {
+    return guarded(info, "planMemory", [&]() -> Napi::Value {
+        const engine::ModelSpec spec = read_spec(Args(info).object(0, "spec"));
+        const Placement pl = read_placement(info, spec);
+        return memory_to_js(info.Env(), engine::plan_memory(spec, pl.device, pl.max, pl.precision));
     });
 }
 

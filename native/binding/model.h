@@ -1,4 +1,4 @@
-// Model: a GPT-2 engine instance (native/engine) wrapped for JS. Created by createModel()
+// Model: an engine instance (native/engine; any architecture) wrapped for JS. Created by createModel()
 // off the event loop; every computing method returns a Promise. One call at a time: a
 // call on a busy model is rejected with an error naming what it is busy with.
 #pragma once
@@ -29,6 +29,7 @@ private:
     Napi::Value InitRandom(const Napi::CallbackInfo& info);
     Napi::Value Accumulate(const Napi::CallbackInfo& info);
     Napi::Value OptimizerStep(const Napi::CallbackInfo& info);
+    Napi::Value TrainStep(const Napi::CallbackInfo& info);
     Napi::Value Evaluate(const Napi::CallbackInfo& info);
     Napi::Value Logits(const Napi::CallbackInfo& info);
     Napi::Value Generate(const Napi::CallbackInfo& info);
@@ -38,7 +39,11 @@ private:
     std::string busy_;  // name of the op in flight, empty when idle
 };
 
-// createModel(config, device, maxBatch, maxSeqLen) -> Promise<Model>
+// createModel(spec, device, maxBatch, maxSeqLen, precision?) -> Promise<Model>
 Napi::Value CreateModel(const Napi::CallbackInfo& info);
+
+// planMemory(spec, device, maxBatch, maxSeqLen, precision?) -> the memory bill createModel
+// would allocate (bytes by bucket), computed without allocating.
+Napi::Value PlanMemory(const Napi::CallbackInfo& info);
 
 }  // namespace plw::binding

@@ -1,5 +1,6 @@
-// The two backends as the engine sees them: memory and the ops, same names for both, so the
-// engine's orchestration (gpt2.cpp) is written once as a template over the backend.
+// The two backends as the engine sees them: memory, the ops (same names for both) and the
+// traits that differ (vocabulary padding, the head's chunk), so the engine (engine.h) and
+// every architecture (arch/) are written once as templates over the backend.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -18,6 +19,10 @@
 #include "../cpu/linear.h"
 #include "../cpu/matmul.h"
 #include "../cpu/residual.h"
+#include "../cpu/rmsnorm.h"
+#include "../cpu/rope.h"
+#include "../cpu/swiglu.h"
+#include "../common/layout.h"
 #include "../cuda/runtime.h"
 
 #if PLW_WITH_CUDA
@@ -31,6 +36,9 @@
 #include "../cuda/layernorm.h"
 #include "../cuda/linear.h"
 #include "../cuda/residual.h"
+#include "../cuda/rmsnorm.h"
+#include "../cuda/rope.h"
+#include "../cuda/swiglu.h"
 #endif
 
 namespace plw::engine {
@@ -41,7 +49,9 @@ namespace plw::engine {
     X(linear_forward) X(linear_backward) X(attention_forward) X(attention_backward)         \
     X(gelu_forward) X(gelu_backward) X(residual_forward) X(residual_backward)               \
     X(fused_head_cross_entropy_forward) X(fused_head_cross_entropy_backward) X(adamw_update) \
-    X(grad_sum_squares) X(attention_decode_forward) X(head_logits_forward) X(convert)
+    X(grad_sum_squares) X(attention_decode_forward) X(head_logits_forward) X(convert)             \
+    X(rmsnorm_forward) X(rmsnorm_backward) X(rope_forward) X(rope_backward) X(swiglu_forward)   \
+    X(swiglu_backward)
 
 struct CpuBackend {
     static constexpr const char* name = "cpu";
@@ -75,6 +85,8 @@ struct CpuBackend {
     }
     static size_t attention_scratch_bytes(int /*T*/, int /*NH*/, size_t /*elem_size*/) { return 0; }
     static int default_head_chunk() { return 256; }
+    // Rows of the stored token table / head: the CPU gains nothing from padding.
+    static int padded_vocab(int V) { return V; }
 #define PLW_FORWARD(fn) \
     template <typename... A> static auto fn(A... a) { return cpu::fn(a...); }
     PLW_BACKEND_OPS(PLW_FORWARD)
@@ -100,6 +112,8 @@ struct CudaBackend {
         return cuda::attention_scratch_bytes(T, NH, elem_size);
     }
     static int default_head_chunk() { return 2048; }
+    // The CUDA kernels like rows of 128 floats.
+    static int padded_vocab(int V) { return (V + 127) / 128 * 128; }
 #define PLW_FORWARD(fn) \
     template <typename... A> static auto fn(A... a) { return cuda::fn(a...); }
     PLW_BACKEND_OPS(PLW_FORWARD)

@@ -1,13 +1,14 @@
-// The engine's face to the binding: a GPT-2 model on one device that owns its parameters,
-// gradients, AdamW moments and activations, and runs a whole micro-step (forward +
-// backward) or an optimizer step per call. No per-op round trips cross into JS.
+// The engine's face to the binding: a model of any supported architecture (spec.h) on one
+// device that owns its parameters, gradients, AdamW moments and activations, and runs a whole
+// optimizer step (every micro-batch's forward + backward, then AdamW) per call. No per-op
+// round trips cross into JS.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "gpt2_config.h"
+#include "spec.h"
 
 namespace plw::engine {
 
@@ -47,6 +48,14 @@ struct ParamInfo {
     std::string name;            // Hugging Face key, e.g. "h.0.attn.c_attn.weight"
     std::vector<int64_t> shape;  // Hugging Face shape (real vocabulary)
     bool decay;                  // weight decay applies (>= 2-D weights)
+    bool trainable = true;       // has a gradient and AdamW moments (frozen: neither)
+};
+
+// One optimizer step: the sum of its micro-batches' reports, and AdamW's outcome.
+struct TrainStepResult {
+    LossReport report;
+    StepResult step;
+    bool skipped = false;  // the loss was not finite: gradients dropped, no update
 };
 
 struct MemoryReport {
@@ -81,7 +90,7 @@ struct GenerateResult {
 class Model {
 public:
     virtual ~Model() = default;
-    virtual const GPT2Config& config() const = 0;
+    virtual const ModelSpec& spec() const = 0;
     virtual const char* device() const = 0;
     virtual Precision precision() const = 0;
     virtual BatchShape max_batch() const = 0;
@@ -94,25 +103,37 @@ public:
     virtual int adam_step() const = 0;
     virtual void set_adam_step(int t) = 0;
 
-    // GPT-2's initialization: N(0, 0.02), residual projections N(0, 0.02/sqrt(2L)),
-    // biases 0, LayerNorm weight 1. Deterministic for a seed.
+    // The architecture's initialization (GPT-2: N(0, 0.02), residual projections
+    // N(0, 0.02/sqrt(2L)); Llama: N(0, 0.02) as transformers' initializer_range), biases 0,
+    // norm weights 1. Deterministic for a seed.
     virtual void init_random(uint64_t seed) = 0;
 
     // Forward + backward, gradients accumulated (+=) with grad scale 1/normalizer.
     virtual LossReport accumulate(const StepBatch& batch, double normalizer) = 0;
-    // Global-norm clipping + AdamW over all parameters, then zeroes the gradients.
+    // Global-norm clipping + AdamW over the trainable parameters, then zeroes the gradients.
     virtual StepResult optimizer_step(const OptimizerSettings& opt) = 0;
+    // One optimizer step: accumulate() over every micro-batch with the step's normalizer,
+    // then optimizer_step(); a non-finite loss skips the update (gradients zeroed).
+    virtual TrainStepResult train_step(const std::vector<StepBatch>& micro_batches, double normalizer,
+                                       const OptimizerSettings& opt) = 0;
     virtual void zero_grad() = 0;
-    // Forward only; every non-padding target's CE is measured, whatever its weight.
-    virtual LossReport evaluate(const StepBatch& batch) = 0;
+    // Forward only; every non-padding target's CE is measured, whatever its weight. When
+    // token_losses is given (B*T host floats), it receives -log p(target) per position (0 at
+    // padding).
+    virtual LossReport evaluate(const StepBatch& batch, float* token_losses = nullptr) = 0;
     // Logits (B, T, V) into host memory.
     virtual void logits(const StepBatch& batch, float* out) = 0;
     // Continues one sequence; with the KV cache, each new token costs one row's forward.
     virtual GenerateResult generate(const std::vector<int32_t>& prompt, const GenerateOptions& opts) = 0;
 };
 
-// Throws plw::Error when the device is unavailable or the model does not fit.
-std::unique_ptr<Model> create_gpt2(const GPT2Config& config, const std::string& device,
-                                   BatchShape max_batch, Precision precision = Precision::F32);
+// Throws plw::Error when the spec is invalid, the device is unavailable or the model does not fit.
+std::unique_ptr<Model> create_model(const ModelSpec& spec, const std::string& device, BatchShape max_batch,
+                                    Precision precision = Precision::F32);
+
+// The memory bill create_model would allocate, computed without allocating (nor needing the
+// device: a CUDA build can plan for a GPU it does not have).
+MemoryReport plan_memory(const ModelSpec& spec, const std::string& device, BatchShape max_batch,
+                         Precision precision = Precision::F32);
 
 }  // namespace plw::engine

@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { loadModel } from '../../ts/checkpoint'
+import { loadModel } from '../../ts/model'
 import { EvalReport, evalCommand } from '../../ts/commands/eval'
 import { codePoints, collate, encodeDataset, readDataset } from '../../ts/data'
 import { resolveTemplate } from '../../ts/data/resolve-template'

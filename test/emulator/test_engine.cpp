@@ -1,6 +1,7 @@
-// The whole CUDA engine in the emulator against the CPU engine, on a tiny GPT-2: f32 and
-// bf16 mixed precision, through gradients, optimizer steps, evaluation, logits and
-// generation (with and without the KV cache).
+// The whole CUDA engine in the emulator against the CPU engine, on a tiny GPT-2 and tiny
+// Llama-family models (GQA with tied head and llama3 RoPE scaling; Qwen2-style q/k/v biases
+// with an untied head; Qwen3-style q/k norms): f32 and bf16 mixed precision, through
+// gradients, optimizer steps, evaluation, logits and generation (with and without the KV cache).
 //
 // Tolerances, whole-tensor relative: f32 1e-5 on the loss and 1e-4 on the gradients (the
 // same math in another order, through 2 layers); bf16 1e-2 on the loss and 8e-2 on the
@@ -36,16 +37,47 @@ size_t elements(const ParamInfo& p) {
     return n;
 }
 
-void test_engine(bool bf, int steps) {
-    GPT2Config cfg;
-    cfg.num_layers = 2;
-    cfg.num_heads = 2;
-    cfg.channels = 16;
-    cfg.max_seq_len = 16;
-    cfg.vocab_size = 40;
+ModelSpec gpt2_spec() {
+    ModelSpec s;
+    s.arch = Arch::GPT2;
+    s.layers = 2;
+    s.heads = s.kv_heads = 2;
+    s.hidden = 16;
+    s.head_dim = 8;
+    s.intermediate = 64;
+    s.max_positions = 16;
+    s.vocab_size = 40;
+    return s;
+}
+
+// variant 0: Llama 3 (GQA 4/2, tied, llama3 scaling); 1: Qwen2 (biases, untied); 2: Qwen3 (q/k norm, head_dim != hidden/heads)
+ModelSpec llama_spec(int variant) {
+    ModelSpec s;
+    s.arch = Arch::Llama;
+    s.layers = 2;
+    s.hidden = 16;
+    s.heads = 4;
+    s.kv_heads = 2;
+    s.head_dim = variant == 2 ? 6 : 4;
+    s.intermediate = 24;
+    s.max_positions = 16;
+    s.vocab_size = 40;
+    s.norm_eps = 1e-5;
+    s.rope_theta = variant == 0 ? 500000 : 1e6;
+    s.rope_scaling.llama3 = variant == 0;
+    s.rope_scaling.factor = 8;
+    s.rope_scaling.original_max_positions = 8;
+    s.tied_head = variant != 1;
+    s.qkv_bias = variant == 1;
+    s.qk_norm = variant == 2;
+    return s;
+}
+
+void test_engine(const char* label, const ModelSpec& cfg, bool bf, int steps) {
+    std::printf("-- %s %s\n", label, bf ? "bf16" : "f32");
     const int B = 2, T = 8, N = B * T;
-    auto cpu = create_gpt2(cfg, "cpu", {B, T});
-    auto gpu = create_gpt2(cfg, "cuda", {B, T}, bf ? Precision::BF16 : Precision::F32);
+    auto cpu = create_model(cfg, "cpu", {B, T});
+    auto gpu = create_model(cfg, "cuda", {B, T}, bf ? Precision::BF16 : Precision::F32);
     cpu->init_random(7);
     // widen the weights so that the gradients are not tiny
     std::mt19937 r(3);
@@ -54,7 +86,7 @@ void test_engine(bool bf, int steps) {
         const size_t n = elements(p);
         std::vector<float> w(n);
         cpu->read(Buffer::Param, p.name, w.data(), n);
-        const bool ln = p.name.find("ln_") != std::string::npos;
+        const bool ln = p.name.find("ln_") != std::string::npos || p.name.find("norm") != std::string::npos;
         for (auto& x : w) x = ln ? x + 0.2f * uniform() : x * 8 + 0.05f * uniform();
         cpu->write(Buffer::Param, p.name, w.data(), n);
         gpu->write(Buffer::Param, p.name, w.data(), n);
@@ -133,13 +165,19 @@ void test_engine(bool bf, int steps) {
     const auto gn = gpu->generate({1, 2, 3, 4}, go);
     // bf16 logits may flip a near-tie of the greedy choice, so tokens are compared in f32 only
     if (!bf) EXPECT(ga.tokens == gc.tokens && gn.tokens == gc.tokens, "generated tokens differ");
-    std::printf("engine %s done\n", bf ? "bf16" : "f32");
+    std::printf("engine %s %s done\n", label, bf ? "bf16" : "f32");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (test::selected(argc, argv, "f32")) test_engine(false, 2);
-    if (test::selected(argc, argv, "bf16")) test_engine(true, 3);
+    for (const bool bf : {false, true}) {
+        if (!test::selected(argc, argv, bf ? "bf16" : "f32")) continue;
+        const int steps = bf ? 3 : 2;
+        test_engine("gpt2", gpt2_spec(), bf, steps);
+        test_engine("llama3", llama_spec(0), bf, steps);
+        test_engine("qwen2", llama_spec(1), bf, steps);
+        test_engine("qwen3", llama_spec(2), bf, steps);
+    }
     return test::finish("test_engine");
 }

@@ -12,13 +12,15 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { loadModel, readConfig } from '../checkpoint'
+import { readConfig } from '../checkpoint'
+import { maxPositions } from '../arch'
+import { loadModel } from '../model'
 import { ChoiceRecord } from '../data/choices'
 import { encodeDataset } from '../data/encode'
 import { formatSource } from '../data/errors'
 import { DataRecord } from '../data/records'
 import { loadTokenizer } from '../model-dir'
-import { GPT2Model } from '../model'
+import { Model } from '../model'
 import { choiceRequests, evaluateLoss, matchRates, scoreChoices } from '../train/evaluate'
 import { Progress } from '../train/progress'
 import {
@@ -109,7 +111,7 @@ function emptyReport(model: string, data: string, kind: EvalReport['kind'], spli
 }
 
 export async function evalCommand(argv: string[], io: CommandIO = STD_IO): Promise<number> {
-  const models: GPT2Model[] = []
+  const models: Model[] = []
   try {
     if (argv.includes('-h')) { io.out.write(EVAL_USAGE + '\n'); return 0 }
     const { values: v, positional } = parseFlags(argv, FLAGS)
@@ -129,7 +131,7 @@ export async function evalCommand(argv: string[], io: CommandIO = STD_IO): Promi
     }
     const modelDir = modelDirOf(v.model as string | undefined, run)
     const tokenizer = await loadTokenizer(modelDir)
-    const nPositions = readConfig(modelDir).nPositions
+    const nPositions = maxPositions(readConfig(modelDir))
     const data = await loadData({ data: v.data as string | undefined, run, format: v.format as string | undefined, choices: v.choices ? true : 'auto' })
     const split = chooseSplit({ split: v.split as string | undefined, valSplit: v['val-split'] as number | undefined,
       testSplit: v['test-split'] as number | undefined, dataSeed: v['data-seed'] as number | undefined, run })

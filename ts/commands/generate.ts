@@ -13,13 +13,15 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { readConfig, loadModel } from '../checkpoint'
+import { readConfig } from '../checkpoint'
+import { maxPositions } from '../arch'
+import { loadModel } from '../model'
 import { formatSource } from '../data/errors'
 import { DataRecord } from '../data/records'
 import { Template } from '../data/template'
 import { Tokenizer } from '../data/tokenizer'
 import { loadTokenizer } from '../model-dir'
-import { GPT2Model } from '../model'
+import { Model } from '../model'
 import { Device } from '../native'
 import {
   containsMatch, exactMatch, Generated, GenerationOptions, GenerationRequest, generateMany, generateOne, matchRates, recordRequest,
@@ -125,9 +127,9 @@ export function responseLine(record: DataRecord, g: Generated): ResponseLine {
  * f32 on every device: decoding is f32 anyway (docs/precision.md), and an f32 prefill makes CUDA's
  * tokens the CPU's.
  */
-export async function loadForGeneration(dir: string, copies: number, longestPrompt: number, device: Device | 'auto'): Promise<GPT2Model[]> {
-  const n = readConfig(dir).nPositions
-  const models: GPT2Model[] = []
+export async function loadForGeneration(dir: string, copies: number, longestPrompt: number, device: Device | 'auto'): Promise<Model[]> {
+  const n = maxPositions(readConfig(dir))
+  const models: Model[] = []
   for (let i = 0; i < copies; i++) models.push(await loadModel(dir, { device, precision: 'f32', maxBatch: 1, maxSeqLen: Math.max(1, Math.min(n, longestPrompt)) }))
   return models
 }
@@ -137,7 +139,7 @@ export async function loadForGeneration(dir: string, copies: number, longestProm
  * JSONL in record order as answers come in (to `out`, or a stream), with a progress bar.
  */
 export async function answerRecords(o: {
-  models: GPT2Model[]; tokenizer: Tokenizer; template: Template; records: readonly DataRecord[]; options: GenerationOptions
+  models: Model[]; tokenizer: Tokenizer; template: Template; records: readonly DataRecord[]; options: GenerationOptions
   write: ((text: string) => void) | null; progress: Progress | null
 }): Promise<ResponseLine[]> {
   const requests: GenerationRequest[] = o.records.map((r) => recordRequest(o.template, o.tokenizer, r))
@@ -157,7 +159,7 @@ export async function answerRecords(o: {
 }
 
 export async function generateCommand(argv: string[], io: CommandIO = STD_IO): Promise<number> {
-  let models: GPT2Model[] = []
+  let models: Model[] = []
   try {
     if (argv.includes('-h')) { io.out.write(GENERATE_USAGE + '\n'); return 0 }
     const { values: v, positional } = parseFlags(argv, FLAGS)

@@ -78,7 +78,19 @@ export interface TrainConfig {
   generateEval: number
   maxNewTokens: number
   /** A fresh model when `model` is null (the tokenizer sets vocab_size). */
-  init: { nLayer: number; nHead: number; nEmbd: number; nPositions: number }
+  init: { nLayer: number; nHead: number; nEmbd: number; nPositions: number; nKvHead?: number }
+  /**
+   * The architecture of a fresh model: 'gpt2', or 'llama' / 'qwen2' / 'qwen3' / 'mistral'
+   * (the Llama family with that family's flags; see docs/models.md).
+   */
+  initArch: 'gpt2' | 'llama' | 'qwen2' | 'qwen3' | 'mistral'
+  /**
+   * Tensor dtype of saved models (final/, best/): 'auto' keeps the base checkpoint's (f32 for a
+   * fresh model). Checkpoints for --resume always hold the f32 masters.
+   */
+  saveDtype: 'auto' | 'float32' | 'bfloat16' | 'float16'
+  /** Shard model files above this size, as transformers writes them ("5GB", "500MB"). */
+  maxShardSize: string
   /** Records of the built-in demo set (when `data` is null). */
   demoRecords: number
 }
@@ -123,7 +135,10 @@ export const DEFAULTS: TrainConfig = {
   skipInvalid: false,
   generateEval: 0,
   maxNewTokens: 32,
-  init: { nLayer: 4, nHead: 4, nEmbd: 128, nPositions: 256 },
+  init: { nLayer: 4, nHead: 4, nEmbd: 128, nPositions: 256, nKvHead: 0 }, // nKvHead 0: nHead (Llama family only)
+  initArch: 'gpt2',
+  saveDtype: 'auto',
+  maxShardSize: '5GB',
   demoRecords: 6000,
 }
 
@@ -163,6 +178,8 @@ const ENUMS: Partial<Record<keyof TrainConfig, readonly string[]>> = {
   lrSchedule: ['cosine', 'linear', 'constant'],
   device: ['cpu', 'cuda', 'auto'],
   precision: ['f32', 'bf16', 'auto'],
+  initArch: ['gpt2', 'llama', 'qwen2', 'qwen3', 'mistral'],
+  saveDtype: ['auto', 'float32', 'bfloat16', 'float16'],
 }
 const NULLABLE_STRINGS = new Set<keyof TrainConfig>(['model', 'data', 'valData', 'resume'])
 const INTEGERS = new Set<keyof TrainConfig>(['epochs', 'maxSteps', 'batchSize', 'microBatchSize', 'warmupSteps', 'maxLength',
@@ -176,13 +193,18 @@ function checkValue(key: keyof TrainConfig, value: unknown, where: string): unkn
     throw new ConfigError(`${where}: Expected ${what} for ${key} but received ${JSON.stringify(value)}`)
   }
   if (key === 'init') {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('an object {nLayer, nHead, nEmbd, nPositions}')
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('an object {nLayer, nHead, nEmbd, nPositions, nKvHead}')
     const o = value as Record<string, unknown>
-    for (const k of Object.keys(o)) if (!(k in DEFAULTS.init)) fail(`only nLayer, nHead, nEmbd, nPositions (not ${k}) in an object`)
+    for (const k of Object.keys(o)) if (!(k in DEFAULTS.init)) fail(`only nLayer, nHead, nEmbd, nPositions, nKvHead (not ${k}) in an object`)
     for (const k of Object.keys(DEFAULTS.init)) {
-      if (k in o && !(Number.isInteger(o[k]) && (o[k] as number) > 0)) fail(`a positive integer ${k}`)
+      const min = k === 'nKvHead' ? 0 : 1
+      if (k in o && !(Number.isInteger(o[k]) && (o[k] as number) >= min)) fail(`an integer ${k} >= ${min}`)
     }
     return { ...DEFAULTS.init, ...o }
+  }
+  if (key === 'maxShardSize') {
+    if (typeof value !== 'string' || parseSize(value) === null) fail('a size such as "5GB" or "500MB"')
+    return value
   }
   if (NULLABLE_STRINGS.has(key)) {
     if (value !== null && (typeof value !== 'string' || value === '')) fail('a non-empty string or null')
@@ -266,4 +288,14 @@ export function resolveConfig(...layers: Array<{ source: string; values: Record<
 
 export function kebab(key: string): string {
   return key.replace(/[A-Z]/g, (m) => `-${m.toLowerCase()}`)
+}
+
+/** Bytes of a size as transformers' max_shard_size takes it ("5GB" = 5e9, "2GiB" = 2^31, or a plain number); null if malformed. */
+export function parseSize(text: string): number | null {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)?\s*$/i.exec(text)
+  if (!m) return null
+  const unit = (m[2] ?? 'B').toUpperCase()
+  const scale: Record<string, number> = { B: 1, KB: 1e3, MB: 1e6, GB: 1e9, TB: 1e12, KIB: 2 ** 10, MIB: 2 ** 20, GIB: 2 ** 30, TIB: 2 ** 40 }
+  const bytes = Number(m[1]) * scale[unit]
+  return bytes > 0 ? Math.floor(bytes) : null
 }

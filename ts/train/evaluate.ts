@@ -8,12 +8,13 @@
  *   acc_norm (docs/eval.md).
  */
 import { ChoiceRecord } from '../data/choices'
+import { encodeTexts } from '../data/encode'
 import { BatchLoader } from '../data/loader'
 import { EncodedExample } from '../data/example'
 import { DataRecord } from '../data/records'
 import { Template } from '../data/template'
 import { Tokenizer } from '../data/tokenizer'
-import { GPT2Model } from '../model'
+import { Model } from '../model'
 
 export interface SplitLoss {
   /** Σ w·CE / Σ w with the run's λ. */
@@ -39,7 +40,7 @@ export interface LossOptions {
   onProgress?: (examples: number) => void
 }
 
-export async function evaluateLoss(model: GPT2Model, examples: readonly EncodedExample[], o: LossOptions): Promise<SplitLoss> {
+export async function evaluateLoss(model: Model, examples: readonly EncodedExample[], o: LossOptions): Promise<SplitLoss> {
   if (examples.length === 0) return { loss: null, completionLoss: null, promptLoss: null, tokens: 0, completionTargets: 0, promptTargets: 0 }
   const loader = new BatchLoader(examples, {
     batchSize: o.microBatchSize, microBatchSize: o.microBatchSize, promptLossWeight: o.promptLossWeight,
@@ -73,14 +74,15 @@ export async function evaluateLoss(model: GPT2Model, examples: readonly EncodedE
 // ---------------------------------------------------------------------------------------
 // prompts and responses
 
-/** The ids of a record's generation prompt: its segments before the last completion, each tokenized alone (as in training). */
+/** The ids of a record's generation prompt: its segments before the last completion, encoded as in training (encodeTexts: BOS, boundaries). */
 export function promptIds(template: Template, tokenizer: Tokenizer, record: DataRecord): { ids: number[]; text: string; expected: string } {
   const { segments } = template.render(record)
   let last = segments.length - 1
   while (last >= 0 && segments[last].kind !== 'completion') last--
   if (last < 0) throw new Error('the record renders no completion to generate')
   const before = segments.slice(0, last)
-  return { ids: before.flatMap((s) => tokenizer.encode(s.text)), text: before.map((s) => s.text).join(''), expected: segments[last].text }
+  const { prefix, parts } = encodeTexts(tokenizer, before.map((s) => s.text))
+  return { ids: [...prefix, ...parts.flat()], text: before.map((s) => s.text).join(''), expected: segments[last].text }
 }
 
 /** Cuts a generated text at the first stop string. */
@@ -221,11 +223,11 @@ export interface GenerationRequest {
  * min(maxNewTokens, n_positions / 2) tokens (cut from the start, as training cuts prompts);
  * an empty prompt becomes the eos (GPT-2's beginning of text).
  */
-export async function generateOne(model: GPT2Model, tokenizer: Tokenizer, request: GenerationRequest, o: GenerationOptions & { index?: number }): Promise<Generated> {
+export async function generateOne(model: Model, tokenizer: Tokenizer, request: GenerationRequest, o: GenerationOptions & { index?: number }): Promise<Generated> {
   if (!(Number.isInteger(o.maxNewTokens) && o.maxNewTokens >= 1)) {
     throw new RangeError(`generate: Expected an integer ≥ 1 for maxNewTokens but received ${o.maxNewTokens}`)
   }
-  const n = model.config.nPositions
+  const n = model.maxPositions
   let ids = request.ids.length > 0 ? request.ids : [tokenizer.eosId]
   let promptTruncated = 0
   if (ids.length >= n) {
@@ -251,14 +253,14 @@ export function recordRequest(template: Template, tokenizer: Tokenizer, record: 
  * time; copies run concurrently in the native thread pool). Results come back in request order;
  * `onResult` sees them as they finish.
  */
-export async function generateMany(models: GPT2Model | readonly GPT2Model[], tokenizer: Tokenizer, requests: readonly GenerationRequest[],
+export async function generateMany(models: Model | readonly Model[], tokenizer: Tokenizer, requests: readonly GenerationRequest[],
   o: GenerationOptions & { onResult?: (index: number, g: Generated, done: number) => void }): Promise<Generated[]> {
-  const pool = Array.isArray(models) ? models as readonly GPT2Model[] : [models as GPT2Model]
+  const pool = Array.isArray(models) ? models as readonly Model[] : [models as Model]
   if (pool.length === 0) throw new RangeError('generateMany: Expected at least one model but received none')
   const out = new Array<Generated>(requests.length)
   let next = 0
   let done = 0
-  const worker = async (model: GPT2Model): Promise<void> => {
+  const worker = async (model: Model): Promise<void> => {
     while (next < requests.length) {
       const i = next++
       out[i] = await generateOne(model, tokenizer, requests[i], { ...o, index: i })
@@ -281,7 +283,7 @@ export interface Answer {
 }
 
 /** Greedy answers for records, scored by exact match of the trimmed texts (the trainer's test answers). */
-export async function generateAnswers(model: GPT2Model, tokenizer: Tokenizer, template: Template, records: readonly DataRecord[],
+export async function generateAnswers(model: Model, tokenizer: Tokenizer, template: Template, records: readonly DataRecord[],
   options: { maxNewTokens: number; onProgress?: (done: number) => void }): Promise<{ answers: Answer[]; accuracy: number | null }> {
   const requests = records.map((r) => recordRequest(template, tokenizer, r))
   const generated = await generateMany(model, tokenizer, requests, {
@@ -390,40 +392,41 @@ function argmax(xs: readonly number[]): number {
   return best
 }
 
-/** Bytes of logits one call may return at most: fewer rows per call when rows are long. */
-export const LOGITS_BUDGET_BYTES = 256 * 2 ** 20
-
 /**
  * Multiple-choice accuracy by log-likelihood: each choice's continuation scored given its
- * context (model.logits, log-softmax on the host in float64), acc = argmax of the sums,
- * acc_norm = argmax of the sums divided by the choice's length (docs/eval.md). Requests are
- * sorted longest first and batched up to `maxBatch` rows per logits call (right-padded: a
- * causal model's padding does not change the positions before it).
+ * context (−log p of each continuation token from the engine's fused head, model.evaluate with
+ * tokenLosses: no logits leave the device), acc = argmax of the sums, acc_norm = argmax of the
+ * sums divided by the choice's length (docs/eval.md). Requests are sorted longest first and
+ * batched up to `maxBatch` rows per call (right-padded: a causal model's padding does not
+ * change the positions before it).
  */
-export async function scoreChoices(model: GPT2Model, records: readonly ChoiceRecord[], requests: readonly ChoiceRequest[],
+export async function scoreChoices(model: Model, records: readonly ChoiceRecord[], requests: readonly ChoiceRequest[],
   o: { maxBatch: number; padId: number; onProgress?: (done: number, total: number) => void }): Promise<ChoiceResult> {
-  const V = model.config.vocabSize
   const lls = records.map((r) => new Array<number>(r.continuations.length).fill(NaN))
   const truncated = records.map(() => false)
   const order = requests.map((_, i) => i).sort((a, b) => requests[b].input.length - requests[a].input.length || a - b)
   let done = 0
   for (let start = 0; start < order.length;) {
     const T = requests[order[start]].input.length
-    const rows = Math.max(1, Math.min(o.maxBatch, Math.floor(LOGITS_BUDGET_BYTES / (T * V * 4))))
-    const chunk = order.slice(start, start + rows)
+    const chunk = order.slice(start, start + Math.max(1, o.maxBatch))
     start += chunk.length
     const B = chunk.length
     const tokens = new Int32Array(B * T).fill(o.padId)
-    chunk.forEach((ri, b) => tokens.set(requests[ri].input, b * T))
-    const logits = await model.logits({ B, T, tokens, targets: new Int32Array(B * T), weights: new Float32Array(B * T) })
+    const targets = new Int32Array(B * T)
+    const kinds = new Uint8Array(B * T) // 2 (scored) at the positions that predict a continuation token
     chunk.forEach((ri, b) => {
       const q = requests[ri]
-      const L = q.input.length
+      tokens.set(q.input, b * T)
+      const first = b * T + q.input.length - q.target.length
+      targets.set(q.target, first)
+      kinds.fill(2, first, first + q.target.length)
+    })
+    const r = await model.evaluate({ B, T, tokens, targets, weights: new Float32Array(B * T), kinds }, { tokenLosses: true })
+    chunk.forEach((ri, b) => {
+      const q = requests[ri]
+      const first = b * T + q.input.length - q.target.length
       let sum = 0
-      for (let j = 0; j < q.target.length; j++) {
-        const off = (b * T + L - q.target.length + j) * V
-        sum += logSoftmaxAt(logits, off, V, q.target[j])
-      }
+      for (let j = 0; j < q.target.length; j++) sum -= r.tokenLosses[first + j]
       lls[q.record][q.choice] = sum
       if (q.truncated > 0) truncated[q.record] = true
     })
@@ -441,13 +444,4 @@ export async function scoreChoices(model: GPT2Model, records: readonly ChoiceRec
   const accNorm = scores.map((s) => (s.predNorm === s.answer ? 1 : 0))
   const mean = (xs: number[]) => (xs.length > 0 ? xs.reduce((s, x) => s + x, 0) / xs.length : null)
   return { scores, acc: mean(acc), accStderr: meanStderr(acc), accNorm: mean(accNorm), accNormStderr: meanStderr(accNorm) }
-}
-
-/** log softmax(x[off : off + V])[target], in float64. */
-export function logSoftmaxAt(x: Float32Array, off: number, V: number, target: number): number {
-  let m = -Infinity
-  for (let v = 0; v < V; v++) if (x[off + v] > m) m = x[off + v]
-  let z = 0
-  for (let v = 0; v < V; v++) z += Math.exp(x[off + v] - m)
-  return x[off + target] - m - Math.log(z)
 }

@@ -14,10 +14,8 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { GPT2Model } from '../model'
 import { openSafetensors, writeSafetensors } from '../safetensors'
-import { loadModel } from '../checkpoint'
-import { ModelOptions } from '../model'
+import { Model, ModelOptions, SaveOptions, loadModel } from '../model'
 import { writeTokenizerFiles } from './tokenizer-files'
 import { TrainingMeta, writeMeta } from '../model-dir'
 
@@ -92,12 +90,19 @@ export class RunDir {
   }
 
   /** A model directory (HF files + tokenizer) at `name` under the run dir, replaced atomically. */
-  async saveModelDir(name: string, model: GPT2Model, tokenizer: TokenizerSource, extra?: (tmp: string) => void): Promise<string> {
+  /**
+   * Model files are written with `save` (dtype, shard size); checkpoints always hold the f32
+   * masters, so that a resume continues exactly.
+   */
+  save: SaveOptions = {}
+
+  async saveModelDir(name: string, model: Model, tokenizer: TokenizerSource, extra?: (tmp: string) => void,
+    save: SaveOptions = this.save): Promise<string> {
     const target = path.join(this.dir, name)
     const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.tmp`)
     fs.rmSync(tmp, { recursive: true, force: true })
     fs.mkdirSync(tmp, { recursive: true })
-    await model.save(tmp)
+    await model.save(tmp, save)
     writeTokenizerFiles(tmp, tokenizer)
     if (this.meta) writeMeta(tmp, this.meta)
     if (extra) extra(tmp)
@@ -106,16 +111,16 @@ export class RunDir {
   }
 
   /** checkpoints/step-N with the optimizer and trainer state; prunes to the newest `keep`. */
-  async saveCheckpoint(model: GPT2Model, tokenizer: TokenizerSource, state: TrainerState, keep: number): Promise<string> {
+  async saveCheckpoint(model: Model, tokenizer: TokenizerSource, state: TrainerState, keep: number): Promise<string> {
     const name = path.join('checkpoints', `step-${state.globalStep}`)
     const dir = await this.saveModelDir(name, model, tokenizer, (tmp) => {
-      const moments = model.parameters().flatMap((p) => [
+      const moments = model.parameters().filter((p) => p.trainable).flatMap((p) => [
         { name: `m.${p.name}`, shape: p.shape, data: model.read(p.name, 'm') },
         { name: `v.${p.name}`, shape: p.shape, data: model.read(p.name, 'v') },
       ])
       writeSafetensors(path.join(tmp, 'optimizer.safetensors'), moments)
       fs.writeFileSync(path.join(tmp, 'trainer_state.json'), JSON.stringify(state, null, 2) + '\n') // last: marks it complete
-    })
+    }, { ...this.save, dtype: 'F32' })
     for (const old of this.checkpoints().slice(0, -keep)) fs.rmSync(old.dir, { recursive: true, force: true })
     return dir
   }
@@ -131,12 +136,12 @@ export class RunDir {
   }
 
   /** Loads a checkpoint: the model with its AdamW moments and step, and the trainer state. */
-  static async loadCheckpoint(dir: string, options: ModelOptions): Promise<{ model: GPT2Model; state: TrainerState }> {
+  static async loadCheckpoint(dir: string, options: ModelOptions): Promise<{ model: Model; state: TrainerState }> {
     const state = JSON.parse(fs.readFileSync(path.join(dir, 'trainer_state.json'), 'utf8')) as TrainerState
     const model = await loadModel(dir, options)
     const st = openSafetensors(path.join(dir, 'optimizer.safetensors'))
     try {
-      for (const p of model.parameters()) {
+      for (const p of model.parameters().filter((q) => q.trainable)) {
         model.write(p.name, st.read(`m.${p.name}`), 'm')
         model.write(p.name, st.read(`v.${p.name}`), 'v')
       }

@@ -13,7 +13,6 @@
 import { EventEmitter } from 'node:events'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { loadModel } from '../checkpoint'
 import { generateDemoRecords } from '../demo/tasks'
 import { BatchLoader, Step } from '../data/loader'
 import { EncodedExample } from '../data/example'
@@ -25,13 +24,18 @@ import { splitDataset } from '../data/split'
 import { Template } from '../data/template'
 import { ByteTokenizer, Tokenizer } from '../data/tokenizer'
 import { HfTokenizer } from '../data/hf-tokenizer'
-import { GPT2Model, initModel, resolveDevice } from '../model'
+import { Model, initModel, loadModel, resolveDevice } from '../model'
+import { ModelConfig, describeConfig, llamaConfig, maxPositions } from '../arch'
+import { readConfig } from '../checkpoint'
 import { TrainingMeta } from '../model-dir'
 import { Answer, evaluateLoss, generateAnswers, SplitLoss } from './evaluate'
 import { renderLossPlot } from './plot'
 import { RunDir, TokenizerSource, TrainerState } from './run-dir'
 import { learningRate, Schedule } from './schedule'
-import { TrainConfig } from './config'
+import { TrainConfig, parseSize } from './config'
+import type { SaveDtype } from '../checkpoint'
+
+const SAVE_DTYPES: Record<TrainConfig['saveDtype'], SaveDtype | 'auto'> = { auto: 'auto', float32: 'F32', bfloat16: 'BF16', float16: 'F16' }
 
 export interface StepMetrics {
   step: number
@@ -80,7 +84,7 @@ interface Prepared {
 }
 
 export class Trainer extends EventEmitter {
-  private model: GPT2Model | null = null
+  private model: Model | null = null
 
   constructor(readonly config: TrainConfig) {
     super()
@@ -145,13 +149,14 @@ export class Trainer extends EventEmitter {
       globalStep: 0, position: { epoch: 0, step: 0 }, adamStep: 0, bestValCompletionLoss: null, bestStep: null,
       evalsWithoutImprovement: 0, tokensSeen: 0, elapsedMs: 0,
     }
-    let model: GPT2Model
+    let model: Model
     const resumeFrom = c.resume !== null ? new RunDir(c.resume).checkpoints().pop() : undefined
     if (c.resume !== null && resumeFrom === undefined) throw new Error(`${c.resume}: no complete checkpoint to resume from`)
     const positions = resumeFrom !== undefined ? readPositions(resumeFrom.dir)
       : c.model !== null ? readPositions(c.model) : c.init.nPositions
     const data = await this.prepare(positions)
     run.meta = data.meta
+    run.save = { dtype: SAVE_DTYPES[c.saveDtype], maxShardBytes: parseSize(c.maxShardSize) ?? undefined }
     const modelOptions = { device, precision: c.precision, maxBatch: microBatch, maxSeqLen: data.maxLength - 1 }
     if (resumeFrom !== undefined) {
       const loaded = await RunDir.loadCheckpoint(resumeFrom.dir, modelOptions)
@@ -161,13 +166,13 @@ export class Trainer extends EventEmitter {
       this.log(`resuming ${c.resume} from ${path.relative(process.cwd(), resumeFrom.dir) || resumeFrom.dir} (step ${state.globalStep})`)
     } else {
       model = c.model !== null ? await loadModel(c.model, modelOptions)
-        : await initModel({ ...c.init, vocabSize: data.tokenizer.vocabSize }, { ...modelOptions, seed: c.seed })
+        : await initModel(freshConfig(c, data.tokenizer.vocabSize), { ...modelOptions, seed: c.seed })
       run.create({ ...c, resume: null })
     }
     this.model = model
     const info = model.info
     const params = model.parameters().reduce((s, p) => s + p.shape.reduce((a, d) => a * d, 1), 0)
-    this.log(`model: GPT-2 ${info.config.nLayer} layers, ${info.config.nHead} heads, ${info.config.nEmbd} channels, ` +
+    this.log(`model: ${describeConfig(model.config)}, ` +
       `${(params / 1e6).toFixed(2)}M parameters on ${info.device} (${info.precision}); memory ${(info.memory.total / 2 ** 20).toFixed(0)} MiB ` +
       `(activations ${(info.memory.activations / 2 ** 20).toFixed(0)} MiB for ${microBatch} × ${data.maxLength - 1})`)
 
@@ -211,43 +216,36 @@ export class Trainer extends EventEmitter {
         continue
       }
       const t0 = Date.now()
-      let lossSum = 0, cSum = 0, cCount = 0, pSum = 0, pCount = 0
-      for (const [i, mb] of step.microBatches.entries()) {
-        const pending = model.accumulate(mb, step.normalizer)
-        let prefetchError: unknown = null
-        if (i === 0 && state.globalStep + 1 < totalSteps) {
-          try {
-            const next = loader.next(state.position)
-            prefetched = loader.step(next.epoch, next.step)
-          } catch (err) {
-            prefetchError = err // raised once the step in flight has settled, never left unhandled
-          }
+      // One native call runs every micro-batch and AdamW; the next step is collated meanwhile.
+      const pending = model.step(step.microBatches, { lr, beta1: c.adamBeta1, beta2: c.adamBeta2, eps: c.adamEps,
+        weightDecay: c.weightDecay, maxGradNorm: c.maxGradNorm }, step.normalizer)
+      let prefetchError: unknown = null
+      if (state.globalStep + 1 < totalSteps) {
+        try {
+          const next = loader.next(state.position)
+          prefetched = loader.step(next.epoch, next.step)
+        } catch (err) {
+          prefetchError = err // raised once the step in flight has settled, never left unhandled
         }
-        const r = await pending
-        if (prefetchError !== null) throw prefetchError
-        lossSum += r.lossSum
-        cSum += r.completionLossSum
-        cCount += r.completionCount
-        pSum += r.promptLossSum
-        pCount += r.promptCount
       }
-      const loss = lossSum / step.normalizer
-      if (!Number.isFinite(loss)) {
-        model.zeroGrad()
+      const r = await pending
+      if (prefetchError !== null) throw prefetchError
+      const loss = r.lossSum / step.normalizer
+      if (r.skipped || !Number.isFinite(loss)) {
         stopReason = 'non_finite'
         message = `the loss became ${loss} at step ${state.globalStep + 1} (epoch ${step.epoch + 1}); stopped before ` +
           `updating the weights. ${lastCheckpoint ? `The last good checkpoint is ${lastCheckpoint}.` : 'No checkpoint was saved yet.'} ` +
           'Try a lower --lr or --max-grad-norm.'
         break
       }
-      const opt = await model.optimizerStep({ lr, beta1: c.adamBeta1, beta2: c.adamBeta2, eps: c.adamEps,
-        weightDecay: c.weightDecay, maxGradNorm: c.maxGradNorm })
+      const opt = r
       if (!Number.isFinite(opt.gradNorm)) {
         stopReason = 'non_finite'
         message = `the gradient norm became ${opt.gradNorm} at step ${state.globalStep + 1}; the weights of this run are ` +
           `no longer usable. ${lastCheckpoint ? `The last good checkpoint is ${lastCheckpoint}.` : 'No checkpoint was saved yet.'}`
         break
       }
+      const [cSum, cCount, pSum, pCount] = [r.completionLossSum, r.completionCount, r.promptLossSum, r.promptCount]
       state.globalStep++
       state.tokensSeen += step.tokens
       const epochEnded = step.step === loader.stepsPerEpoch - 1
@@ -336,9 +334,15 @@ export class Trainer extends EventEmitter {
 }
 
 function readPositions(modelDir: string): number {
-  const cfg = JSON.parse(fs.readFileSync(path.join(modelDir, 'config.json'), 'utf8')) as { n_positions?: number }
-  if (typeof cfg.n_positions !== 'number') throw new Error(`${modelDir}/config.json: no n_positions`)
-  return cfg.n_positions
+  return maxPositions(readConfig(modelDir))
+}
+
+/** The config of a fresh model (no --model): `init` sizes in the `initArch` architecture. */
+export function freshConfig(c: Pick<TrainConfig, 'init' | 'initArch'>, vocabSize: number): ModelConfig {
+  const { nLayer, nHead, nEmbd, nPositions, nKvHead } = c.init
+  if (c.initArch === 'gpt2') return { arch: 'gpt2', nLayer, nHead, nEmbd, nPositions, vocabSize }
+  return llamaConfig({ family: c.initArch, vocabSize, numLayers: nLayer, numHeads: nHead, numKvHeads: nKvHead !== undefined && nKvHead > 0 ? nKvHead : nHead,
+    hiddenSize: nEmbd, headDim: Math.floor(nEmbd / nHead), maxPositions: nPositions })
 }
 
 /** The loss plot's series, rebuilt from metrics.jsonl on resume so the picture stays whole. */

@@ -1,0 +1,256 @@
+// GPT-2 (GPT2LMHeadModel): learned positions, pre-LayerNorm blocks, Conv1D weights stored
+// (in, out), fused q|k|v projection, GELU (tanh), the LM head tied to the token table.
+// Shapes: B batch, T time, N = B*T, C channels, NH heads, hs = C/NH, V vocabulary,
+// Vp rows of the stored token table (>= V, a backend trait), L layers.
+//
+// Conventions (llm.c's): every parameter gradient accumulates (+=) across micro-batches until
+// the optimizer step zeroes it; activation gradients live in a few reused buffers that are
+// zeroed right before the op that accumulates into them; the residual-stream gradient is one
+// buffer (dres) that flows backward through the layers, each op adding into it.
+// LayerNorm and the embedding read the f32 masters (p); the GEMMs read the working copy (w).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "../engine.h"
+
+namespace plw::engine {
+
+template <typename BK, typename Act>
+class Gpt2 {
+    using Table = ParamTable<BK, Act>;
+    static constexpr WeightLayout kConv1D = WeightLayout::InOut;
+
+    struct Layer {  // table entries
+        int ln1w, ln1b, qkvw, qkvb, attprojw, attprojb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb;
+    };
+    struct Acts {  // kept for the backward (mean and rstd stay f32)
+        Act* ln1;       // (N, C)
+        float* ln1_mean;  // (N)
+        float* ln1_rstd;  // (N)
+        Act* qkv;       // (N, 3C)  rows [q | k | v]
+        Act* atty;      // (N, C)
+        Act* att;       // (B, NH, T, T)
+        Act* attproj;   // (N, C)
+        Act* res2;      // (N, C)
+        Act* ln2;       // (N, C)
+        float* ln2_mean;  // (N)
+        float* ln2_rstd;  // (N)
+        Act* fch;       // (N, 4C)
+        Act* fch_gelu;  // (N, 4C)
+        Act* fcproj;    // (N, C)
+        Act* res3;      // (N, C)  the block's output
+    };
+
+public:
+    static void validate(const ModelSpec& s) {
+        PLW_CHECK(s.hidden > 0 && s.layers > 0 && s.heads > 0 && s.vocab_size > 0 && s.max_positions > 0,
+                  "GPT-2 config needs positive n_embd, n_layer, n_head, vocab_size and n_positions");
+        PLW_CHECK(s.hidden % s.heads == 0, "n_embd (" << s.hidden << ") must be a multiple of n_head (" << s.heads << ")");
+        PLW_CHECK(s.kv_heads == s.heads && s.head_dim == s.hidden / s.heads && s.intermediate == 4 * s.hidden,
+                  "GPT-2 has kv_heads = n_head, head_dim = n_embd / n_head and a 4 n_embd MLP");
+    }
+
+    Gpt2(const ModelSpec& s, Table& t) : s_(s), t_(t) {
+        const int64_t C = s.hidden, V = s.vocab_size;
+        const double proj_std = 0.02 / std::sqrt(2.0 * s.layers);
+        auto weight = [&](std::string n, std::vector<int64_t> shape, double std = 0.02, size_t stored = 0) {
+            return t.add({std::move(n), std::move(shape), true, Init::Normal, std, stored});
+        };
+        auto vec = [&](std::string n, int64_t len, Init init) { return t.add({std::move(n), {len}, false, init}); };
+        wte_ = weight("wte.weight", {V, C}, 0.02, static_cast<size_t>(BK::padded_vocab(s.vocab_size)) * C);
+        wpe_ = weight("wpe.weight", {s.max_positions, C});
+        for (int l = 0; l < s.layers; l++) {
+            const std::string h = "h." + std::to_string(l) + ".";
+            Layer o;
+            o.ln1w = vec(h + "ln_1.weight", C, Init::Ones);
+            o.ln1b = vec(h + "ln_1.bias", C, Init::Zeros);
+            o.qkvw = weight(h + "attn.c_attn.weight", {C, 3 * C});
+            o.qkvb = vec(h + "attn.c_attn.bias", 3 * C, Init::Zeros);
+            o.attprojw = weight(h + "attn.c_proj.weight", {C, C}, proj_std);
+            o.attprojb = vec(h + "attn.c_proj.bias", C, Init::Zeros);
+            o.ln2w = vec(h + "ln_2.weight", C, Init::Ones);
+            o.ln2b = vec(h + "ln_2.bias", C, Init::Zeros);
+            o.fcw = weight(h + "mlp.c_fc.weight", {C, 4 * C});
+            o.fcb = vec(h + "mlp.c_fc.bias", 4 * C, Init::Zeros);
+            o.fcprojw = weight(h + "mlp.c_proj.weight", {4 * C, C}, proj_std);
+            o.fcprojb = vec(h + "mlp.c_proj.bias", C, Init::Zeros);
+            layers_.push_back(o);
+        }
+        lnfw_ = vec("ln_f.weight", C, Init::Ones);
+        lnfb_ = vec("ln_f.bias", C, Init::Zeros);
+    }
+
+    std::string describe() const {
+        return "GPT-2 (" + std::to_string(s_.layers) + " layers, " + std::to_string(s_.hidden) + " channels)";
+    }
+    int head_entry() const { return wte_; }
+    int kv_width() const { return s_.hidden; }
+    const Act* hidden() const { return lnf_; }
+
+    void carve(Arena<BK>& a, BatchShape max) {
+        const size_t C = s_.hidden, NH = s_.heads, B = max.B, T = max.T, N = B * T;
+        constexpr auto act = &MemoryReport::activations;
+        encoded_ = a.template take<Act>(N * C, act);
+        acts_.clear();
+        for (int l = 0; l < s_.layers; l++) {
+            Acts x{};
+            x.ln1 = a.template take<Act>(N * C, act);
+            x.ln1_mean = a.template take<float>(N, act);
+            x.ln1_rstd = a.template take<float>(N, act);
+            x.qkv = a.template take<Act>(N * 3 * C, act);
+            x.atty = a.template take<Act>(N * C, act);
+            x.att = a.template take<Act>(B * NH * T * T, act);
+            x.attproj = a.template take<Act>(N * C, act);
+            x.res2 = a.template take<Act>(N * C, act);
+            x.ln2 = a.template take<Act>(N * C, act);
+            x.ln2_mean = a.template take<float>(N, act);
+            x.ln2_rstd = a.template take<float>(N, act);
+            x.fch = a.template take<Act>(N * 4 * C, act);
+            x.fch_gelu = a.template take<Act>(N * 4 * C, act);
+            x.fcproj = a.template take<Act>(N * C, act);
+            x.res3 = a.template take<Act>(N * C, act);
+            acts_.push_back(x);
+        }
+        lnf_ = a.template take<Act>(N * C, act);
+        lnf_mean_ = a.template take<float>(N, act);
+        lnf_rstd_ = a.template take<float>(N, act);
+        dres_ = a.template take<Act>(N * C, act);
+        dbuf_ = a.template take<Act>(N * C, act);
+        dqkv_ = a.template take<Act>(N * 3 * C, act);
+        dfch_ = a.template take<Act>(N * 4 * C, act);
+        dfch_gelu_ = a.template take<Act>(N * 4 * C, act);
+    }
+
+    void forward(const Inputs& in) {
+        const int B = in.B, T = in.T, N = in.N, C = s_.hidden, NH = s_.heads, hs = C / NH;
+        BK::embedding_forward(encoded_, in.tokens, in.positions, P(wte_), P(wpe_), N, C);
+        const Act* x = encoded_;
+        for (int l = 0; l < s_.layers; l++) {
+            const Layer& o = layers_[l];
+            const Acts& a = acts_[l];
+            BK::layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, P(o.ln1w), P(o.ln1b), N, C);
+            BK::linear_forward(a.qkv, a.ln1, W(o.qkvw), W(o.qkvb), N, C, 3 * C, kConv1D);
+            BK::attention_forward(a.atty, a.att, a.qkv, a.qkv + C, a.qkv + 2 * C, in.segments, B, T, NH, NH, hs, 3 * C, 3 * C);
+            BK::linear_forward(a.attproj, a.atty, W(o.attprojw), W(o.attprojb), N, C, C, kConv1D);
+            BK::residual_forward(a.res2, x, a.attproj, static_cast<size_t>(N) * C);
+            BK::layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, P(o.ln2w), P(o.ln2b), N, C);
+            BK::linear_forward(a.fch, a.ln2, W(o.fcw), W(o.fcb), N, C, 4 * C, kConv1D);
+            BK::gelu_forward(a.fch_gelu, a.fch, static_cast<size_t>(N) * 4 * C);
+            BK::linear_forward(a.fcproj, a.fch_gelu, W(o.fcprojw), W(o.fcprojb), N, 4 * C, C, kConv1D);
+            BK::residual_forward(a.res3, a.res2, a.fcproj, static_cast<size_t>(N) * C);
+            x = a.res3;
+        }
+        BK::layernorm_forward(lnf_, lnf_mean_, lnf_rstd_, x, P(lnfw_), P(lnfb_), N, C);
+    }
+
+    // dlnf: the head's gradient w.r.t. the final LayerNorm's output (N, C).
+    void backward(const Inputs& in, const Act* dlnf) {
+        const int B = in.B, T = in.T, N = in.N, C = s_.hidden, NH = s_.heads, hs = C / NH;
+        const size_t NC = static_cast<size_t>(N) * C;
+        BK::zero(dres_, NC * sizeof(Act));
+        BK::layernorm_backward(dres_, G(lnfw_), G(lnfb_), dlnf, acts_.back().res3, P(lnfw_), lnf_mean_, lnf_rstd_, N, C);
+        for (int l = s_.layers - 1; l >= 0; l--) {
+            const Layer& o = layers_[l];
+            const Acts& a = acts_[l];
+            const Act* x_in = l == 0 ? encoded_ : acts_[l - 1].res3;
+            // res3 = res2 + fcproj: dres is d(fcproj) and flows on to res2.
+            BK::zero(dfch_gelu_, 4 * NC * sizeof(Act));
+            BK::linear_backward(dfch_gelu_, G(o.fcprojw), G(o.fcprojb), dres_, a.fch_gelu, W(o.fcprojw), N, 4 * C, C, kConv1D);
+            BK::zero(dfch_, 4 * NC * sizeof(Act));
+            BK::gelu_backward(dfch_, a.fch, dfch_gelu_, 4 * NC);
+            BK::zero(dbuf_, NC * sizeof(Act));  // d(ln2)
+            BK::linear_backward(dbuf_, G(o.fcw), G(o.fcb), dfch_, a.ln2, W(o.fcw), N, C, 4 * C, kConv1D);
+            BK::layernorm_backward(dres_, G(o.ln2w), G(o.ln2b), dbuf_, a.res2, P(o.ln2w), a.ln2_mean, a.ln2_rstd, N, C);
+            // res2 = x_in + attproj: dres is now d(res2) = d(attproj), and flows on to x_in.
+            BK::zero(dbuf_, NC * sizeof(Act));  // d(atty)
+            BK::linear_backward(dbuf_, G(o.attprojw), G(o.attprojb), dres_, a.atty, W(o.attprojw), N, C, C, kConv1D);
+            BK::zero(dqkv_, 3 * NC * sizeof(Act));
+            BK::attention_backward(dqkv_, dqkv_ + C, dqkv_ + 2 * C, dbuf_, a.qkv, a.qkv + C, a.qkv + 2 * C, a.att,
+                                   in.segments, B, T, NH, NH, hs, 3 * C, 3 * C);
+            BK::zero(dbuf_, NC * sizeof(Act));  // d(ln1)
+            BK::linear_backward(dbuf_, G(o.qkvw), G(o.qkvb), dqkv_, a.ln1, W(o.qkvw), N, C, 3 * C, kConv1D);
+            BK::layernorm_backward(dres_, G(o.ln1w), G(o.ln1b), dbuf_, x_in, P(o.ln1w), a.ln1_mean, a.ln1_rstd, N, C);
+        }
+        BK::embedding_backward(G(wte_), G(wpe_), dres_, in.tokens, in.positions, N, C);
+    }
+
+    // ------------------------------------------------------------------ generation (f32, masters)
+    void carve_decode(Arena<BK>& a) {
+        const size_t C = s_.hidden;
+        constexpr auto act = &MemoryReport::activations;
+        d_.x = a.template take<float>(C, act);
+        d_.ln = a.template take<float>(C, act);
+        d_.mean = a.template take<float>(1, act);
+        d_.rstd = a.template take<float>(1, act);
+        d_.qkv = a.template take<float>(3 * C, act);
+        d_.atty = a.template take<float>(C, act);
+        d_.tmp = a.template take<float>(C, act);
+        d_.res = a.template take<float>(C, act);
+        d_.fch = a.template take<float>(4 * C, act);
+        d_.fch_gelu = a.template take<float>(4 * C, act);
+    }
+
+    // After forward() of one row of T tokens: K and V of every layer into the cache.
+    void store_kv(int T, KvCache& cache) {
+        const int C = s_.hidden;
+        for (int l = 0; l < s_.layers; l++) {
+            for (int t = 0; t < T; t++) {  // qkv rows are [q | k | v]
+                const Act* row = acts_[l].qkv + static_cast<size_t>(t) * 3 * C;
+                to_f32(cache.k_layer(l) + static_cast<size_t>(t) * C, row + C, C);
+                to_f32(cache.v_layer(l) + static_cast<size_t>(t) * C, row + 2 * C, C);
+            }
+        }
+    }
+
+    // The forward of one new token, attending over the cache; mirrors forward() op for op with N = 1.
+    void decode_step(const DecodeInputs& in, KvCache& cache, float* out) {
+        const int C = s_.hidden, NH = s_.heads, hs = C / NH;
+        Dec& d = d_;
+        BK::embedding_forward(d.x, in.token, in.position, P(wte_), P(wpe_), 1, C);
+        for (int l = 0; l < s_.layers; l++) {
+            const Layer& o = layers_[l];
+            float* kc = cache.k_layer(l);
+            float* vc = cache.v_layer(l);
+            BK::layernorm_forward(d.ln, d.mean, d.rstd, d.x, P(o.ln1w), P(o.ln1b), 1, C);
+            BK::linear_forward(d.qkv, d.ln, P(o.qkvw), P(o.qkvb), 1, C, 3 * C, kConv1D);
+            BK::copy(kc + static_cast<size_t>(in.pos) * C, d.qkv + C, sizeof(float) * C);
+            BK::copy(vc + static_cast<size_t>(in.pos) * C, d.qkv + 2 * C, sizeof(float) * C);
+            BK::attention_decode_forward(d.atty, d.qkv, kc, vc, in.pos + 1, NH, NH, hs);
+            BK::linear_forward(d.tmp, d.atty, P(o.attprojw), P(o.attprojb), 1, C, C, kConv1D);
+            BK::residual_forward(d.res, d.x, d.tmp, C);
+            BK::layernorm_forward(d.ln, d.mean, d.rstd, d.res, P(o.ln2w), P(o.ln2b), 1, C);
+            BK::linear_forward(d.fch, d.ln, P(o.fcw), P(o.fcb), 1, C, 4 * C, kConv1D);
+            BK::gelu_forward(d.fch_gelu, d.fch, static_cast<size_t>(4) * C);
+            BK::linear_forward(d.tmp, d.fch_gelu, P(o.fcprojw), P(o.fcprojb), 1, 4 * C, C, kConv1D);
+            BK::residual_forward(d.x, d.res, d.tmp, C);
+        }
+        BK::layernorm_forward(out, d.mean, d.rstd, d.x, P(lnfw_), P(lnfb_), 1, C);
+    }
+
+private:
+    float* P(int e) const { return t_.param(e); }
+    const Act* W(int e) const { return t_.work(e); }
+    float* G(int e) const { return t_.grad(e); }
+
+    void to_f32(float* dst, const Act* src, size_t n) { device_to_f32<BK>(dst, src, n); }
+
+    struct Dec {  // one-row decode buffers, f32
+        float *x, *ln, *mean, *rstd, *qkv, *atty, *tmp, *res, *fch, *fch_gelu;
+    };
+
+    ModelSpec s_;
+    Table& t_;
+    int wte_ = 0, wpe_ = 0, lnfw_ = 0, lnfb_ = 0;
+    std::vector<Layer> layers_;
+    Act* encoded_ = nullptr;  // (N, C) token + position embedding
+    std::vector<Acts> acts_;
+    Act* lnf_ = nullptr;  // (N, C)
+    float *lnf_mean_ = nullptr, *lnf_rstd_ = nullptr;  // (N)
+    Act *dres_ = nullptr, *dbuf_ = nullptr;            // (N, C)
+    Act* dqkv_ = nullptr;                              // (N, 3C)
+    Act *dfch_ = nullptr, *dfch_gelu_ = nullptr;       // (N, 4C)
+    Dec d_{};
+};
+
+}  // namespace plw::engine

@@ -1,0 +1,380 @@
+// The Llama family (LlamaForCausalLM: Llama 2/3.x, TinyLlama, SmolLM2; Qwen2ForCausalLM;
+// Qwen3ForCausalLM; MistralForCausalLM), as transformers computes it:
+//   x = embed_tokens[ids]
+//   per layer:  h = x + o_proj(attention(rope(q_proj(n1)), rope(k_proj(n1)), v_proj(n1)))
+//                   with n1 = input_layernorm(x)        (Qwen3: q, k RMS-normed per head first)
+//               x = h + down_proj(silu(gate_proj(n2)) * up_proj(n2)),  n2 = post_attention_layernorm(h)
+//   hidden = norm(x); logits = hidden . lm_head^T  (lm_head = embed_tokens when tied)
+// RMSNorm in f32 then times its weight; rotate-half RoPE with per-example positions
+// (inv_freq = 1/theta^(2i/hs), optionally the "llama3" rescaling); grouped-query attention
+// (KV head j serves query heads j*n_rep .. (j+1)*n_rep - 1), scale hs^-0.5; nn.Linear
+// weights stored (out, in); optional q/k/v, o and MLP biases.
+// Shapes: B batch, T time, N = B*T, C hidden, NH heads, NKV kv heads, hs head_dim,
+// Q = NH*hs, KV = NKV*hs, F intermediate, V vocabulary, L layers.
+//
+// Conventions as in gpt2.h: parameter gradients +=; activation gradients in reused buffers
+// zeroed before the op that accumulates into them; dres carries the residual gradient down.
+// Norms and the embedding read the f32 masters (P); the GEMMs read the working copy (W).
+#pragma once
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "../engine.h"
+
+namespace plw::engine {
+
+// RoPE's inverse frequencies (hs/2) in f32 as transformers forms them: 1/theta^(2i/hs), and
+// with "llama3" scaling: wavelengths longer than original/low_freq_factor divided by factor,
+// shorter than original/high_freq_factor kept, those between interpolated smoothly.
+inline std::vector<float> rope_inv_freq(const ModelSpec& s) {
+    const int half = s.head_dim / 2;
+    std::vector<float> f(half);
+    for (int i = 0; i < half; i++) {
+        const float expo = static_cast<float>(2 * i) / static_cast<float>(s.head_dim);
+        f[i] = 1.0f / std::pow(static_cast<float>(s.rope_theta), expo);
+    }
+    const RopeScaling& r = s.rope_scaling;
+    if (!r.llama3) return f;
+    const float factor = static_cast<float>(r.factor), low = static_cast<float>(r.low_freq_factor),
+                high = static_cast<float>(r.high_freq_factor), old_len = static_cast<float>(r.original_max_positions);
+    const float low_wavelen = old_len / low, high_wavelen = old_len / high;
+    for (int i = 0; i < half; i++) {
+        const float wavelen = 2.0f * static_cast<float>(M_PI) / f[i];
+        if (wavelen > low_wavelen) {
+            f[i] = f[i] / factor;
+        } else if (wavelen >= high_wavelen) {
+            const float smooth = (old_len / wavelen - low) / (high - low);
+            f[i] = (1.0f - smooth) * f[i] / factor + smooth * f[i];
+        }
+    }
+    return f;
+}
+
+template <typename BK, typename Act>
+class Llama {
+    using Table = ParamTable<BK, Act>;
+    static constexpr WeightLayout kLinear = WeightLayout::OutIn;
+    static constexpr int kNone = -1;
+
+    struct Layer {  // table entries; kNone where the family has no such tensor
+        int ln1, q, qb, k, kb, v, vb, o, ob, qnorm, knorm, ln2, gate, gateb, up, upb, down, downb;
+    };
+    struct Acts {  // kept for the backward
+        Act* ln1;        // (N, C)  input_layernorm(x)
+        float* ln1_rstd; // (N)
+        Act* q_lin;      // (N, Q)  q_proj output before the per-head norm (qk_norm only)
+        Act* k_lin;      // (N, KV) (qk_norm only)
+        float* q_rstd;   // (N*NH)  (qk_norm only)
+        float* k_rstd;   // (N*NKV) (qk_norm only)
+        Act* q;          // (N, Q)  after norm and RoPE: the attention's input
+        Act* k;          // (N, KV)
+        Act* v;          // (N, KV)
+        Act* att;        // (B, NH, T, T) probabilities
+        Act* atty;       // (N, Q)
+        Act* attproj;    // (N, C)  o_proj output
+        Act* res2;       // (N, C)  x + attention
+        Act* ln2;        // (N, C)  post_attention_layernorm(res2)
+        float* ln2_rstd; // (N)
+        Act* gate;       // (N, F)
+        Act* up;         // (N, F)
+        Act* act;        // (N, F)  silu(gate) * up
+        Act* mlp;        // (N, C)  down_proj output
+        Act* res3;       // (N, C)  the block's output
+    };
+
+public:
+    static void validate(const ModelSpec& s) {
+        PLW_CHECK(s.hidden > 0 && s.layers > 0 && s.heads > 0 && s.kv_heads > 0 && s.head_dim > 0 && s.intermediate > 0 &&
+                      s.vocab_size > 0 && s.max_positions > 0,
+                  "a Llama-family config needs positive hidden_size, num_hidden_layers, num_attention_heads, "
+                  "num_key_value_heads, head_dim, intermediate_size, vocab_size and max_position_embeddings");
+        PLW_CHECK(s.heads % s.kv_heads == 0, "num_attention_heads (" << s.heads << ") must be a multiple of num_key_value_heads ("
+                                                                     << s.kv_heads << ")");
+        PLW_CHECK(s.head_dim % 2 == 0, "head_dim (" << s.head_dim << ") must be even for rotary embeddings");
+        PLW_CHECK(s.norm_eps > 0 && s.rope_theta > 0, "rms_norm_eps and rope_theta must be positive");
+        if (s.rope_scaling.llama3)
+            PLW_CHECK(s.rope_scaling.factor > 0 && s.rope_scaling.high_freq_factor > s.rope_scaling.low_freq_factor &&
+                          s.rope_scaling.original_max_positions > 0,
+                      "llama3 rope_scaling needs factor > 0, high_freq_factor > low_freq_factor and original_max_position_embeddings > 0");
+    }
+
+    Llama(const ModelSpec& s, Table& t) : s_(s), t_(t) {
+        const int64_t C = s.hidden, V = s.vocab_size, Q = int64_t{s.heads} * s.head_dim,
+                      KV = int64_t{s.kv_heads} * s.head_dim, F = s.intermediate, hs = s.head_dim;
+        auto weight = [&](std::string n, std::vector<int64_t> shape, size_t stored = 0) {
+            return t.add({std::move(n), std::move(shape), true, Init::Normal, 0.02, stored});
+        };
+        auto vec = [&](std::string n, int64_t len, Init init) { return t.add({std::move(n), {len}, false, init}); };
+        auto bias = [&](bool on, std::string n, int64_t len) { return on ? vec(std::move(n), len, Init::Zeros) : kNone; };
+        const size_t stored_vocab = static_cast<size_t>(BK::padded_vocab(s.vocab_size)) * C;
+        embed_ = weight("model.embed_tokens.weight", {V, C}, stored_vocab);
+        for (int l = 0; l < s.layers; l++) {
+            const std::string p = "model.layers." + std::to_string(l) + ".";
+            Layer o;
+            o.ln1 = vec(p + "input_layernorm.weight", C, Init::Ones);
+            o.q = weight(p + "self_attn.q_proj.weight", {Q, C});
+            o.qb = bias(s.qkv_bias, p + "self_attn.q_proj.bias", Q);
+            o.k = weight(p + "self_attn.k_proj.weight", {KV, C});
+            o.kb = bias(s.qkv_bias, p + "self_attn.k_proj.bias", KV);
+            o.v = weight(p + "self_attn.v_proj.weight", {KV, C});
+            o.vb = bias(s.qkv_bias, p + "self_attn.v_proj.bias", KV);
+            o.o = weight(p + "self_attn.o_proj.weight", {C, Q});
+            o.ob = bias(s.o_bias, p + "self_attn.o_proj.bias", C);
+            o.qnorm = s.qk_norm ? vec(p + "self_attn.q_norm.weight", hs, Init::Ones) : kNone;
+            o.knorm = s.qk_norm ? vec(p + "self_attn.k_norm.weight", hs, Init::Ones) : kNone;
+            o.ln2 = vec(p + "post_attention_layernorm.weight", C, Init::Ones);
+            o.gate = weight(p + "mlp.gate_proj.weight", {F, C});
+            o.gateb = bias(s.mlp_bias, p + "mlp.gate_proj.bias", F);
+            o.up = weight(p + "mlp.up_proj.weight", {F, C});
+            o.upb = bias(s.mlp_bias, p + "mlp.up_proj.bias", F);
+            o.down = weight(p + "mlp.down_proj.weight", {C, F});
+            o.downb = bias(s.mlp_bias, p + "mlp.down_proj.bias", C);
+            layers_.push_back(o);
+        }
+        norm_ = vec("model.norm.weight", C, Init::Ones);
+        head_ = s.tied_head ? embed_ : weight("lm_head.weight", {V, C}, stored_vocab);
+    }
+
+    std::string describe() const {
+        return "Llama-family model (" + std::to_string(s_.layers) + " layers, " + std::to_string(s_.hidden) + " hidden)";
+    }
+    int head_entry() const { return head_; }
+    int kv_width() const { return s_.kv_heads * s_.head_dim; }
+    const Act* hidden() const { return norm_out_; }
+
+    void carve(Arena<BK>& a, BatchShape max) {
+        const size_t B = max.B, T = max.T, N = B * T, C = s_.hidden, NH = s_.heads, NKV = s_.kv_heads,
+                     Q = NH * s_.head_dim, KV = NKV * s_.head_dim, F = s_.intermediate;
+        constexpr auto act = &MemoryReport::activations;
+        embedded_ = a.template take<Act>(N * C, act);
+        acts_.clear();
+        for (int l = 0; l < s_.layers; l++) {
+            Acts x{};
+            x.ln1 = a.template take<Act>(N * C, act);
+            x.ln1_rstd = a.template take<float>(N, act);
+            if (s_.qk_norm) {
+                x.q_lin = a.template take<Act>(N * Q, act);
+                x.k_lin = a.template take<Act>(N * KV, act);
+                x.q_rstd = a.template take<float>(N * NH, act);
+                x.k_rstd = a.template take<float>(N * NKV, act);
+            }
+            x.q = a.template take<Act>(N * Q, act);
+            x.k = a.template take<Act>(N * KV, act);
+            x.v = a.template take<Act>(N * KV, act);
+            x.att = a.template take<Act>(B * NH * T * T, act);
+            x.atty = a.template take<Act>(N * Q, act);
+            x.attproj = a.template take<Act>(N * C, act);
+            x.res2 = a.template take<Act>(N * C, act);
+            x.ln2 = a.template take<Act>(N * C, act);
+            x.ln2_rstd = a.template take<float>(N, act);
+            x.gate = a.template take<Act>(N * F, act);
+            x.up = a.template take<Act>(N * F, act);
+            x.act = a.template take<Act>(N * F, act);
+            x.mlp = a.template take<Act>(N * C, act);
+            x.res3 = a.template take<Act>(N * C, act);
+            acts_.push_back(x);
+        }
+        norm_out_ = a.template take<Act>(N * C, act);
+        norm_rstd_ = a.template take<float>(N, act);
+        dres_ = a.template take<Act>(N * C, act);
+        dbuf_ = a.template take<Act>(N * C, act);
+        datty_ = a.template take<Act>(N * Q, act);
+        dq_ = a.template take<Act>(N * Q, act);
+        dk_ = a.template take<Act>(N * KV, act);
+        dv_ = a.template take<Act>(N * KV, act);
+        if (s_.qk_norm) {
+            dq_lin_ = a.template take<Act>(N * Q, act);
+            dk_lin_ = a.template take<Act>(N * KV, act);
+        }
+        dact_ = a.template take<Act>(N * F, act);
+        dgate_ = a.template take<Act>(N * F, act);
+        dup_ = a.template take<Act>(N * F, act);
+        inv_freq_ = a.template take<float>(s_.head_dim / 2, act);
+        if (inv_freq_) {
+            const std::vector<float> f = rope_inv_freq(s_);
+            BK::upload(inv_freq_, f.data(), f.size() * sizeof(float));
+        }
+    }
+
+    void forward(const Inputs& in) {
+        const int B = in.B, T = in.T, N = in.N, C = s_.hidden, NH = s_.heads, NKV = s_.kv_heads, hs = s_.head_dim,
+                  Q = NH * hs, KV = NKV * hs, F = s_.intermediate;
+        const float eps = static_cast<float>(s_.norm_eps);
+        BK::embedding_forward(embedded_, in.tokens, nullptr, P(embed_), nullptr, N, C);
+        const Act* x = embedded_;
+        for (int l = 0; l < s_.layers; l++) {
+            const Layer& o = layers_[l];
+            const Acts& a = acts_[l];
+            BK::rmsnorm_forward(a.ln1, a.ln1_rstd, x, P(o.ln1), N, C, eps);
+            if (s_.qk_norm) {
+                BK::linear_forward(a.q_lin, a.ln1, W(o.q), W(o.qb), N, C, Q, kLinear);
+                BK::linear_forward(a.k_lin, a.ln1, W(o.k), W(o.kb), N, C, KV, kLinear);
+                BK::rmsnorm_forward(a.q, a.q_rstd, a.q_lin, P(o.qnorm), N * NH, hs, eps);
+                BK::rmsnorm_forward(a.k, a.k_rstd, a.k_lin, P(o.knorm), N * NKV, hs, eps);
+            } else {
+                BK::linear_forward(a.q, a.ln1, W(o.q), W(o.qb), N, C, Q, kLinear);
+                BK::linear_forward(a.k, a.ln1, W(o.k), W(o.kb), N, C, KV, kLinear);
+            }
+            BK::linear_forward(a.v, a.ln1, W(o.v), W(o.vb), N, C, KV, kLinear);
+            BK::rope_forward(a.q, in.positions, inv_freq_, N, NH, hs);
+            BK::rope_forward(a.k, in.positions, inv_freq_, N, NKV, hs);
+            BK::attention_forward(a.atty, a.att, a.q, a.k, a.v, in.segments, B, T, NH, NKV, hs, Q, KV);
+            BK::linear_forward(a.attproj, a.atty, W(o.o), W(o.ob), N, Q, C, kLinear);
+            BK::residual_forward(a.res2, x, a.attproj, static_cast<size_t>(N) * C);
+            BK::rmsnorm_forward(a.ln2, a.ln2_rstd, a.res2, P(o.ln2), N, C, eps);
+            BK::linear_forward(a.gate, a.ln2, W(o.gate), W(o.gateb), N, C, F, kLinear);
+            BK::linear_forward(a.up, a.ln2, W(o.up), W(o.upb), N, C, F, kLinear);
+            BK::swiglu_forward(a.act, a.gate, a.up, static_cast<size_t>(N) * F);
+            BK::linear_forward(a.mlp, a.act, W(o.down), W(o.downb), N, F, C, kLinear);
+            BK::residual_forward(a.res3, a.res2, a.mlp, static_cast<size_t>(N) * C);
+            x = a.res3;
+        }
+        BK::rmsnorm_forward(norm_out_, norm_rstd_, x, P(norm_), N, C, eps);
+    }
+
+    // dnorm: the head's gradient w.r.t. the final norm's output (N, C).
+    void backward(const Inputs& in, const Act* dnorm) {
+        const int B = in.B, T = in.T, N = in.N, C = s_.hidden, NH = s_.heads, NKV = s_.kv_heads, hs = s_.head_dim,
+                  Q = NH * hs, KV = NKV * hs, F = s_.intermediate;
+        const size_t NC = static_cast<size_t>(N) * C, NF = static_cast<size_t>(N) * F, NQ = static_cast<size_t>(N) * Q,
+                     NKVs = static_cast<size_t>(N) * KV;
+        BK::zero(dres_, NC * sizeof(Act));
+        BK::rmsnorm_backward(dres_, G(norm_), dnorm, acts_.back().res3, P(norm_), norm_rstd_, N, C);
+        for (int l = s_.layers - 1; l >= 0; l--) {
+            const Layer& o = layers_[l];
+            const Acts& a = acts_[l];
+            const Act* x_in = l == 0 ? embedded_ : acts_[l - 1].res3;
+            // res3 = res2 + mlp: dres is d(mlp) and flows on to res2.
+            BK::zero(dact_, NF * sizeof(Act));
+            BK::linear_backward(dact_, G(o.down), G(o.downb), dres_, a.act, W(o.down), N, F, C, kLinear);
+            BK::zero(dgate_, NF * sizeof(Act));
+            BK::zero(dup_, NF * sizeof(Act));
+            BK::swiglu_backward(dgate_, dup_, dact_, a.gate, a.up, NF);
+            BK::zero(dbuf_, NC * sizeof(Act));  // d(ln2), from both projections
+            BK::linear_backward(dbuf_, G(o.gate), G(o.gateb), dgate_, a.ln2, W(o.gate), N, C, F, kLinear);
+            BK::linear_backward(dbuf_, G(o.up), G(o.upb), dup_, a.ln2, W(o.up), N, C, F, kLinear);
+            BK::rmsnorm_backward(dres_, G(o.ln2), dbuf_, a.res2, P(o.ln2), a.ln2_rstd, N, C);
+            // res2 = x_in + attproj: dres is now d(attproj), and flows on to x_in.
+            BK::zero(datty_, NQ * sizeof(Act));
+            BK::linear_backward(datty_, G(o.o), G(o.ob), dres_, a.atty, W(o.o), N, Q, C, kLinear);
+            BK::zero(dq_, NQ * sizeof(Act));
+            BK::zero(dk_, NKVs * sizeof(Act));
+            BK::zero(dv_, NKVs * sizeof(Act));
+            BK::attention_backward(dq_, dk_, dv_, datty_, a.q, a.k, a.v, a.att, in.segments, B, T, NH, NKV, hs, Q, KV);
+            BK::rope_backward(dq_, in.positions, inv_freq_, N, NH, hs);
+            BK::rope_backward(dk_, in.positions, inv_freq_, N, NKV, hs);
+            const Act* dq = dq_;
+            const Act* dk = dk_;
+            if (s_.qk_norm) {
+                BK::zero(dq_lin_, NQ * sizeof(Act));
+                BK::zero(dk_lin_, NKVs * sizeof(Act));
+                BK::rmsnorm_backward(dq_lin_, G(o.qnorm), dq_, a.q_lin, P(o.qnorm), a.q_rstd, N * NH, hs);
+                BK::rmsnorm_backward(dk_lin_, G(o.knorm), dk_, a.k_lin, P(o.knorm), a.k_rstd, N * NKV, hs);
+                dq = dq_lin_;
+                dk = dk_lin_;
+            }
+            BK::zero(dbuf_, NC * sizeof(Act));  // d(ln1), from the three projections
+            BK::linear_backward(dbuf_, G(o.q), G(o.qb), dq, a.ln1, W(o.q), N, C, Q, kLinear);
+            BK::linear_backward(dbuf_, G(o.k), G(o.kb), dk, a.ln1, W(o.k), N, C, KV, kLinear);
+            BK::linear_backward(dbuf_, G(o.v), G(o.vb), dv_, a.ln1, W(o.v), N, C, KV, kLinear);
+            BK::rmsnorm_backward(dres_, G(o.ln1), dbuf_, x_in, P(o.ln1), a.ln1_rstd, N, C);
+        }
+        BK::embedding_backward(G(embed_), nullptr, dres_, in.tokens, nullptr, N, C);
+    }
+
+    // ------------------------------------------------------------------ generation (f32, masters)
+    void carve_decode(Arena<BK>& a) {
+        const size_t C = s_.hidden, NH = s_.heads, Q = NH * s_.head_dim, KV = kv_width(), F = s_.intermediate;
+        constexpr auto act = &MemoryReport::activations;
+        d_.x = a.template take<float>(C, act);
+        d_.ln = a.template take<float>(C, act);
+        d_.rstd = a.template take<float>(NH, act);
+        d_.q_lin = a.template take<float>(Q, act);
+        d_.k_lin = a.template take<float>(KV, act);
+        d_.q = a.template take<float>(Q, act);
+        d_.k = a.template take<float>(KV, act);
+        d_.atty = a.template take<float>(Q, act);
+        d_.tmp = a.template take<float>(C, act);
+        d_.res = a.template take<float>(C, act);
+        d_.gate = a.template take<float>(F, act);
+        d_.up = a.template take<float>(F, act);
+        d_.act = a.template take<float>(F, act);
+    }
+
+    // After forward() of one row of T tokens: K (after RoPE) and V of every layer into the cache.
+    void store_kv(int T, KvCache& cache) {
+        const size_t n = static_cast<size_t>(T) * kv_width();
+        for (int l = 0; l < s_.layers; l++) {
+            to_f32(cache.k_layer(l), acts_[l].k, n);
+            to_f32(cache.v_layer(l), acts_[l].v, n);
+        }
+    }
+
+    // The forward of one new token over the cache; mirrors forward() op for op with N = 1.
+    void decode_step(const DecodeInputs& in, KvCache& cache, float* out) {
+        const int C = s_.hidden, NH = s_.heads, NKV = s_.kv_heads, hs = s_.head_dim, Q = NH * hs, KV = NKV * hs,
+                  F = s_.intermediate;
+        const float eps = static_cast<float>(s_.norm_eps);
+        Dec& d = d_;
+        BK::embedding_forward(d.x, in.token, nullptr, P(embed_), nullptr, 1, C);
+        for (int l = 0; l < s_.layers; l++) {
+            const Layer& o = layers_[l];
+            float* kc = cache.k_layer(l);
+            float* vc = cache.v_layer(l);
+            float* krow = kc + static_cast<size_t>(in.pos) * KV;
+            BK::rmsnorm_forward(d.ln, d.rstd, d.x, P(o.ln1), 1, C, eps);
+            if (s_.qk_norm) {
+                BK::linear_forward(d.q_lin, d.ln, P(o.q), PB(o.qb), 1, C, Q, kLinear);
+                BK::linear_forward(d.k_lin, d.ln, P(o.k), PB(o.kb), 1, C, KV, kLinear);
+                BK::rmsnorm_forward(d.q, d.rstd, d.q_lin, P(o.qnorm), NH, hs, eps);
+                BK::rmsnorm_forward(krow, d.rstd, d.k_lin, P(o.knorm), NKV, hs, eps);
+            } else {
+                BK::linear_forward(d.q, d.ln, P(o.q), PB(o.qb), 1, C, Q, kLinear);
+                BK::linear_forward(krow, d.ln, P(o.k), PB(o.kb), 1, C, KV, kLinear);
+            }
+            BK::linear_forward(vc + static_cast<size_t>(in.pos) * KV, d.ln, P(o.v), PB(o.vb), 1, C, KV, kLinear);
+            BK::rope_forward(d.q, in.position, inv_freq_, 1, NH, hs);
+            BK::rope_forward(krow, in.position, inv_freq_, 1, NKV, hs);
+            BK::attention_decode_forward(d.atty, d.q, kc, vc, in.pos + 1, NH, NKV, hs);
+            BK::linear_forward(d.tmp, d.atty, P(o.o), PB(o.ob), 1, Q, C, kLinear);
+            BK::residual_forward(d.res, d.x, d.tmp, C);
+            BK::rmsnorm_forward(d.ln, d.rstd, d.res, P(o.ln2), 1, C, eps);
+            BK::linear_forward(d.gate, d.ln, P(o.gate), PB(o.gateb), 1, C, F, kLinear);
+            BK::linear_forward(d.up, d.ln, P(o.up), PB(o.upb), 1, C, F, kLinear);
+            BK::swiglu_forward(d.act, d.gate, d.up, static_cast<size_t>(F));
+            BK::linear_forward(d.tmp, d.act, P(o.down), PB(o.downb), 1, F, C, kLinear);
+            BK::residual_forward(d.x, d.res, d.tmp, C);
+        }
+        BK::rmsnorm_forward(out, d.rstd, d.x, P(norm_), 1, C, eps);
+    }
+
+private:
+    float* P(int e) const { return t_.param(e); }
+    const float* PB(int e) const { return e == kNone ? nullptr : t_.param(e); }  // an optional bias, f32 master
+    const Act* W(int e) const { return e == kNone ? nullptr : t_.work(e); }
+    float* G(int e) const { return e == kNone ? nullptr : t_.grad(e); }
+
+    void to_f32(float* dst, const Act* src, size_t n) { device_to_f32<BK>(dst, src, n); }
+
+    struct Dec {  // one-row decode buffers, f32
+        float *x, *ln, *rstd, *q_lin, *k_lin, *q, *k, *atty, *tmp, *res, *gate, *up, *act;
+    };
+
+    ModelSpec s_;
+    Table& t_;
+    int embed_ = 0, norm_ = 0, head_ = 0;
+    std::vector<Layer> layers_;
+    Act* embedded_ = nullptr;  // (N, C)
+    std::vector<Acts> acts_;
+    Act* norm_out_ = nullptr;     // (N, C) the final norm's output
+    float* norm_rstd_ = nullptr;  // (N)
+    Act *dres_ = nullptr, *dbuf_ = nullptr;                  // (N, C)
+    Act *datty_ = nullptr, *dq_ = nullptr, *dq_lin_ = nullptr;  // (N, Q)
+    Act *dk_ = nullptr, *dv_ = nullptr, *dk_lin_ = nullptr;     // (N, KV)
+    Act *dact_ = nullptr, *dgate_ = nullptr, *dup_ = nullptr;   // (N, F)
+    float* inv_freq_ = nullptr;                                 // (hs/2) RoPE inverse frequencies
+    Dec d_{};
+};
+
+}  // namespace plw::engine

@@ -1,0 +1,433 @@
+// The generic engine: everything about a model that does not depend on its architecture.
+// Engine<Arch> owns the parameter table (param_table.h), the batch inputs on the device, the
+// fused LM head + weighted loss, the training step, evaluation and generation (KV cache and
+// sampling); the architecture (arch/gpt2.h, arch/llama.h) owns its parameter entries, its
+// activations and the forward / backward / decode-step orchestration.
+//
+// An architecture class A<BK, Act> provides:
+//   A(const ModelSpec&, ParamTable&)     registers its entries (validate() first)
+//   static void validate(const ModelSpec&)   throws on a spec it cannot run
+//   void carve(Arena&, BatchShape)       its activation buffers (dry run or real)
+//   void carve_decode(Arena&)            its one-row decode buffers
+//   void forward(const Inputs&)          -> hidden(): the final norm's output (N, C)
+//   void backward(const Inputs&, const Act* dhidden)   parameter gradients +=
+//   int head_entry() const               the table entry whose rows are the LM head (V, C)
+//   void store_kv(int T, KvCache&)       after forward() of one row: K/V of rows 0..T-1 into the cache
+//   void decode_step(const DecodeInputs&, KvCache&, float* out)   one token; out (C) = final norm, f32
+//   int kv_width() const                 NKV * hs, a cache row
+//   std::string describe() const         for messages ("Llama (16 layers, 2048 channels)")
+//
+// Precision: Act is the element type of activations (float, or bf16 for mixed precision on
+// CUDA); parameters, gradients and moments are f32 (docs/precision.md). Generation decodes in
+// f32 on the masters whatever the precision.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "../common/check.h"
+#include "arena.h"
+#include "backend.h"
+#include "model.h"
+#include "param_table.h"
+#include "sampling.h"
+
+namespace plw::engine {
+
+// One micro-batch on the device.
+struct Inputs {
+    int B, T, N;
+    const int32_t* tokens;     // (N)
+    const int32_t* positions;  // (N) position ids, restarting per packed example
+    const int32_t* segments;   // (N) packed example ids, or null: one example per row
+};
+
+// One token of generation: its id and position on the device, and the position on the host.
+struct DecodeInputs {
+    const int32_t* token;
+    const int32_t* position;
+    int pos;
+};
+
+// f32 keys and values of every layer for up to S positions: layer l's rows (S, width).
+struct KvCache {
+    float* k = nullptr;
+    float* v = nullptr;
+    int S = 0, width = 0;
+    float* k_layer(int l) const { return k + static_cast<size_t>(l) * S * width; }
+    float* v_layer(int l) const { return v + static_cast<size_t>(l) * S * width; }
+};
+
+// Device Act -> device f32 (a copy when Act is float).
+template <typename BK, typename Act>
+void device_to_f32(float* dst, const Act* src, size_t n) {
+    if constexpr (std::is_same_v<Act, float>) BK::copy(dst, src, n * sizeof(float));
+    else BK::convert(dst, src, n);
+}
+
+inline std::string mib(size_t bytes) { return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB"; }
+
+template <typename BK, typename Act, template <typename, typename> class ArchT>
+class Engine final : public Model {
+    static constexpr bool kMixed = !std::is_same_v<Act, float>;
+    using Arch = ArchT<BK, Act>;
+
+public:
+    // plan_only: count the memory bill (memory()) without allocating anything.
+    Engine(const ModelSpec& spec, BatchShape max, bool plan_only = false)
+        : spec_(spec), max_(max), arch_((Arch::validate(spec), spec), table_) {
+        PLW_CHECK(max.B > 0 && max.T > 0 && max.T <= spec.max_positions,
+                  "max batch needs B > 0 and 0 < T <= the model's maximum positions (" << spec.max_positions
+                                                                                        << "), got B=" << max.B << " T=" << max.T);
+        PLW_CHECK(spec.sliding_window <= 0 || max.T <= spec.sliding_window,
+                  "sequences of " << max.T << " tokens exceed the model's sliding_window (" << spec.sliding_window
+                                  << "): plwtune's attention does not implement the sliding window, so such a run "
+                                     "would not match the model; use a maximum length of at most "
+                                  << spec.sliding_window);
+        if (plan_only) plan(&mem_);
+        else allocate();
+    }
+
+    const ModelSpec& spec() const override { return spec_; }
+    const char* device() const override { return BK::name; }
+    Precision precision() const override { return kMixed ? Precision::BF16 : Precision::F32; }
+    BatchShape max_batch() const override { return max_; }
+    MemoryReport memory() const override { return mem_; }
+    std::vector<ParamInfo> parameters() const override { return table_.infos(); }
+
+    void read(Buffer which, const std::string& name, float* out, size_t n) const override { table_.read(which, name, out, n); }
+    void write(Buffer which, const std::string& name, const float* in, size_t n) override { table_.write(which, name, in, n); }
+    int adam_step() const override { return table_.adam_step(); }
+    void set_adam_step(int t) override { table_.set_adam_step(t); }
+    void init_random(uint64_t seed) override { table_.init_random(seed); }
+    void zero_grad() override { table_.zero_grad(); }
+    StepResult optimizer_step(const OptimizerSettings& opt) override { return table_.adamw(opt); }
+
+    LossReport accumulate(const StepBatch& batch, double normalizer) override {
+        PLW_CHECK(normalizer > 0 && std::isfinite(normalizer),
+                  "the normalizer (sum of weights over the optimizer step) must be positive and finite, got " << normalizer);
+        const Inputs in = upload_batch(batch, /*eval=*/false);
+        arch_.forward(in);
+        const int head = arch_.head_entry();
+        BK::fused_head_cross_entropy_backward(losses_, dhidden_, table_.grad(head), scratch(), arch_.hidden(), table_.work(head),
+                                              targets_, weights_, static_cast<float>(1.0 / normalizer), in.N, spec_.hidden,
+                                              spec_.vocab_size, chunk_);
+        arch_.backward(in, dhidden_);
+        return report(batch, in.N, /*training=*/true);
+    }
+
+    TrainStepResult train_step(const std::vector<StepBatch>& micro_batches, double normalizer,
+                               const OptimizerSettings& opt) override {
+        PLW_CHECK(!micro_batches.empty(), "a training step needs at least one micro-batch");
+        TrainStepResult r;
+        for (const StepBatch& b : micro_batches) add(&r.report, accumulate(b, normalizer));
+        if (!std::isfinite(r.report.loss_sum)) {
+            table_.zero_grad();
+            r.skipped = true;
+            r.step.step = table_.adam_step();
+            r.step.grad_norm = NAN;
+            return r;
+        }
+        r.step = table_.adamw(opt);
+        return r;
+    }
+
+    LossReport evaluate(const StepBatch& batch, float* token_losses) override {
+        const Inputs in = upload_batch(batch, /*eval=*/true);
+        arch_.forward(in);
+        const int head = arch_.head_entry();
+        BK::fused_head_cross_entropy_forward(losses_, scratch(), arch_.hidden(), table_.work(head), targets_, eval_weights_,
+                                             in.N, spec_.hidden, spec_.vocab_size, chunk_);
+        return report(batch, in.N, /*training=*/false, token_losses);
+    }
+
+    // Logits (N, V) from the final hidden states and the f32 master head, row by row with the
+    // decode step's f32 kernel (no TF32: the same numbers on every backend up to summation
+    // order). A test path: scoring uses evaluate()'s per-token losses and never moves (N, V).
+    void logits(const StepBatch& batch, float* out) override {
+        const Inputs in = upload_batch(batch, /*eval=*/true);
+        arch_.forward(in);
+        const int N = in.N, C = spec_.hidden, V = spec_.vocab_size;
+        const size_t hidden_bytes = sizeof(float) * N * C, logits_bytes = sizeof(float) * N * V;
+        float* hidden = static_cast<float*>(BK::alloc(hidden_bytes + logits_bytes));
+        try {
+            float* logits = hidden + static_cast<size_t>(N) * C;
+            to_f32(hidden, arch_.hidden(), static_cast<size_t>(N) * C);
+            const float* head = table_.param(arch_.head_entry());
+            for (int i = 0; i < N; i++)
+                BK::head_logits_forward(logits + static_cast<size_t>(i) * V, hidden + static_cast<size_t>(i) * C, head, C, V);
+            BK::download(out, logits, logits_bytes);
+        } catch (...) {
+            BK::release(hidden);
+            throw;
+        }
+        BK::release(hidden);
+    }
+
+    GenerateResult generate(const std::vector<int32_t>& prompt, const GenerateOptions& o) override {
+        const int V = spec_.vocab_size, S = generation_limit();
+        PLW_CHECK(!prompt.empty(), "generate needs a prompt of at least one token");
+        PLW_CHECK(static_cast<int>(prompt.size()) < S,
+                  "the prompt has " << prompt.size() << " tokens; the model's " << S << " positions leave no room to generate");
+        for (size_t i = 0; i < prompt.size(); i++)
+            PLW_CHECK(prompt[i] >= 0 && prompt[i] < V,
+                      "prompt[" << i << "] = " << prompt[i] << " is outside the vocabulary [0, " << V << ")");
+        PLW_CHECK(o.max_new_tokens >= 0, "max_new_tokens must be >= 0");
+        std::vector<int32_t> seq = prompt;
+        std::vector<float> logits(V);
+        std::mt19937_64 rng(o.seed);
+        GenerateResult r;
+        r.stop_reason = "max_tokens";
+        if (o.max_new_tokens == 0) return r;
+        if (o.use_cache) prefill(seq, logits.data());
+        else full_logits(seq, logits.data());
+        while (true) {
+            const int32_t tok = sample_token(logits, o, rng);
+            if (std::find(o.stop_ids.begin(), o.stop_ids.end(), tok) != o.stop_ids.end()) {
+                r.stop_reason = "stop";
+                break;
+            }
+            r.tokens.push_back(tok);
+            seq.push_back(tok);
+            if (static_cast<int>(r.tokens.size()) >= o.max_new_tokens) break;
+            if (static_cast<int>(seq.size()) >= S) {
+                r.stop_reason = "length";
+                break;
+            }
+            if (o.use_cache) decode(tok, static_cast<int>(seq.size()) - 1, logits.data());
+            else full_logits(seq, logits.data());
+        }
+        return r;
+    }
+
+private:
+    static void add(LossReport* a, const LossReport& b) {
+        a->loss_sum += b.loss_sum;
+        a->weight_sum += b.weight_sum;
+        a->completion_sum += b.completion_sum;
+        a->completion_count += b.completion_count;
+        a->prompt_sum += b.prompt_sum;
+        a->prompt_count += b.prompt_count;
+    }
+
+    // Positions generation may reach: the model's, and no further than a sliding window.
+    int generation_limit() const {
+        return spec_.sliding_window > 0 ? std::min(spec_.max_positions, spec_.sliding_window) : spec_.max_positions;
+    }
+
+    // ------------------------------------------------------------------ memory
+    void carve(Arena<BK>& a) {
+        const size_t N = static_cast<size_t>(max_.B) * max_.T, C = spec_.hidden;
+        table_.carve(a);
+        arch_.carve(a, max_);
+        constexpr auto act = &MemoryReport::activations;
+        losses_ = a.template take<float>(N, act);
+        dhidden_ = a.template take<Act>(N * C, act);
+        tokens_ = a.template take<int32_t>(N, act);
+        positions_ = a.template take<int32_t>(N, act);
+        segments_ = a.template take<int32_t>(N, act);
+        targets_ = a.template take<int32_t>(N, act);
+        weights_ = a.template take<float>(N, act);
+        eval_weights_ = a.template take<float>(N, act);
+        head_scratch_ = a.template take<uint8_t>(BK::fused_head_scratch_bytes(chunk_, spec_.vocab_size, sizeof(Act)),
+                                                 &MemoryReport::scratch);
+        // Held by the attention op itself (the CUDA scratch pool), but part of the bill.
+        bill_->scratch += BK::attention_scratch_bytes(max_.T, spec_.heads, sizeof(Act));
+    }
+
+    void plan(MemoryReport* bill) {
+        chunk_ = std::min(BK::default_head_chunk(), max_.B * max_.T);
+        bill_ = bill;
+        arena_.begin(/*dry=*/true, bill);
+        carve(arena_);
+    }
+
+    void allocate() {
+        MemoryReport plan;
+        this->plan(&plan);
+        const size_t free = BK::free_memory();
+        // Checked up front: on Linux a host allocation past the available memory can succeed
+        // and the process then dies to the OOM killer when the pages are touched.
+        const bool fits = free == 0 || plan.total() <= free;
+        try {
+            if (!fits) throw Error("only " + mib(free) + " is free");
+            bill_ = &mem_;
+            arena_.begin(/*dry=*/false, &mem_);
+            carve(arena_);
+        } catch (const std::exception& e) {
+            arena_.release_all();
+            throw Error(arch_.describe() + " with batch B=" + std::to_string(max_.B) + " T=" + std::to_string(max_.T) +
+                        " does not fit on " + BK::name + ": it needs about " + mib(plan.total()) + " (parameters " +
+                        mib(plan.parameters) + ", gradients " + mib(plan.gradients) + ", AdamW " + mib(plan.optimizer) +
+                        ", activations " + mib(plan.activations) + ", loss scratch " + mib(plan.scratch) +
+                        "); use a smaller batch or sequence length. (" + e.what() + ")");
+        }
+    }
+
+    // ------------------------------------------------------------------ batches
+    // Validates the batch on the host and copies it to the device.
+    Inputs upload_batch(const StepBatch& b, bool eval) {
+        PLW_CHECK(b.B > 0 && b.T > 0 && b.B <= max_.B && b.T <= max_.T,
+                  "batch B=" << b.B << " T=" << b.T << " exceeds the model's batch capacity B=" << max_.B << " T=" << max_.T
+                             << " set when it was created");
+        PLW_CHECK(b.tokens && b.targets && b.weights, "a batch needs tokens, targets and weights");
+        const int N = b.B * b.T, V = spec_.vocab_size;
+        std::vector<int32_t> pos(N);
+        std::vector<float> ew(N);
+        for (int i = 0; i < N; i++) {
+            PLW_CHECK(b.tokens[i] >= 0 && b.tokens[i] < V,
+                      "tokens[" << i << "] = " << b.tokens[i] << " is outside the vocabulary [0, " << V << ")");
+            pos[i] = b.positions ? b.positions[i] : i % b.T;
+            PLW_CHECK(pos[i] >= 0 && pos[i] < spec_.max_positions,
+                      "positions[" << i << "] = " << pos[i] << " is outside [0, " << spec_.max_positions << ")");
+            const int kind = b.kinds ? b.kinds[i] : (b.weights[i] != 0.0f ? 2 : 0);
+            PLW_CHECK(kind <= 2, "kinds[" << i << "] = " << kind << " (expected 0 padding, 1 prompt, 2 completion)");
+            PLW_CHECK(b.weights[i] >= 0.0f && std::isfinite(b.weights[i]),
+                      "weights[" << i << "] = " << b.weights[i] << " (expected a finite weight >= 0)");
+            PLW_CHECK(kind != 0 || b.weights[i] == 0.0f,
+                      "weights[" << i << "] = " << b.weights[i] << " on a padding target (kind 0)");
+            ew[i] = kind != 0 ? 1.0f : 0.0f;
+            const bool scored = eval ? kind != 0 : b.weights[i] != 0.0f;
+            PLW_CHECK(!scored || (b.targets[i] >= 0 && b.targets[i] < V),
+                      "targets[" << i << "] = " << b.targets[i] << " is outside the vocabulary [0, " << V
+                                 << ") but is scored (weight " << b.weights[i] << ", kind " << kind << ")");
+        }
+        BK::upload(tokens_, b.tokens, N * sizeof(int32_t));
+        BK::upload(positions_, pos.data(), N * sizeof(int32_t));
+        BK::upload(targets_, b.targets, N * sizeof(int32_t));
+        BK::upload(weights_, b.weights, N * sizeof(float));
+        BK::upload(eval_weights_, ew.data(), N * sizeof(float));
+        if (b.segments) BK::upload(segments_, b.segments, N * sizeof(int32_t));
+        return {b.B, b.T, N, tokens_, positions_, b.segments ? segments_ : nullptr};
+    }
+
+    LossReport report(const StepBatch& b, int N, bool training, float* token_losses = nullptr) {
+        std::vector<float> losses(N);
+        BK::download(losses.data(), losses_, N * sizeof(float));
+        LossReport r;
+        for (int i = 0; i < N; i++) {
+            const float w = b.weights[i];
+            const int kind = b.kinds ? b.kinds[i] : (w != 0.0f ? 2 : 0);
+            const bool measured = training ? w != 0.0f : kind != 0;
+            if (token_losses) token_losses[i] = measured ? losses[i] : 0.0f;
+            if (!measured) continue;
+            r.loss_sum += static_cast<double>(w) * losses[i];
+            r.weight_sum += w;
+            if (kind == 2) {
+                r.completion_sum += losses[i];
+                r.completion_count++;
+            } else if (kind == 1) {
+                r.prompt_sum += losses[i];
+                r.prompt_count++;
+            }
+        }
+        return r;
+    }
+
+    // ------------------------------------------------------------------ generation
+    // Allocated on the first generate() call and kept: the training arenas are sized for
+    // batches. The cache holds L x S rows of NKV * hs floats each for K and V.
+    void ensure_decode_arena() {
+        if (dec_hidden_) return;
+        const size_t L = spec_.layers, S = generation_limit(), W = arch_.kv_width();
+        bill_ = &mem_;
+        decode_arena_.begin(/*dry=*/false, &mem_);
+        constexpr auto act = &MemoryReport::activations;
+        arch_.carve_decode(decode_arena_);
+        dec_hidden_ = decode_arena_.template take<float>(spec_.hidden, act);
+        dec_logits_ = decode_arena_.template take<float>(spec_.vocab_size, act);
+        dec_token_ = decode_arena_.template take<int32_t>(1, act);
+        dec_pos_ = decode_arena_.template take<int32_t>(1, act);
+        cache_.S = static_cast<int>(S);
+        cache_.width = static_cast<int>(W);
+        cache_.k = decode_arena_.template take<float>(L * S * W, act);
+        cache_.v = decode_arena_.template take<float>(L * S * W, act);
+    }
+
+    static StepBatch single_row(const std::vector<int32_t>& seq, std::vector<int32_t>* zeros, std::vector<float>* w) {
+        zeros->assign(seq.size(), 0);
+        w->assign(seq.size(), 0.0f);
+        StepBatch b;
+        b.B = 1;
+        b.T = static_cast<int>(seq.size());
+        b.tokens = seq.data();
+        b.targets = zeros->data();
+        b.weights = w->data();
+        return b;
+    }
+
+    // Logits of the last position from the hidden state `dec_hidden_` (f32, C).
+    void head_logits(float* out) {
+        BK::head_logits_forward(dec_logits_, dec_hidden_, table_.param(arch_.head_entry()), spec_.hidden, spec_.vocab_size);
+        BK::download(out, dec_logits_, sizeof(float) * spec_.vocab_size);
+    }
+
+    // Logits of the last position by a full forward of the sequence (no cache).
+    void full_logits(const std::vector<int32_t>& seq, float* out) {
+        PLW_CHECK(static_cast<int>(seq.size()) <= max_.T,
+                  "generation without the KV cache needs the sequence (" << seq.size()
+                      << " tokens) to fit the model's maxSeqLen (" << max_.T << ")");
+        ensure_decode_arena();
+        std::vector<int32_t> zeros;
+        std::vector<float> w;
+        const Inputs in = upload_batch(single_row(seq, &zeros, &w), /*eval=*/true);
+        arch_.forward(in);
+        to_f32(dec_hidden_, arch_.hidden() + static_cast<size_t>(in.N - 1) * spec_.hidden, spec_.hidden);
+        head_logits(out);
+    }
+
+    // Fills the KV cache with the prompt and returns the logits of its last position: one
+    // batched forward when the prompt fits the activation arena, else token by token.
+    void prefill(const std::vector<int32_t>& seq, float* out) {
+        ensure_decode_arena();
+        const int T = static_cast<int>(seq.size());
+        if (T > max_.T) {
+            for (int t = 0; t < T; t++) decode(seq[t], t, out);
+            return;
+        }
+        std::vector<int32_t> zeros;
+        std::vector<float> w;
+        const Inputs in = upload_batch(single_row(seq, &zeros, &w), /*eval=*/true);
+        arch_.forward(in);
+        arch_.store_kv(T, cache_);
+        to_f32(dec_hidden_, arch_.hidden() + static_cast<size_t>(T - 1) * spec_.hidden, spec_.hidden);
+        head_logits(out);
+    }
+
+    // One new token at position pos over the cache; its K and V join the cache.
+    void decode(int32_t token, int pos, float* out) {
+        BK::upload(dec_token_, &token, sizeof token);
+        BK::upload(dec_pos_, &pos, sizeof pos);
+        arch_.decode_step(DecodeInputs{dec_token_, dec_pos_, pos}, cache_, dec_hidden_);
+        head_logits(out);
+    }
+
+    // ------------------------------------------------------------------ helpers
+    float* scratch() const { return reinterpret_cast<float*>(head_scratch_); }
+
+    void to_f32(float* dst, const Act* src, size_t n) { device_to_f32<BK>(dst, src, n); }
+
+    ModelSpec spec_;
+    BatchShape max_;
+    // Declared before arch_: the architecture registers its entries in the table on construction.
+    ParamTable<BK, Act> table_;
+    Arch arch_;
+    Arena<BK> arena_, decode_arena_;
+    MemoryReport mem_;
+    MemoryReport* bill_ = nullptr;
+    int chunk_ = 1;
+    float* losses_ = nullptr;  // (N) CE per target, where scored
+    Act* dhidden_ = nullptr;   // (N, C) the head's gradient w.r.t. the final norm's output
+    int32_t *tokens_ = nullptr, *positions_ = nullptr, *segments_ = nullptr, *targets_ = nullptr;
+    float *weights_ = nullptr, *eval_weights_ = nullptr;
+    uint8_t* head_scratch_ = nullptr;
+    // generation
+    float *dec_hidden_ = nullptr, *dec_logits_ = nullptr;
+    int32_t *dec_token_ = nullptr, *dec_pos_ = nullptr;
+    KvCache cache_;
+};
+
+}  // namespace plw::engine

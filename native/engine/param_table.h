@@ -1,0 +1,194 @@
+// The parameter table: every tensor of a model by its Hugging Face name, and the memory that
+// goes with it. Each architecture (arch/) lists its entries; the table owns
+//   params  f32 master of every entry                     (parameters bucket)
+//   work    the GEMMs' copy: bf16 under mixed precision, else params itself
+//   grads, m, v   f32, for trainable entries only          (gradients / optimizer buckets)
+// and does what is the same for every architecture: read/write by name, initialization, the
+// global gradient norm and AdamW.
+//
+// Layout: entries are packed in the order they are added, each 64-byte aligned (16 floats)
+// for vector loads on both backends. A tensor may be stored with more rows than its Hugging
+// Face shape (the token table keeps Vp >= V rows); read/write move the HF part only.
+#pragma once
+#include <cmath>
+#include <map>
+#include <random>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "../common/check.h"
+#include "arena.h"
+#include "backend.h"
+#include "model.h"
+
+namespace plw::engine {
+
+enum class Init { Zeros, Ones, Normal };
+
+struct ParamSpec {
+    std::string name;            // Hugging Face key
+    std::vector<int64_t> shape;  // Hugging Face shape
+    bool decay = false;          // AdamW weight decay applies
+    Init init = Init::Zeros;
+    double std = 0;      // for Init::Normal
+    size_t stored = 0;   // elements stored, >= numel (0: numel)
+    bool trainable = true;
+};
+
+template <typename BK, typename Act>
+class ParamTable {
+    static constexpr bool kMixed = !std::is_same_v<Act, float>;
+    static constexpr size_t kNone = static_cast<size_t>(-1);
+
+    struct Entry {
+        ParamSpec spec;
+        size_t numel;        // elements of the Hugging Face tensor
+        size_t offset;       // into params / work (floats / Acts)
+        size_t grad_offset;  // into grads / m / v, kNone when frozen
+    };
+
+public:
+    // Registers a tensor; returns its index for param()/work()/grad().
+    int add(ParamSpec s) {
+        PLW_CHECK(!index_.count(s.name), "parameter '" << s.name << "' listed twice");
+        size_t numel = 1;
+        for (int64_t d : s.shape) numel *= static_cast<size_t>(d);
+        if (s.stored == 0) s.stored = numel;
+        Entry e{s, numel, num_params_, kNone};
+        num_params_ += align16(s.stored);
+        if (s.trainable) {
+            e.grad_offset = num_trainable_;
+            num_trainable_ += align16(s.stored);
+        }
+        index_[s.name] = entries_.size();
+        entries_.push_back(std::move(e));
+        return static_cast<int>(entries_.size()) - 1;
+    }
+
+    void carve(Arena<BK>& arena) {
+        params_ = arena.template take<float>(num_params_, &MemoryReport::parameters);
+        if constexpr (kMixed) work_ = arena.template take<Act>(num_params_, &MemoryReport::parameters);
+        else work_ = params_;
+        grads_ = arena.template take<float>(num_trainable_, &MemoryReport::gradients);
+        m_ = arena.template take<float>(num_trainable_, &MemoryReport::optimizer);
+        v_ = arena.template take<float>(num_trainable_, &MemoryReport::optimizer);
+    }
+
+    float* param(int i) const { return params_ + entries_[i].offset; }
+    Act* work(int i) const { return work_ + entries_[i].offset; }
+    // The gradient of entry i, or nullptr for a frozen entry (ops then skip that gradient).
+    float* grad(int i) const {
+        const Entry& e = entries_[i];
+        return e.grad_offset == kNone ? nullptr : grads_ + e.grad_offset;
+    }
+    bool has(const std::string& name) const { return index_.count(name) != 0; }
+    int find(const std::string& name) const {
+        auto it = index_.find(name);
+        PLW_CHECK(it != index_.end(), "no parameter named '" << name << "' in this model");
+        return static_cast<int>(it->second);
+    }
+
+    std::vector<ParamInfo> infos() const {
+        std::vector<ParamInfo> out;
+        for (const Entry& e : entries_) out.push_back({e.spec.name, e.spec.shape, e.spec.decay, e.spec.trainable});
+        return out;
+    }
+
+    void read(Buffer which, const std::string& name, float* out, size_t n) const {
+        const Entry& e = checked(name, n);
+        BK::download(out, buffer(which, e), n * sizeof(float));
+    }
+
+    void write(Buffer which, const std::string& name, const float* in, size_t n) {
+        const Entry& e = checked(name, n);
+        BK::upload(buffer(which, e), in, n * sizeof(float));
+        if (which == Buffer::Param) refresh_work(e);
+    }
+
+    // Each entry's init in order, from one 64-bit stream (Box-Muller on raw draws: the same
+    // numbers on every platform; std::normal_distribution is implementation-defined).
+    void init_random(uint64_t seed) {
+        std::mt19937_64 rng(seed);
+        for (const Entry& e : entries_) {
+            std::vector<float> host(e.numel, e.spec.init == Init::Ones ? 1.0f : 0.0f);
+            if (e.spec.init == Init::Normal) fill_normal(host, e.spec.std, rng);
+            BK::upload(params_ + e.offset, host.data(), host.size() * sizeof(float));
+            refresh_work(e);
+        }
+    }
+
+    // Global-norm clipping + AdamW over the trainable entries, then zeroed gradients.
+    StepResult adamw(const OptimizerSettings& opt) {
+        const double norm = std::sqrt(BK::grad_sum_squares(grads_, num_trainable_));
+        cpu::AdamWParams hp{};
+        hp.lr = opt.lr;
+        hp.beta1 = opt.beta1;
+        hp.beta2 = opt.beta2;
+        hp.eps = opt.eps;
+        hp.step = ++adam_t_;
+        hp.grad_scale = cpu::clip_coefficient(norm, opt.max_grad_norm);
+        for (const Entry& e : entries_) {
+            if (e.grad_offset == kNone) continue;
+            hp.weight_decay = e.spec.decay ? opt.weight_decay : 0.0;
+            float *p = params_ + e.offset, *g = grads_ + e.grad_offset, *m = m_ + e.grad_offset, *v = v_ + e.grad_offset;
+            if constexpr (kMixed) BK::adamw_update(p, m, v, g, e.spec.stored, hp, work_ + e.offset);
+            else BK::adamw_update(p, m, v, g, e.spec.stored, hp);
+        }
+        zero_grad();
+        BK::sync();
+        return {norm, hp.grad_scale, adam_t_};
+    }
+
+    void zero_grad() { BK::zero(grads_, num_trainable_ * sizeof(float)); }
+    int adam_step() const { return adam_t_; }
+    void set_adam_step(int t) {
+        PLW_CHECK(t >= 0, "AdamW step must be >= 0, got " << t);
+        adam_t_ = t;
+    }
+
+private:
+    static size_t align16(size_t n) { return (n + 15) / 16 * 16; }
+
+    // The bf16 working copy follows the f32 master after every write that is not AdamW's.
+    void refresh_work(const Entry& e) {
+        if constexpr (kMixed) BK::convert(work_ + e.offset, params_ + e.offset, e.spec.stored);
+    }
+
+    float* buffer(Buffer which, const Entry& e) const {
+        if (which == Buffer::Param) return params_ + e.offset;
+        PLW_CHECK(e.grad_offset != kNone, "parameter '" << e.spec.name << "' is frozen: it has no gradient or AdamW moments");
+        switch (which) {
+            case Buffer::Grad: return grads_ + e.grad_offset;
+            case Buffer::AdamM: return m_ + e.grad_offset;
+            case Buffer::AdamV: return v_ + e.grad_offset;
+            default: return params_ + e.offset;
+        }
+    }
+
+    const Entry& checked(const std::string& name, size_t n) const {
+        const Entry& e = entries_[find(name)];
+        PLW_CHECK(n == e.numel, "parameter '" << name << "' has " << e.numel << " elements, got " << n);
+        return e;
+    }
+
+    static void fill_normal(std::vector<float>& out, double std, std::mt19937_64& rng) {
+        const double two_pi = 6.283185307179586;
+        for (size_t i = 0; i < out.size(); i += 2) {
+            const double u1 = (static_cast<double>(rng() >> 11) + 1.0) * (1.0 / 9007199254740993.0);
+            const double u2 = static_cast<double>(rng() >> 11) * (1.0 / 9007199254740992.0);
+            const double r = std::sqrt(-2.0 * std::log(u1)) * std;
+            out[i] = static_cast<float>(r * std::cos(two_pi * u2));
+            if (i + 1 < out.size()) out[i + 1] = static_cast<float>(r * std::sin(two_pi * u2));
+        }
+    }
+
+    std::vector<Entry> entries_;
+    std::map<std::string, size_t> index_;
+    size_t num_params_ = 0, num_trainable_ = 0;
+    int adam_t_ = 0;
+    float *params_ = nullptr, *grads_ = nullptr, *m_ = nullptr, *v_ = nullptr;
+    Act* work_ = nullptr;
+};
+
+}  // namespace plw::engine

@@ -1,0 +1,49 @@
+// What a model is: its architecture and dimensions, as the engine sees them. The TypeScript
+// layer (ts/arch/) fills this from a Hugging Face config.json; the names of config.json's
+// fields are in the comments.
+#pragma once
+#include <string>
+
+namespace plw::engine {
+
+enum class Arch { GPT2, Llama };
+inline const char* arch_name(Arch a) { return a == Arch::GPT2 ? "gpt2" : "llama"; }
+
+// RoPE frequency scaling ("rope_scaling" in config.json). None, or Llama 3.1's "llama3" rule.
+struct RopeScaling {
+    bool llama3 = false;
+    double factor = 1;                     // factor
+    double low_freq_factor = 1;            // low_freq_factor
+    double high_freq_factor = 4;           // high_freq_factor
+    double original_max_positions = 8192;  // original_max_position_embeddings
+};
+
+struct ModelSpec {
+    Arch arch = Arch::GPT2;
+    int vocab_size = 0;     // vocab_size (real; exported checkpoints have this many rows)
+    int hidden = 0;         // n_embd | hidden_size                       (C)
+    int layers = 0;         // n_layer | num_hidden_layers                (L)
+    int heads = 0;          // n_head | num_attention_heads               (NH)
+    int kv_heads = 0;       // num_key_value_heads (GPT-2: = heads)       (NKV)
+    int head_dim = 0;       // head_dim, else hidden / heads              (hs)
+    int intermediate = 0;   // 4 n_embd | intermediate_size               (F)
+    int max_positions = 0;  // n_positions | max_position_embeddings
+    // Llama family only:
+    double norm_eps = 1e-5;     // rms_norm_eps (GPT-2's LayerNorm is fixed at 1e-5)
+    double rope_theta = 1e4;    // rope_theta
+    RopeScaling rope_scaling;   // rope_scaling
+    bool tied_head = true;      // tie_word_embeddings (GPT-2: always)
+    bool qkv_bias = false;      // attention_bias (Llama, Qwen3) or always (Qwen2): q/k/v_proj bias
+    bool o_bias = false;        // attention_bias (Llama, Qwen3): o_proj bias; never on Qwen2
+    bool mlp_bias = false;      // mlp_bias
+    bool qk_norm = false;       // Qwen3: RMSNorm of each head of q and k before RoPE
+    int sliding_window = 0;     // Mistral: sliding_window (0 = none); longer sequences are refused
+};
+
+// Shapes of one optimizer micro-step's activations: B rows of T tokens.
+struct BatchShape {
+    int B = 1;
+    int T = 1;
+};
+
+}  // namespace plw::engine
