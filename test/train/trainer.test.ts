@@ -51,6 +51,27 @@ describe('Trainer', () => {
     expect(fs.readFileSync(path.join(split, 'final', 'model.safetensors')).equals(fa)).toBe(true)
   })
 
+  test('a fresh Llama-family model (--init-arch qwen3, GQA) resumes bitwise and saves a bf16 final on request', async () => {
+    const whole = tmp(), split = tmp()
+    const llama = { initArch: 'qwen3' as const, init: { nLayer: 2, nHead: 4, nKvHead: 2, nEmbd: 16, nPositions: 64 }, maxSteps: 6,
+      saveDtype: 'bfloat16' as const }
+    const a = await new Trainer(config({ ...llama, out: whole })).fit()
+    expect(a.stopReason).toBe('completed')
+    const controller = new AbortController()
+    const t = new Trainer(config({ ...llama, out: split }))
+    t.on('step', (m: StepMetrics) => { if (m.step === 3) controller.abort() })
+    expect((await t.fit({ signal: controller.signal })).stopReason).toBe('interrupted')
+    // the checkpoint holds the f32 masters whatever saveDtype says: that is what makes the resume exact
+    expect(openSafetensors(path.join(split, 'checkpoints', 'step-3', 'model.safetensors')).tensors.get('model.norm.weight')!.dtype).toBe('F32')
+    await new Trainer(config({ ...llama, out: split, resume: split })).fit()
+    expect(metrics(split).map((m) => [m.loss, m.grad_norm])).toEqual(metrics(whole).map((m) => [m.loss, m.grad_norm]))
+    const final = JSON.parse(fs.readFileSync(path.join(whole, 'final', 'config.json'), 'utf8'))
+    expect(final).toMatchObject({ architectures: ['Qwen3ForCausalLM'], num_key_value_heads: 2, torch_dtype: 'bfloat16' })
+    const st = openSafetensors(path.join(whole, 'final', 'model.safetensors'))
+    expect(st.tensors.get('model.layers.1.self_attn.q_norm.weight')!.dtype).toBe('BF16')
+    st.close()
+  })
+
   test('one step of 8 examples in micro-batches of 4 equals micro-batches of 8', async () => {
     const d1 = tmp(), d2 = tmp()
     await new Trainer(config({ out: d1, maxSteps: 1, microBatchSize: 8 })).fit()
