@@ -1,32 +1,43 @@
 /**
- * One whole training step of the GPT-2 engine: model.step() with one micro-batch (forward,
+ * One whole training step of the engine (GPT-2 and Llama-family shapes): model.step() with one micro-batch (forward,
  * backward, global-norm clipping at 1.0 and AdamW over every parameter), random tokens, loss
  * weights 1 except the first quarter of each row, a prompt at lambda = 0.1 (kinds 1/2), so the
  * weighted loss is what runs.
  *
  * FLOPs per token, the standard estimate (Kaplan et al.; PaLM appendix B; nanoGPT's
- * estimate_mfu): 6 * N + 12 * L * T * C, with N the parameters without the position table
- * (wte stays in: it is the LM head's GEMM) and the second term the attention score and
- * value GEMMs at sequence length T (counted in full, as the estimate does, although causal
- * attention needs half). The floor is B*T tokens at that many FLOPs: on CUDA at the dense
+ * estimate_mfu): 6 * N + 12 * L * T * Q, with N the parameters without the position table
+ * (the token table stays in once: it is the LM head's GEMM, tied or not; an untied model's
+ * embedding lookup does no FLOPs, so its embed_tokens is left out and lm_head counted), Q the
+ * width of the attention (heads x head_dim; = C for GPT-2) and the second term the attention
+ * score and value GEMMs at sequence length T (counted in full, as the estimate does, although
+ * causal attention needs half). The floor is B*T tokens at that many FLOPs: on CUDA at the dense
  * bf16 tensor-core peak, so "% of floor" is the MFU as it is usually quoted, whatever the
  * engine's precision (bf16 mixed precision by default on CUDA; the f32 case, TF32 GEMMs, also
  * gets the fraction of the TF32 peak); on the CPU at the fp32 peak.
  *
  * The PyTorch peer (torch_peer.py, kind 'train') trains the same config on the same batch
- * shape: a nanoGPT-style GPT-2 in f32 (TF32 allowed on CUDA), eager; on CUDA also
+ * shape: a nanoGPT-style GPT-2, or a Llama-family model written in plain torch as
+ * transformers computes it, in f32 (TF32 allowed on CUDA), eager; on CUDA also
  * torch.compile, bf16 autocast, and both together.
  */
-import type { Device, GPT2Config, ModelInfo, OptimizerSettings, Batch, Precision } from '../ts/native'
+import type { Device, ModelInfo, OptimizerSettings, Batch, Precision } from '../ts/native'
 import { initModel } from '../ts/model'
+import { ModelConfig, llamaConfig } from '../ts/arch'
+import { MODEL_SHAPES } from '../ts/arch/shapes'
 import type { CpuCeilings, GpuCeilings } from './ceilings'
 import type { PeerResult } from './peer'
 import { BenchCase, PeerSpec, rng, Timing } from './harness'
 
-export const GPT2_124M: GPT2Config = { nLayer: 12, nHead: 12, nEmbd: 768, nPositions: 1024, vocabSize: 50257 }
-export const GPT2_MEDIUM: GPT2Config = { nLayer: 24, nHead: 16, nEmbd: 1024, nPositions: 1024, vocabSize: 50257 }
-/** The issue's small CPU config. */
-export const GPT2_SMALL_CPU: GPT2Config = { nLayer: 4, nHead: 4, nEmbd: 128, nPositions: 256, vocabSize: 512 }
+export const GPT2_124M = MODEL_SHAPES['gpt2']
+export const GPT2_MEDIUM = MODEL_SHAPES['gpt2-medium']
+/** The GPT-2 issue's small CPU config. */
+export const GPT2_SMALL_CPU: ModelConfig = { arch: 'gpt2', nLayer: 4, nHead: 4, nEmbd: 128, nPositions: 256, vocabSize: 512 }
+/** The Llama issue's CPU configs: SmolLM2-135M's shape, and a tiny Llama (GQA 4/2) of the small GPT-2's size. */
+export const SMOLLM2_135M = MODEL_SHAPES['SmolLM2-135M']
+export const LLAMA_SMALL_CPU = llamaConfig({ vocabSize: 512, hiddenSize: 128, numLayers: 4, numHeads: 4, numKvHeads: 2, headDim: 32,
+  intermediateSize: 344, maxPositions: 256, tieWordEmbeddings: true })
+export const LLAMA_32_1B = MODEL_SHAPES['Llama-3.2-1B']
+export const QWEN25_05B = MODEL_SHAPES['Qwen2.5-0.5B']
 
 /** torch.optim.AdamW's defaults except weight decay (0.1 on the >= 2-D tensors), clipping at 1.0. */
 export const TRAIN_OPT: OptimizerSettings = { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, maxGradNorm: 1.0 }
@@ -34,22 +45,36 @@ const LAMBDA = 0.1
 const PROMPT_FRACTION = 0.25
 const GIB = 2 ** 30
 
-/** Parameters of GPT-2 in Hugging Face layout (real vocabulary, tied head). */
-export function paramCount(cfg: GPT2Config): number {
-  const C = cfg.nEmbd
-  return cfg.vocabSize * C + cfg.nPositions * C + cfg.nLayer * (12 * C * C + 13 * C) + 2 * C
+/** Parameters in Hugging Face layout (real vocabulary; a tied head counted once). */
+export function paramCount(cfg: ModelConfig): number {
+  if (cfg.arch === 'gpt2') {
+    const C = cfg.nEmbd
+    return cfg.vocabSize * C + cfg.nPositions * C + cfg.nLayer * (12 * C * C + 13 * C) + 2 * C
+  }
+  const C = cfg.hiddenSize, Q = cfg.numHeads * cfg.headDim, KV = cfg.numKvHeads * cfg.headDim, F = cfg.intermediateSize
+  const attn = C * Q * 2 + C * KV * 2 + (cfg.qkvBias ? Q + 2 * KV : 0) + (cfg.oBias ? C : 0) + (cfg.qkNorm ? 2 * cfg.headDim : 0)
+  const mlp = 3 * C * F + (cfg.mlpBias ? 2 * F + C : 0)
+  return cfg.vocabSize * C * (cfg.tieWordEmbeddings ? 1 : 2) + cfg.numLayers * (attn + mlp + 2 * C) + C
 }
 
-/** 6 * (parameters - wpe) + 12 * L * T * C. */
-export function flopsPerToken(cfg: GPT2Config, T: number): number {
-  return 6 * (paramCount(cfg) - cfg.nPositions * cfg.nEmbd) + 12 * cfg.nLayer * T * cfg.nEmbd
+/** The parameters that do no FLOPs per token: GPT-2's position table, an untied model's embedding lookup. */
+function lookupOnly(cfg: ModelConfig): number {
+  if (cfg.arch === 'gpt2') return cfg.nPositions * cfg.nEmbd
+  return cfg.tieWordEmbeddings ? 0 : cfg.vocabSize * cfg.hiddenSize
+}
+
+/** 6 * (parameters - lookup-only tables) + 12 * L * T * Q. */
+export function flopsPerToken(cfg: ModelConfig, T: number): number {
+  const L = cfg.arch === 'gpt2' ? cfg.nLayer : cfg.numLayers
+  const Q = cfg.arch === 'gpt2' ? cfg.nEmbd : cfg.numHeads * cfg.headDim
+  return 6 * (paramCount(cfg) - lookupOnly(cfg)) + 12 * L * T * Q
 }
 
 /** What the train summary needs beyond a BenchCase; prepare() fills in memory. */
 export interface TrainMeta {
   label: string
   precision: Precision
-  config: GPT2Config
+  config: ModelConfig
   B: number
   T: number
   params: number
@@ -70,7 +95,7 @@ export function isTrainCase(c: BenchCase): c is TrainCase {
 }
 
 /** The peer's spec. harness.ts's PeerSpec union does not list 'train' (see trainCase). */
-interface TrainPeerSpec extends GPT2Config, OptimizerSettings {
+type TrainPeerSpec = OptimizerSettings & PeerModelSpec & {
   kind: 'train'
   B: number
   T: number
@@ -80,8 +105,26 @@ interface TrainPeerSpec extends GPT2Config, OptimizerSettings {
   compile: boolean
 }
 
+/** The model as torch_peer.py reads it: GPT-2's fields, or arch 'llama' with LlamaRefSpec's fields (test/support/llama-reference.ts). */
+type PeerModelSpec = { arch: 'gpt2'; nLayer: number; nHead: number; nEmbd: number; nPositions: number; vocabSize: number } | {
+  arch: 'llama'; vocabSize: number; hidden: number; layers: number; heads: number; kvHeads: number; headDim: number;
+  intermediate: number; rmsEps: number; ropeTheta: number; tied: boolean; qkvBias: boolean; oBias: boolean; mlpBias: boolean;
+  qkNorm: boolean; ropeScaling?: { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number }
+}
+
+function peerModel(cfg: ModelConfig): PeerModelSpec {
+  if (cfg.arch === 'gpt2') return { arch: 'gpt2', nLayer: cfg.nLayer, nHead: cfg.nHead, nEmbd: cfg.nEmbd, nPositions: cfg.nPositions, vocabSize: cfg.vocabSize }
+  return {
+    arch: 'llama', vocabSize: cfg.vocabSize, hidden: cfg.hiddenSize, layers: cfg.numLayers, heads: cfg.numHeads, kvHeads: cfg.numKvHeads,
+    headDim: cfg.headDim, intermediate: cfg.intermediateSize, rmsEps: cfg.rmsNormEps, ropeTheta: cfg.ropeTheta, tied: cfg.tieWordEmbeddings,
+    qkvBias: cfg.qkvBias, oBias: cfg.oBias, mlpBias: cfg.mlpBias, qkNorm: cfg.qkNorm,
+    ...(cfg.ropeScaling ? { ropeScaling: { type: 'llama3' as const, factor: cfg.ropeScaling.factor, lowFreqFactor: cfg.ropeScaling.lowFreqFactor,
+      highFreqFactor: cfg.ropeScaling.highFreqFactor, originalMaxPositionEmbeddings: cfg.ropeScaling.originalMaxPositions } } : {}),
+  }
+}
+
 /** B rows of T random tokens; the first quarter of each row is prompt (weight lambda). */
-export function trainBatch(cfg: GPT2Config, B: number, T: number, seed: number): Batch {
+export function trainBatch(cfg: ModelConfig, B: number, T: number, seed: number): Batch {
   const r = rng(seed)
   const N = B * T
   const promptLen = Math.floor(T * PROMPT_FRACTION)
@@ -99,7 +142,7 @@ export function trainBatch(cfg: GPT2Config, B: number, T: number, seed: number):
   return { B, T, tokens, targets, weights, kinds }
 }
 
-function trainCase(device: Device, cfg: GPT2Config, label: string, slug: string, B: number, T: number,
+function trainCase(device: Device, cfg: ModelConfig, label: string, slug: string, B: number, T: number,
   o: { minIterations: number; memoryLimitBytes?: number; compile?: boolean; precision?: Precision }): TrainCase {
   const precision: Precision = o.precision ?? (device === 'cuda' ? 'bf16' : 'f32')
   const meta: TrainMeta = {
@@ -107,7 +150,7 @@ function trainCase(device: Device, cfg: GPT2Config, label: string, slug: string,
     memoryLimitBytes: o.memoryLimitBytes ?? null, memory: null, lastLoss: null,
   }
   const peer: TrainPeerSpec = {
-    kind: 'train', ...cfg, B, T, promptLen: Math.floor(T * PROMPT_FRACTION), lambda: LAMBDA,
+    kind: 'train', ...peerModel(cfg), B, T, promptLen: Math.floor(T * PROMPT_FRACTION), lambda: LAMBDA,
     ...TRAIN_OPT, compile: o.compile ?? true,
   }
   return {
@@ -149,20 +192,26 @@ function trainCase(device: Device, cfg: GPT2Config, label: string, slug: string,
 
 /**
  * CPU: GPT-2 124M at B=4 T=64 and the small config (L=4 NH=4 C=128 V=512) at B=8 T=256, the
- * issue's two CPU targets; --quick: the small config only.
+ * GPT-2 issue's two CPU targets; SmolLM2-135M's shape at B=4 T=64 and a tiny Llama (L4 C128,
+ * GQA 4/2, V512) at B=8 T=256, the Llama issue's; --quick: the two small configs only.
  * CUDA, bf16 mixed precision (the engine's default there): GPT-2 124M at B=8 and B=16, T=1024,
  * and GPT-2 medium at B=8 T=1024 (its memory against 24 GiB; the peer runs it eager only, to
  * keep the run short); plus 124M B=8 in f32 (TF32), the engine's other precision, with the
- * peer eager only; --quick: 124M at B=4 T=256 in bf16.
+ * peer eager only; Llama-3.2-1B's and Qwen2.5-0.5B's shapes at B=1 T=2048 (the Llama issue's
+ * GPU targets); --quick: 124M at B=4 T=256 in bf16.
  */
 export function trainStepCases(device: Device, quick: boolean): BenchCase[] {
   if (device === 'cpu') {
     const small = trainCase('cpu', GPT2_SMALL_CPU, 'L4 NH4 C128 V512', 'l4-c128-v512', 8, 256, { minIterations: 10 })
-    if (quick) return [small]
-    return [trainCase('cpu', GPT2_124M, 'GPT-2 124M', 'gpt2-124m', 4, 64, { minIterations: 3 }), small]
+    const llamaSmall = trainCase('cpu', LLAMA_SMALL_CPU, 'Llama L4 C128 GQA4/2 V512', 'llama-l4-c128-v512', 8, 256, { minIterations: 10 })
+    if (quick) return [small, llamaSmall]
+    return [trainCase('cpu', GPT2_124M, 'GPT-2 124M', 'gpt2-124m', 4, 64, { minIterations: 3 }), small,
+      trainCase('cpu', SMOLLM2_135M, 'SmolLM2-135M shape', 'smollm2-135m', 4, 64, { minIterations: 3 }), llamaSmall]
   }
   if (quick) return [trainCase('cuda', GPT2_124M, 'GPT-2 124M', 'gpt2-124m', 4, 256, { minIterations: 5 })]
   return [
+    trainCase('cuda', LLAMA_32_1B, 'Llama-3.2-1B shape', 'llama-3.2-1b', 1, 2048, { minIterations: 3 }),
+    trainCase('cuda', QWEN25_05B, 'Qwen2.5-0.5B shape', 'qwen2.5-0.5b', 1, 2048, { minIterations: 3 }),
     trainCase('cuda', GPT2_124M, 'GPT-2 124M', 'gpt2-124m', 8, 1024, { minIterations: 5 }),
     trainCase('cuda', GPT2_124M, 'GPT-2 124M', 'gpt2-124m', 8, 1024, { minIterations: 5, precision: 'f32', compile: false }),
     trainCase('cuda', GPT2_124M, 'GPT-2 124M', 'gpt2-124m', 16, 1024, { minIterations: 5 }),
@@ -243,8 +292,11 @@ export function trainSummary(device: Device, items: Array<{ c: TrainCase; row: T
   cpu?: CpuCeilings, gpu?: GpuCeilings): string {
   if (items.length === 0) return ''
   const lines: string[] = []
-  const basis = (fpt: number, T: number, cfg: GPT2Config): string =>
-    `${(fpt / 1e6).toFixed(1)} MFLOP/token = 6 x ${((paramCount(cfg) - cfg.nPositions * cfg.nEmbd) / 1e6).toFixed(2)}M + 12 x ${cfg.nLayer} x ${T} x ${cfg.nEmbd}`
+  const basis = (fpt: number, T: number, cfg: ModelConfig): string => {
+    const L = cfg.arch === 'gpt2' ? cfg.nLayer : cfg.numLayers
+    const Q = cfg.arch === 'gpt2' ? cfg.nEmbd : cfg.numHeads * cfg.headDim
+    return `${(fpt / 1e6).toFixed(1)} MFLOP/token = 6 x ${((paramCount(cfg) - lookupOnly(cfg)) / 1e6).toFixed(2)}M + 12 x ${L} x ${T} x ${Q}`
+  }
   if (device === 'cpu') {
     const cells = [['training step', 'B x T', 'ms/step', 'tokens/s', 'GFLOP/s', '% fp32 peak', 'torch eager ms', 'torch tokens/s', 'ours/torch']]
     for (const { c, row } of items) {
