@@ -3,9 +3,9 @@
  * scripts/gpu/run.sh on the GPU machine, which has transformers but no Node build of its
  * own beyond dist/): for each of a tiny Llama-3-style (GQA, tied, llama3 RoPE) and a tiny
  * Qwen2-style (q/k/v biases, untied) model, a few AdamW steps on random data with plwtune,
- * then `save` into OUT/<name>/ and the token ids plus plwtune's logits for them into
- * OUT/<name>/plwtune_logits.json. scripts/gpu/llama_check.py loads each directory with
- * AutoModelForCausalLM and compares.
+ * then `save` into OUT/<name>/ and a case file OUT/<name>.json with the token ids and
+ * plwtune's logits for them (scripts/gpu/llama_check.py's format), which that script checks
+ * by loading the directory with AutoModelForCausalLM.
  *
  *   node dist/bench/export-for-transformers.js OUT_DIR
  */
@@ -39,9 +39,8 @@ async function main(): Promise<void> {
     const dir = path.join(out, name)
     await model.save(dir)
     const logits = await model.logits(batch)
-    fs.writeFileSync(path.join(dir, 'plwtune_logits.json'), JSON.stringify({
-      B, T, V: config.vocabSize, ids: Array.from(ids), logits: Array.from(logits),
-    }))
+    const tokens = Array.from({ length: B }, (_, b) => Array.from(ids.slice(b * T, (b + 1) * T)))
+    fs.writeFileSync(path.join(out, `${name}.json`), JSON.stringify({ name, model_dir: name, tokens, logits: Array.from(logits) }))
     model.dispose()
     console.log(`${name}: saved to ${dir}`)
   }

@@ -1,5 +1,6 @@
 /**
- * The GPT-2 engine on CUDA against the engine on the CPU: the same weights and batch give
+ * The engine on CUDA against the engine on the CPU, for GPT-2 and two Llama-family models (a
+ * Llama 3: GQA, tied head, llama3 RoPE scaling; a Qwen3: q/k norms, head_dim 24, untied head): the same weights and batch give
  * the same loss and gradients, and 50 steps on a fixed batch follow the CPU's loss curve.
  * Skipped, with the reason printed, where CUDA cannot run.
  *
@@ -12,21 +13,29 @@
  * bits (2^-9 relative) once per op, ~30 roundings deep through 3 layers forward and back, so
  * the loss agrees to 1e-2 relative and each gradient tensor to 8e-2; the curve to 5e-2.
  */
-import { GPT2Config, Batch } from '../ts/native'
-import { initModel, GPT2Model } from '../ts/model'
+import { Batch } from '../ts/native'
+import { initModel, Model, ModelConfig } from '../ts/model'
+import { llamaConfig } from '../ts/arch'
 import { announceCudaSkip, describeCuda } from './support/devices'
 import { rng, randInt, relError } from './support/reference'
 
 announceCudaSkip('cuda-engine.test.ts')
 
-const cfg: GPT2Config = { nLayer: 3, nHead: 4, nEmbd: 64, nPositions: 64, vocabSize: 300 }
+const V = 300
+const MODELS: Array<[string, ModelConfig]> = [
+  ['GPT-2', { arch: 'gpt2', nLayer: 3, nHead: 4, nEmbd: 64, nPositions: 64, vocabSize: V }],
+  ['Llama 3', llamaConfig({ vocabSize: V, hiddenSize: 64, numLayers: 3, numHeads: 4, numKvHeads: 2, headDim: 16, intermediateSize: 160,
+    maxPositions: 64, ropeTheta: 500000, ropeScaling: { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 16 } })],
+  ['Qwen3', llamaConfig({ family: 'qwen3', vocabSize: V, hiddenSize: 64, numLayers: 3, numHeads: 4, numKvHeads: 2, headDim: 24,
+    intermediateSize: 160, maxPositions: 64, tieWordEmbeddings: false })],
+]
 const opt = { lr: 3e-3, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1, maxGradNorm: 1 }
 const seed = Date.now() % 100000
 
 function batch(B: number, T: number, s: number): Batch {
   const r = rng(s)
   const kinds = Uint8Array.from({ length: B * T }, (_, i) => (i % T === T - 1 ? 0 : i % T < T / 3 ? 1 : 2))
-  return { B, T, tokens: randInt(B * T, cfg.vocabSize, r), targets: randInt(B * T, cfg.vocabSize, r),
+  return { B, T, tokens: randInt(B * T, V, r), targets: randInt(B * T, V, r),
     weights: Float32Array.from(kinds, (k) => (k === 0 ? 0 : k === 1 ? 0.1 : 1)), kinds,
     segments: Int32Array.from({ length: B * T }, (_, i) => ((i % T) < T / 2 ? 0 : 1)),
     positions: Int32Array.from({ length: B * T }, (_, i) => (i % T) % (T / 2)) }
@@ -35,7 +44,7 @@ function batch(B: number, T: number, s: number): Batch {
 type Precision = 'f32' | 'bf16'
 const tolerance = { f32: { loss: 1e-3, grad: 2e-2, curve: 2e-2 }, bf16: { loss: 1e-2, grad: 8e-2, curve: 5e-2 } }
 
-async function twin(precision: Precision): Promise<[GPT2Model, GPT2Model]> {
+async function twin(cfg: ModelConfig, precision: Precision): Promise<[Model, Model]> {
   const cpu = await initModel(cfg, { seed, device: 'cpu', maxBatch: 4, maxSeqLen: 32 })
   const cuda = await initModel(cfg, { seed: seed + 1, device: 'cuda', precision, maxBatch: 4, maxSeqLen: 32 })
   expect(cuda.precision).toBe(precision)
@@ -43,11 +52,13 @@ async function twin(precision: Precision): Promise<[GPT2Model, GPT2Model]> {
   return [cpu, cuda]
 }
 
-describeCuda.each(['f32', 'bf16'] as Precision[])(`GPT-2 engine: CUDA (%s) matches CPU (seed ${seed})`, (precision) => {
+const CASES = MODELS.flatMap(([label, cfg]) => (['f32', 'bf16'] as Precision[]).map((p) => [label, cfg, p] as [string, ModelConfig, Precision]))
+
+describeCuda.each(CASES)(`%s engine: CUDA matches CPU (%#, seed ${seed})`, (_label, cfg, precision) => {
   const tol = tolerance[precision]
 
   test('one micro-step: loss sums and every gradient tensor', async () => {
-    const [cpu, cuda] = await twin(precision)
+    const [cpu, cuda] = await twin(cfg, precision)
     const b = batch(4, 32, seed)
     const norm = b.weights.reduce((s, w) => s + w, 0)
     const a = await cpu.accumulate(b, norm)
@@ -63,7 +74,7 @@ describeCuda.each(['f32', 'bf16'] as Precision[])(`GPT-2 engine: CUDA (%s) match
   })
 
   test('50 steps on a fixed batch follow the CPU loss curve', async () => {
-    const [cpu, cuda] = await twin(precision)
+    const [cpu, cuda] = await twin(cfg, precision)
     const b = batch(4, 32, seed + 7)
     for (let s = 0; s < 50; s++) {
       const a = await cpu.step(b, opt)
@@ -71,12 +82,13 @@ describeCuda.each(['f32', 'bf16'] as Precision[])(`GPT-2 engine: CUDA (%s) match
       expect({ step: s, ok: Math.abs(c.lossSum - a.lossSum) < tol.curve * a.lossSum }).toEqual({ step: s, ok: true })
     }
     // The f32 masters moved as the CPU's did (the bf16 copy is only what the GEMMs read).
-    expect(relError(cuda.read('h.0.mlp.c_fc.weight'), cpu.read('h.0.mlp.c_fc.weight'))).toBeLessThan(tol.curve)
+    const w = cpu.parameters().find((p) => p.shape.length === 2 && p.name.includes('mlp'))!.name
+    expect(relError(cuda.read(w), cpu.read(w))).toBeLessThan(tol.curve)
     cpu.dispose(); cuda.dispose()
   })
 
   test('evaluate and logits agree with the CPU', async () => {
-    const [cpu, cuda] = await twin(precision)
+    const [cpu, cuda] = await twin(cfg, precision)
     const b = batch(2, 32, seed + 3)
     const a = await cpu.evaluate(b)
     const c = await cuda.evaluate(b)
@@ -86,7 +98,7 @@ describeCuda.each(['f32', 'bf16'] as Precision[])(`GPT-2 engine: CUDA (%s) match
   })
 
   test('generation with the KV cache: deterministic, and the CPU greedy tokens in f32', async () => {
-    const [cpu, cuda] = await twin(precision)
+    const [cpu, cuda] = await twin(cfg, precision)
     const prompt = [5, 17, 42, 7]
     const first = (await cuda.generate(prompt, { maxNewTokens: 20 })).tokens
     expect((await cuda.generate(prompt, { maxNewTokens: 20 })).tokens).toEqual(first)

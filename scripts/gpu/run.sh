@@ -21,4 +21,7 @@ node "$jest" -c jest.dist.config.js 'cuda(-engine)?\.test' 2>&1 | tee "$OUT/cuda
 compute-sanitizer --tool memcheck --error-exitcode 3 node "$jest" -c jest.dist.config.js dist/test/cuda.test.js > "$OUT/sanitizer.log" 2>&1
 echo "compute-sanitizer exit $?" | tee -a "$OUT/gpu.txt"
 tail -5 "$OUT/sanitizer.log"
+# Llama-family models saved by plwtune, loaded by transformers: logits compared (bench/RESULTS.md).
+node dist/bench/export-for-transformers.js "$OUT/hf" > "$OUT/hf-export.log" 2>&1 \
+  && python3 scripts/gpu/llama_check.py --out "$OUT/llama-check.json" "$OUT"/hf/*.json 2>&1 | tail -5
 node dist/bench/run.js --device cuda --json "$OUT/bench-gpu.json" 2>&1 | tee "$OUT/bench.log" | tail -40
