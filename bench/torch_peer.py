@@ -39,6 +39,14 @@ What is timed, per kind (the plwtune op it is the peer of is in brackets):
          torch.autocast('cuda', dtype=torch.bfloat16)) and "bf16_compile_ms" (both: the fastest
          recipe), unless the case says compile=false; "peak_mem_bytes" is the eager f32 step's
          torch.cuda.max_memory_allocated.
+         With "arch": "llama" the case carries LlamaRefSpec's fields (test/support/llama-reference.ts:
+         vocabSize, hidden, layers, heads, kvHeads, headDim, intermediate, rmsEps, ropeTheta,
+         ropeScaling, tied, qkvBias, oBias, mlpBias, qkNorm) and the model is build_llama below: a
+         Llama-family decoder in plain torch as transformers computes it (RMSNorm with float32
+         statistics, half-split RoPE from float32 angles, optional Qwen3 q/k norm, GQA by repeat_kv
+         then F.scaled_dot_product_attention(is_causal=True), SwiGLU MLP, tied or untied head,
+         optional biases), transformers' initialization; the same loss, optimizer and variants.
+         "gqa": "sdpa" in the case passes enable_gqa=True to SDPA instead of repeating K and V.
 
 Timing: CUDA with torch.cuda.Event pairs around each iteration after warm-up, a synchronize
 after each (plwtune's calls also end synchronized), the median of the samples; CPU with
@@ -53,6 +61,183 @@ import traceback
 
 def log(msg):
     print(f"[torch_peer] {msg}", file=sys.stderr, flush=True)
+
+
+def build_llama(case, device="cpu", dtype=None, attn="sdpa"):
+    """A Llama-family decoder in plain torch, computing what transformers' modeling_llama.py /
+    modeling_qwen2.py / modeling_qwen3.py compute, with their parameter names (state_dict keys
+    model.embed_tokens.weight, model.layers.N.self_attn.q_proj.weight, ..., lm_head.weight when
+    untied), so a Hugging Face checkpoint loads into it with load_state_dict.
+
+    case: LlamaRefSpec's fields (test/support/llama-reference.ts): vocabSize, hidden, layers, heads,
+    kvHeads, headDim, intermediate, rmsEps, ropeTheta, ropeScaling ({type: 'llama3', factor,
+    lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings} or absent), tied, qkvBias, oBias,
+    mlpBias, qkNorm. Optional "gqa": "repeat" (default: repeat_kv, as transformers' eager and
+    sdpa paths do) or "sdpa" (F.scaled_dot_product_attention(enable_gqa=True), torch >= 2.5).
+    dtype: the parameters' dtype (float32 default; float64 for reference checks, which also
+    computes inv_freq and cos/sin in float64 where transformers uses float32).
+    attn: "sdpa" (F.scaled_dot_product_attention) or "eager" (matmul, additive mask, softmax in
+    at least float32, as transformers' eager_attention_forward).
+    Initialization as transformers' _init_weights: normal(0, 0.02) for Linear and Embedding
+    weights, zero biases, unit norm weights.
+    forward(idx (B, T) int64, targets=None, weights=None, positions=None, segments=None): logits
+    (B, T, V) without targets; with them the weighted loss
+    (F.cross_entropy(logits, targets, reduction='none') * weights).sum() / weights.sum().
+    positions (B, T) default 0..T-1; segments (B, T): packed rows, attention stays in a segment.
+    """
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    nn = torch.nn
+    dtype = dtype or torch.float32
+    V, C, L = case["vocabSize"], case["hidden"], case["layers"]
+    H, KV, D, FF = case["heads"], case["kvHeads"], case["headDim"], case["intermediate"]
+    eps, theta = float(case["rmsEps"]), float(case["ropeTheta"])
+    if H % KV != 0:
+        raise ValueError(f"heads ({H}) must be a multiple of kvHeads ({KV})")
+    n_rep = H // KV
+    gqa = case.get("gqa", "repeat")
+    rope_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+
+    def inv_freq_of():
+        # transformers: 1 / theta ** (arange(0, D, 2).float() / D) in float32, then the llama3 rule.
+        inv = 1.0 / (theta ** (torch.arange(0, D, 2, dtype=torch.int64).to(rope_dtype) / D))
+        sc = case.get("ropeScaling")
+        if sc:
+            factor, low, high = float(sc["factor"]), float(sc["lowFreqFactor"]), float(sc["highFreqFactor"])
+            old = float(sc["originalMaxPositionEmbeddings"])
+            wavelen = 2 * math.pi / inv
+            scaled = torch.where(wavelen > old / low, inv / factor, inv)
+            smooth = (old / wavelen - low) / (high - low)
+            blended = (1 - smooth) * scaled / factor + smooth * scaled
+            medium = (wavelen >= old / high) & (wavelen <= old / low)
+            inv = torch.where(medium, blended, scaled)
+        return inv
+
+    class RMSNorm(nn.Module):
+        def __init__(self, n):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(n, dtype=dtype))
+
+        def forward(self, x):
+            # transformers: float32 statistics, the normalized value cast back, then the weight.
+            in_dtype = x.dtype
+            h = x.to(torch.promote_types(in_dtype, torch.float32))
+            h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+            return self.weight * h.to(in_dtype)
+
+    def rotate_half(x):
+        return torch.cat((-x[..., D // 2:], x[..., : D // 2]), dim=-1)
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q_proj = nn.Linear(C, H * D, bias=case["qkvBias"], dtype=dtype)
+            self.k_proj = nn.Linear(C, KV * D, bias=case["qkvBias"], dtype=dtype)
+            self.v_proj = nn.Linear(C, KV * D, bias=case["qkvBias"], dtype=dtype)
+            self.o_proj = nn.Linear(H * D, C, bias=case["oBias"], dtype=dtype)
+            if case["qkNorm"]:
+                self.q_norm = RMSNorm(D)
+                self.k_norm = RMSNorm(D)
+
+        def forward(self, x, cos, sin, mask):
+            B, T, _ = x.shape
+            q = self.q_proj(x).view(B, T, H, D)
+            k = self.k_proj(x).view(B, T, KV, D)
+            v = self.v_proj(x).view(B, T, KV, D).transpose(1, 2)
+            if case["qkNorm"]:  # Qwen3: per head, before RoPE
+                q, k = self.q_norm(q), self.k_norm(k)
+            q, k = q.transpose(1, 2), k.transpose(1, 2)
+            q = q * cos + rotate_half(q) * sin
+            k = k * cos + rotate_half(k) * sin
+            if gqa != "sdpa" or attn == "eager":
+                k = k.repeat_interleave(n_rep, dim=1) if n_rep > 1 else k  # = repeat_kv
+                v = v.repeat_interleave(n_rep, dim=1) if n_rep > 1 else v
+            if attn == "eager":
+                w = torch.matmul(q, k.transpose(2, 3)) * D ** -0.5
+                w = w.masked_fill(~mask, float("-inf"))
+                w = torch.softmax(w, dim=-1, dtype=torch.promote_types(q.dtype, torch.float32)).to(q.dtype)
+                y = torch.matmul(w, v)
+            else:
+                kw = {"enable_gqa": True} if gqa == "sdpa" and n_rep > 1 else {}
+                if mask is None:
+                    y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=D ** -0.5, **kw)
+                else:
+                    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=D ** -0.5, **kw)
+            return self.o_proj(y.transpose(1, 2).reshape(B, T, H * D))
+
+    class MLP(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gate_proj = nn.Linear(C, FF, bias=case["mlpBias"], dtype=dtype)
+            self.up_proj = nn.Linear(C, FF, bias=case["mlpBias"], dtype=dtype)
+            self.down_proj = nn.Linear(FF, C, bias=case["mlpBias"], dtype=dtype)
+
+        def forward(self, x):
+            return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+    class Layer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.input_layernorm = RMSNorm(C)
+            self.self_attn = Attention()
+            self.post_attention_layernorm = RMSNorm(C)
+            self.mlp = MLP()
+
+        def forward(self, x, cos, sin, mask):
+            x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
+            return x + self.mlp(self.post_attention_layernorm(x))
+
+    class Inner(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed_tokens = nn.Embedding(V, C, dtype=dtype)
+            self.layers = nn.ModuleList([Layer() for _ in range(L)])
+            self.norm = RMSNorm(C)
+
+    class LlamaLM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = Inner()
+            if not case["tied"]:
+                self.lm_head = nn.Linear(C, V, bias=False, dtype=dtype)
+            self.register_buffer("inv_freq", inv_freq_of(), persistent=False)
+            for name, p in self.named_parameters():
+                if name.endswith("norm.weight"):
+                    nn.init.ones_(p)
+                elif name.endswith(".bias"):
+                    nn.init.zeros_(p)
+                else:
+                    nn.init.normal_(p, 0.0, 0.02)
+
+        def forward(self, idx, targets=None, weights=None, positions=None, segments=None):
+            B, T = idx.shape
+            x = self.model.embed_tokens(idx)
+            if positions is None:
+                positions = torch.arange(T, device=idx.device).unsqueeze(0).expand(B, T)
+            # transformers: angles and cos/sin in float32 with autocast off, then cast to the activations' dtype.
+            with torch.autocast(idx.device.type, enabled=False):
+                freqs = positions.to(rope_dtype).unsqueeze(-1) * self.inv_freq.to(rope_dtype)
+                emb = torch.cat((freqs, freqs), dim=-1)
+                cos, sin = emb.cos().to(x.dtype).unsqueeze(1), emb.sin().to(x.dtype).unsqueeze(1)
+            mask = None
+            if segments is not None or attn == "eager":
+                causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
+                mask = causal.expand(B, 1, T, T)
+                if segments is not None:
+                    mask = mask & (segments[:, None, :, None] == segments[:, None, None, :])
+            for layer in self.model.layers:
+                x = layer(x, cos, sin, mask)
+            x = self.model.norm(x)
+            logits = F.linear(x, self.model.embed_tokens.weight if case["tied"] else self.lm_head.weight)
+            if targets is None:
+                return logits
+            ce = F.cross_entropy(logits.view(-1, V), targets.view(-1), reduction="none")
+            return (ce * weights.view(-1)).sum() / weights.sum()
+
+    return LlamaLM().to(device)
 
 
 def main():
@@ -256,7 +441,8 @@ def main():
     def run_train(case):
         B, T, V = case["B"], case["T"], case["vocabSize"]
         torch.manual_seed(1)
-        model = build_gpt(case)
+        llama = case.get("arch") == "llama"
+        model = build_llama(case, device) if llama else build_gpt(case)
         params = list(model.parameters())
         decay = [p for p in params if p.dim() >= 2]
         no_decay = [p for p in params if p.dim() < 2]
@@ -296,7 +482,9 @@ def main():
         if loss != loss:
             raise RuntimeError("eager f32 step gave a NaN loss")
         n = sum(p.numel() for p in params)
-        r["what"] = (f"minimal GPT-2 ({n} params) eager f32, clip_grad_norm_ + AdamW("
+        arch = (f"Llama-family (plain torch, GQA {case['heads']}/{case['kvHeads']}, {case.get('gqa', 'repeat')})"
+                if llama else "minimal GPT-2")
+        r["what"] = (f"{arch} ({n} params) eager f32, clip_grad_norm_ + AdamW("
                      f"{'fused=True' if device == 'cuda' else 'default implementation'}), loss {loss:.4f}")
         if device == "cuda":
             r["peak_mem_bytes"] = torch.cuda.max_memory_allocated()
