@@ -56,7 +56,7 @@ void fused_head_cross_entropy_backward(float* losses, float* dhidden, float* dwt
         weighted_cross_entropy_backward(scratch, losses + r0, scratch, targets + r0, weights + r0,
                                         grad_scale, n, V, V);                 // dlogits in place
         sgemm(false, false, n, C, V, 1.0f, scratch, V, wte, C, 0.0f, dh, C);   // dh = dlogits . wte
-        sgemm(true, false, V, C, n, 1.0f, scratch, V, h, C, 1.0f, dwte, C);    // dwte += dlogits^T . h
+        if (dwte) sgemm(true, false, V, C, n, 1.0f, scratch, V, h, C, 1.0f, dwte, C);  // dwte += dlogits^T . h
     }
 }
 

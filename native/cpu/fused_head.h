@@ -8,6 +8,7 @@
 //   dwte[:V]     += dlogits^T (V,chunk) . hidden[rows] (chunk,C) (accumulated, so the
 //                   embedding backward and the head share one gradient)
 // Rows of dwte in [V, Vp) are not touched.
+// dwte may be null: a frozen head (LoRA), dhidden only.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -65,12 +65,12 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
         // dinp (N,IC) += dout (N,OC) . weight^T, weight stored (IC,OC) = (N_gemm, K_gemm)
         sgemm(false, true, N, IC, OC, 1.0f, dout, OC, weight, OC, 1.0f, dinp, IC);
         // dweight (IC,OC) += inp^T . dout, inp stored (N,IC) = (K_gemm, M_gemm)
-        sgemm(true, false, IC, OC, N, 1.0f, inp, IC, dout, OC, 1.0f, dweight, OC);
+        if (dweight) sgemm(true, false, IC, OC, N, 1.0f, inp, IC, dout, OC, 1.0f, dweight, OC);
     } else {
         // dinp (N,IC) += dout (N,OC) . weight, weight stored (OC,IC) = (K_gemm, N_gemm)
         sgemm(false, false, N, IC, OC, 1.0f, dout, OC, weight, IC, 1.0f, dinp, IC);
         // dweight (OC,IC) += dout^T . inp, dout stored (N,OC) = (K_gemm, M_gemm)
-        sgemm(true, false, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dweight, IC);
+        if (dweight) sgemm(true, false, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dweight, IC);
     }
     if (dbias) {
 #pragma omp parallel

@@ -8,6 +8,7 @@
 //             dweight += inp^T . dout, stored in weight's layout:
 //               InOut (IC,OC) += inp^T . dout;  OutIn (OC,IC) += dout^T . inp
 //             dbias (OC) += sum over rows of dout                      (dbias may be null)
+// dweight may be null: a frozen weight (LoRA's base), input gradient only.
 // All gradients accumulate (+=).
 #pragma once
 

@@ -1,7 +1,8 @@
 // CUDA twin of native/cpu/fused_head.h. The three GEMMs go through cuBLASLt; the loss
 // between them is the kernel of cross_entropy.cu working in place on the chunk of logits.
 // hidden and wte are both f32 (TF32 tensor-core GEMMs) or both bf16 (bf16 GEMMs); the
-// logits scratch has their dtype; accumulation, losses and dwte are f32. dhidden is f32,
+// logits scratch has their dtype; accumulation, losses and dwte are f32 (dwte may be null: a
+// frozen head). dhidden is f32,
 // or bf16 in the bf16 overload that takes a bf16* dhidden (the mixed-precision engine's
 // activation gradient: the GEMM rounds it once when it stores it).
 #pragma once

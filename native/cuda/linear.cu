@@ -7,6 +7,7 @@
 //   forward:  out (N, OC) = inp (N, IC) . W + bias (OC)                    (bias may be null)
 //   backward: dinp (N, IC) += dout (N, OC) . W^T
 //             dweight      += inp^T . dout, in weight's layout             (IC,OC) or (OC,IC)
+//                             (dweight may be null: a frozen weight, no dweight GEMM)
 //             dbias (OC)   += sum over rows of dout                         (dbias may be null)
 //
 // Two precisions, one templated implementation:
@@ -154,7 +155,8 @@ void forward_impl(T* out, const T* inp, const T* weight, const T* bias, int N, i
     }
 }
 
-// dinp has the activations' type T; dweight and dbias are f32 in both precisions.
+// dinp has the activations' type T; dweight and dbias are f32 in both precisions. dweight
+// null (a frozen weight): dinp and dbias only.
 template <typename T>
 void backward_impl(T* dinp, float* dweight, float* dbias, const T* dout, const T* inp,
                    const T* weight, int N, int IC, int OC, WeightLayout layout) {
@@ -162,8 +164,7 @@ void backward_impl(T* dinp, float* dweight, float* dbias, const T* dout, const T
     if (N == 0) {
         return;
     }
-    PLW_CHECK(dinp != nullptr && dweight != nullptr && dout != nullptr && inp != nullptr &&
-                  weight != nullptr,
+    PLW_CHECK(dinp != nullptr && dout != nullptr && inp != nullptr && weight != nullptr,
               "linear_backward: null device pointer");
     constexpr cudaDataType_t kData = LtTypes<T>::kData;
     const LtOperand inp_view{inp, kData, uint64_t(IC), uint64_t(N), IC};
@@ -172,10 +173,10 @@ void backward_impl(T* dinp, float* dweight, float* dbias, const T* dout, const T
               dinp_op(layout), weight_view(weight, IC, OC, layout),
               CUBLAS_OP_N, dout_view,
               dinp, kData, uint64_t(IC), uint64_t(N), IC, 1.0f);
-    if (layout == WeightLayout::InOut) {
+    if (dweight != nullptr && layout == WeightLayout::InOut) {
         lt_matmul("linear dweight", LtTypes<T>::kCompute, CUBLAS_OP_N, dout_view, CUBLAS_OP_T,
                   inp_view, dweight, CUDA_R_32F, uint64_t(OC), uint64_t(IC), OC, 1.0f);
-    } else {
+    } else if (dweight != nullptr) {
         lt_matmul("linear dweight", LtTypes<T>::kCompute, CUBLAS_OP_N, inp_view, CUBLAS_OP_T,
                   dout_view, dweight, CUDA_R_32F, uint64_t(IC), uint64_t(OC), IC, 1.0f);
     }

@@ -9,6 +9,7 @@
 //             dweight += inp^T . dout, stored in weight's layout:
 //               InOut (IC,OC) += inp^T . dout;  OutIn (OC,IC) += dout^T . inp
 //             dbias (OC) += sum over rows of dout                      (dbias may be null)
+// dweight may be null: a frozen weight, input gradient only.
 // All gradients accumulate (+=).
 // Two precisions: all f32 (TF32 GEMMs), or bf16 mixed precision: activations, their
 // gradients, weight and bias (the bf16 working copy of the parameters) in bf16, GEMMs with

@@ -1,9 +1,11 @@
 // One cuBLASLt matmul with explicit column-major layouts, shared by the GEMM callers of the
-// CUDA backend (attention.cu, fused_head.cu, linear.cu). Only with cuBLASLt
+// CUDA backend (attention.cu, fused_head.cu, linear.cu, lora.cu). Only with cuBLASLt
 // (PLW_HAVE_CUBLASLT=1); otherwise this header declares nothing.
 //
 //   lt_matmul:          D (m x n) = op_a(A) (m x k) . op_b(B) (k x n) + beta * D
 //                                   [+ bias (m), broadcast over n]
+//                       or, the overload with alpha (no bias):
+//                       D = alpha * op_a(A) . op_b(B) + beta * D
 //   lt_matmul_batched:  for z < batch.count, in one call:
 //                       D_z = alpha * op_a(A_z) . op_b(B_z) + beta * D_z
 //                       where X_z starts batch.stride_x elements after X_{z-1}
@@ -277,6 +279,15 @@ inline void lt_matmul(const char* what, cublasComputeType_t compute, cublasOpera
                       const void* bias = nullptr) {
     lt_matmul_impl(what, compute, op_a, a, op_b, b, d, d_type, m, n, ldd, 1.0f, beta,
                    LtBatch{1, 0, 0, 0}, bias);
+}
+
+// D = alpha * op_a(A) . op_b(B) + beta * D, no bias epilogue (e.g. LoRA's scaling as alpha).
+inline void lt_matmul(const char* what, cublasComputeType_t compute, cublasOperation_t op_a,
+                      const LtOperand& a, cublasOperation_t op_b, const LtOperand& b, void* d,
+                      cudaDataType_t d_type, uint64_t m, uint64_t n, int64_t ldd, float alpha,
+                      float beta) {
+    lt_matmul_impl(what, compute, op_a, a, op_b, b, d, d_type, m, n, ldd, alpha, beta,
+                   LtBatch{1, 0, 0, 0}, nullptr);
 }
 
 // Strided-batched D_z = alpha * op_a(A_z) . op_b(B_z) + beta * D_z, no bias epilogue.

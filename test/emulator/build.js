@@ -28,6 +28,7 @@ const allPrograms = [
   { name: 'test_attention', args: [] },
   { name: 'test_engine', args: [] },
   { name: 'test_llama_ops', args: [] },
+  { name: 'test_lora_ops', args: [] },
 ]
 const only = process.env.PLW_EMU_PROGRAMS ? process.env.PLW_EMU_PROGRAMS.split(',') : null
 const programs = only ? allPrograms.filter((p) => only.includes(p.name)) : allPrograms
