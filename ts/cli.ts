@@ -64,7 +64,7 @@ export function parseTrainArgs(argv: string[]): { values: Record<string, unknown
 
 function helpText(): string {
   const lines = ['Usage: plwtune train [--config FILE] [flags]', '',
-    'Fine-tunes a GPT-2 on instruction data with a prompt loss weight. With no --model and no --data,',
+    'Fine-tunes a model (GPT-2 or the Llama family; full, or LoRA with --lora-r) on instruction data with a prompt loss weight. With no --model and no --data,',
     'trains the built-in demo (a tiny byte-level GPT on generated tasks).', '', 'Flags (default in brackets):']
   for (const [key, value] of Object.entries(DEFAULTS)) {
     if (key === 'init') continue
@@ -72,6 +72,8 @@ function helpText(): string {
   }
   lines.push('  --no-shuffle, --no-packing', '  --init-n-layer N --init-n-head N --init-n-embd N --init-n-positions N  (a fresh model without --model)',
     '  --init-arch gpt2|llama|qwen2|qwen3|mistral --init-n-kv-head N  (the fresh model\'s architecture; KV heads for the Llama family)',
+    '  --lora-r R --lora-alpha A --lora-dropout P --lora-targets all-linear|q_proj,v_proj,... --use-rslora',
+    '                 LoRA adapters on --model (docs/lora.md); final/, best/ and checkpoints are PEFT adapter directories',
     '  --config FILE  a JSON object of the same keys (camelCase); flags override it', '  --resume RUN_DIR  continue a run exactly')
   return lines.join('\n')
 }
@@ -164,7 +166,10 @@ export async function trainCommand(argv: string[], io = { out: process.stdout, e
 export function summary(r: TrainResult): string {
   const lines = ['', `== ${r.stopReason === 'completed' ? 'done' : r.stopReason.replace('_', ' ')}: ${r.message}`]
   lines.push(`steps ${r.steps}/${r.totalSteps}; best validation completion loss ${fmt(r.bestValCompletionLoss)}`)
-  if (r.finalDir) lines.push(`final model: ${r.finalDir} (Hugging Face format)`)
+  if (r.finalDir) {
+    const adapter = fs.existsSync(path.join(r.finalDir, 'adapter_config.json'))
+    lines.push(`final model: ${r.finalDir} (${adapter ? 'a PEFT LoRA adapter; plwtune merge folds it into its base' : 'Hugging Face format'})`)
+  }
   if (r.bestDir) lines.push(`best model:  ${r.bestDir}`)
   if (r.lastCheckpoint) lines.push(`checkpoint:  ${r.lastCheckpoint}`)
   lines.push(`metrics: ${path.join(r.runDir, 'metrics.jsonl')}; plot: ${path.join(r.runDir, 'loss.svg')}`)
@@ -187,13 +192,14 @@ export function summary(r: TrainResult): string {
 const COMMANDS = `Usage: plwtune <command> [flags]   (plwtune <command> --help for its flags)
 
 Commands:
-  train      fine-tune a GPT-2 with a prompt loss weight
+  train      fine-tune a model (full or LoRA) with a prompt loss weight
   generate   answer one prompt or every record of a dataset split (responses JSONL)
   eval       loss, completion loss and perplexity, exact/contains match, multiple choice
   stats      token counts, completion/prompt ratio and a recommended prompt loss weight
   data swap  turn long-completion records into prompt-prediction tasks (AlpacaDataShort)
   data inspect  the first examples token by token, with each token's kind and loss weight
   sweep      the same training over several prompt loss weights and seeds
+  merge      a LoRA adapter merged into its base: a plain Hugging Face model directory
 `
 
 async function main(argv: string[]): Promise<number> {
@@ -205,6 +211,7 @@ async function main(argv: string[]): Promise<number> {
     case 'eval': return (await import('./commands/eval')).evalCommand(rest, io)
     case 'stats': return (await import('./commands/stats')).statsCommand(rest, io)
     case 'sweep': return (await import('./commands/sweep')).sweepCommand(rest, io)
+    case 'merge': return (await import('./commands/merge')).mergeCommand(rest, io)
     case 'data':
       if (rest[0] === 'swap') return (await import('./commands/data-swap')).dataSwapCommand(rest.slice(1), io)
       if (rest[0] === 'inspect') return (await import('./commands/data-inspect')).dataInspectCommand(rest.slice(1), io)

@@ -9,6 +9,12 @@ import {
 } from './native'
 import { ModelConfig, describeConfig, maxPositions, nativeSpec, normalizeConfig } from './arch'
 import { SaveDtype, readConfig, readWeights, writeWeights } from './checkpoint'
+import { LoraSettings, loraScaling, validateLoraSettings } from './lora/settings'
+import { isAdapterDir, readAdapterDir, writeAdapterDir } from './lora/adapter-dir'
+import { BaseFingerprint, baseFingerprint, checkBase } from './lora/fingerprint'
+import { mergeDelta } from './lora/merge'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
 
 export type { Batch, GenerateOptions, GPT2Config, LossReport, OptimizerSettings, ModelInfo, Precision, TrainStepReport }
 export type { ModelConfig } from './arch'
@@ -28,6 +34,17 @@ export interface ModelOptions {
   maxSeqLen?: number
   /** 'auto' (default): bf16 mixed precision on cuda, f32 on cpu (the only one it has). */
   precision?: Precision | 'auto'
+  /**
+   * LoRA adapters (docs/lora.md): the base is frozen and only the adapters train. `seed`
+   * seeds the adapters' init (loadModel) and the dropout masks (default 0).
+   */
+  lora?: LoraSettings & { seed?: number }
+}
+
+/** Where a LoRA model's frozen base came from: recorded in its adapter directories. */
+export interface BaseModelRef {
+  dir: string
+  fingerprint: BaseFingerprint
 }
 
 export interface SaveOptions {
@@ -53,16 +70,27 @@ export function resolvePrecision(precision: Precision | 'auto' = 'auto', device:
 export class Model {
   /** The dtype tensors are saved in by default: the loaded checkpoint's, f32 for a fresh model. */
   sourceDtype: SaveDtype = 'F32'
+  /** A LoRA model's base directory (set by loadModel): save() writes adapter directories that point to it. */
+  base: BaseModelRef | null = null
 
-  private constructor(private readonly native: NativeModel, readonly config: ModelConfig) {}
+  private constructor(private readonly native: NativeModel, readonly config: ModelConfig,
+    /** The adapters' settings, or null for a full model. */
+    readonly lora: LoraSettings | null) {}
 
   /** A model with its weights zero (load or init them next). A GPT2Config without `arch` is a GPT-2. */
   static async create(config: ModelConfig | GPT2Config, options: ModelOptions = {}): Promise<Model> {
     const c = normalizeConfig(config)
     const device = resolveDevice(options.device)
-    const native = await createNativeModel(nativeSpec(c), device, options.maxBatch ?? 1, options.maxSeqLen ?? maxPositions(c),
+    let lora: LoraSettings | null = null
+    if (options.lora) {
+      const { seed: _seed, ...settings } = options.lora
+      validateLoraSettings(settings, 'lora')
+      lora = settings
+    }
+    const spec = { ...nativeSpec(c), lora: lora ? { ...lora, seed: options.lora?.seed ?? 0 } : null }
+    const native = await createNativeModel(spec, device, options.maxBatch ?? 1, options.maxSeqLen ?? maxPositions(c),
       resolvePrecision(options.precision, device))
-    return new Model(native, { ...c })
+    return new Model(native, { ...c }, lora)
   }
 
   get info(): ModelInfo {
@@ -117,6 +145,21 @@ export class Model {
     return guardNative(() => this.native.initRandom(seed))
   }
 
+  /** Only the LoRA adapters' init (A Kaiming-uniform, B zeros: the output is the base model's). */
+  initAdapters(seed: number): Promise<void> {
+    return guardNative(() => this.native.initAdapters(seed))
+  }
+
+  /** Parameters of the base model (everything but LoRA adapters). */
+  baseParameters(): ParameterInfo[] {
+    return this.parameters().filter((p) => !p.adapter)
+  }
+
+  /** The LoRA adapter tensors (empty for a full model). */
+  adapterParameters(): ParameterInfo[] {
+    return this.parameters().filter((p) => p.adapter)
+  }
+
   /** Forward + backward of one micro-batch; gradients accumulate with scale 1/normalizer. */
   accumulate(batch: Batch, normalizer: number): Promise<LossReport> {
     return guardNative(() => this.native.accumulate(batch, normalizer))
@@ -160,10 +203,45 @@ export class Model {
   async save(dir: string, options: SaveOptions | Record<string, unknown> = {}): Promise<void> {
     const o: SaveOptions = 'extraConfig' in options || 'dtype' in options || 'maxShardBytes' in options
       ? options as SaveOptions : { extraConfig: options as Record<string, unknown> }
+    if (this.lora) return this.saveAdapter(dir, o.dtype === 'auto' ? undefined : o.dtype)
     const dtype = o.dtype === undefined || o.dtype === 'auto' ? this.sourceDtype : o.dtype
     writeWeights(dir, this.config, this.parameters(), (name) => this.read(name), {
       dtype, maxShardBytes: o.maxShardBytes, extraConfig: o.extraConfig,
     })
+  }
+
+  /**
+   * A LoRA model's save: a PEFT adapter directory (adapter_config.json, adapter_model.safetensors,
+   * plwtune_base.json) naming the base it was trained on. Adapters are saved in f32 unless asked.
+   */
+  private saveAdapter(dir: string, dtype?: SaveDtype): void {
+    if (!this.lora) throw new Error('saveAdapter: not a LoRA model')
+    if (!this.base) throw new Error('a LoRA model made without a base directory cannot be saved as an adapter: load the base with loadModel(dir, { lora })')
+    writeAdapterDir(dir, { arch: this.config.arch, config: this.config, settings: this.lora, baseModel: this.base.dir,
+      base: this.base.fingerprint, tensors: this.adapterParameters(), read: (name) => this.read(name), dtype: dtype ?? 'F32' })
+  }
+
+  /**
+   * The weights of base + adapter as one plain model (W + scaling·B·A for every adapted
+   * layer), written as a Hugging Face directory in the base's dtype unless told otherwise.
+   */
+  async saveMerged(dir: string, options: SaveOptions = {}): Promise<void> {
+    if (!this.lora) throw new Error('saveMerged: not a LoRA model (save() writes it as it is)')
+    const scaling = loraScaling(this.lora)
+    const layout = this.config.arch === 'gpt2' ? 'InOut' : 'OutIn'
+    const dtype = options.dtype === undefined || options.dtype === 'auto' ? this.sourceDtype : options.dtype
+    const adapters = new Set(this.adapterParameters().map((p) => p.name))
+    const read = (name: string): Float32Array => {
+      const module = name.replace(/\.weight$/, '')
+      const a = `${module}.lora_A.weight`
+      if (!adapters.has(a)) return this.read(name)
+      const info = this.parameters().find((p) => p.name === a) as ParameterInfo
+      const [r, IC] = info.shape
+      const OC = this.parameters().find((p) => p.name === `${module}.lora_B.weight`)!.shape[0]
+      return mergeDelta(layout, this.read(name), this.read(a), this.read(`${module}.lora_B.weight`), IC, OC, r, scaling)
+    }
+    writeWeights(dir, this.config, this.baseParameters(), read, { dtype, maxShardBytes: options.maxShardBytes,
+      extraConfig: options.extraConfig })
   }
 
   /** Continues `prompt` (token ids) with a KV cache: greedy by default, or seeded sampling. */
@@ -201,10 +279,11 @@ export type GPT2Model = Model
  * can plan for a GPU it does not have.
  */
 export function planMemory(config: ModelConfig | GPT2Config, options: { device?: Device; maxBatch?: number; maxSeqLen?: number;
-  precision?: Precision | 'auto' } = {}): ModelInfo['memory'] {
+  precision?: Precision | 'auto'; lora?: LoraSettings } = {}): ModelInfo['memory'] {
   const c = normalizeConfig(config)
   const device = options.device ?? 'cuda'
-  return planNativeMemory(nativeSpec(c), device, options.maxBatch ?? 1, options.maxSeqLen ?? maxPositions(c),
+  const lora = options.lora ? { ...options.lora, seed: 0 } : null
+  return planNativeMemory({ ...nativeSpec(c), lora }, device, options.maxBatch ?? 1, options.maxSeqLen ?? maxPositions(c),
     resolvePrecision(options.precision, device))
 }
 
@@ -215,21 +294,77 @@ export async function initModel(config: ModelConfig | GPT2Config, options: Model
   return model
 }
 
+export interface LoadOptions extends ModelOptions {
+  /** A PEFT LoRA adapter directory to apply to the model in `dir` (plwtune's or PEFT's own). */
+  adapter?: string
+  /** The adapters' dropout stream when an adapter is loaded (a resumed run passes its seed); default 0. */
+  loraSeed?: number
+}
+
+/** The model directory behind `dir`: the base an adapter directory records, else `dir` itself. */
+export function baseDirOf(dir: string): string {
+  if (!isAdapterDir(dir)) return dir
+  const base = readAdapterBase(dir)
+  if (base === null) throw new Error(`${dir}: an adapter directory without base_model_name_or_path: give its base model too`)
+  return base
+}
+
 /**
  * Loads a Hugging Face model directory (config.json + model.safetensors or a sharded
  * model.safetensors.index.json; f32, f16 or bf16 tensors) onto a device. An unsupported
  * architecture is refused before anything is allocated; a missing, unexpected or misshapen
  * tensor is an error naming the key and both shapes.
+ *
+ * LoRA: with `adapter` (or when `dir` itself is an adapter directory, whose base is the one it
+ * records), the adapter is applied to the base, after checking the base is the one it was
+ * trained on; with `lora`, fresh adapters are attached (A Kaiming-uniform, B zeros).
  */
-export async function loadModel(dir: string, options: ModelOptions = {}): Promise<Model> {
-  const config = readConfig(dir)
-  const model = await Model.create(config, options)
+export async function loadModel(dir: string, options: LoadOptions = {}): Promise<Model> {
+  let adapterDir = options.adapter
+  let baseDir = dir
+  if (adapterDir === undefined && isAdapterDir(dir)) {
+    adapterDir = dir
+    baseDir = baseDirOf(dir)
+  }
+  const config = readConfig(baseDir)
+  let adapter: ReturnType<typeof readAdapterDir> | null = null
+  let lora = options.lora
+  if (adapterDir !== undefined) {
+    if (options.lora) throw new Error('loadModel: give either `adapter` (a trained adapter) or `lora` (new adapters), not both')
+    adapter = readAdapterDir(adapterDir, config.arch, config)
+    if (adapter.base) checkBase(baseDir, adapter.base, adapterDir)
+    lora = { ...adapter.settings, seed: options.loraSeed ?? 0 }
+  }
+  const model = await Model.create(config, { ...options, lora })
   try {
-    model.sourceDtype = readWeights(dir, config, model.parameters(), (name, data) => model.write(name, data))
+    model.sourceDtype = readWeights(baseDir, config, model.baseParameters(), (name, data) => model.write(name, data))
+    if (lora) model.base = { dir: path.resolve(baseDir), fingerprint: baseFingerprint(baseDir) }
+    if (adapter) {
+      for (const p of model.adapterParameters()) {
+        const t = adapter.tensors.get(p.name)
+        if (!t) throw new Error(`${adapterDir}: adapter_model.safetensors has no tensor for ${p.name}`)
+        if (t.shape.join(',') !== p.shape.join(',')) {
+          throw new Error(`${adapterDir}: ${p.name} has shape [${t.shape}] but the model expects [${p.shape}]`)
+        }
+        model.write(p.name, t.data)
+      }
+      const expected = new Set(model.adapterParameters().map((p) => p.name))
+      const extra = [...adapter.tensors.keys()].filter((n) => !expected.has(n))
+      if (extra.length > 0) throw new Error(`${adapterDir}: adapter tensors the model does not have: ${extra.slice(0, 5).join(', ')}`)
+    } else if (lora) {
+      await model.initAdapters(lora.seed ?? 0)
+    }
     return model
   } catch (err) {
     model.dispose()
     throw err
   }
+}
+
+/** The base directory an adapter directory records (base_model_name_or_path), if any. */
+function readAdapterBase(dir: string): string | null {
+  const file = path.join(dir, 'adapter_config.json')
+  const json = JSON.parse(fs.readFileSync(file, 'utf8')) as { base_model_name_or_path?: unknown }
+  return typeof json.base_model_name_or_path === 'string' && json.base_model_name_or_path !== '' ? json.base_model_name_or_path : null
 }
 

@@ -100,6 +100,19 @@ export interface NativeSpec {
   qkNorm?: boolean
   /** 0: none. */
   slidingWindow?: number
+  /** LoRA adapters on the linear layers named in targets (the base is then frozen); null: full fine-tuning. */
+  lora?: NativeLora | null
+}
+
+/** The engine's LoRA settings (PEFT's LoraConfig; targets are module leaf names, all-linear expanded). */
+export interface NativeLora {
+  r: number
+  alpha: number
+  dropout: number
+  targets: string[]
+  rslora: boolean
+  /** The dropout masks' stream. */
+  seed: number
 }
 
 /** A parameter tensor of a model, by its Hugging Face name. */
@@ -110,6 +123,8 @@ export interface ParameterInfo {
   decay: boolean
   /** Has a gradient and AdamW moments (false: frozen). */
   trainable: boolean
+  /** A LoRA adapter tensor (lora_A / lora_B), not part of the base model. */
+  adapter: boolean
 }
 
 /** One micro-batch: B rows of T tokens, each array B*T long, row-major. */
@@ -205,6 +220,7 @@ export interface NativeModel {
   setAdamStep(step: number): void
   zeroGrad(): void
   initRandom(seed: number): Promise<void>
+  initAdapters(seed: number): Promise<void>
   accumulate(batch: Batch, normalizer: number): Promise<LossReport>
   optimizerStep(options: OptimizerSettings): Promise<{ gradNorm: number; clipCoefficient: number; step: number }>
   trainStep(microBatches: Batch[], normalizer: number, options: OptimizerSettings): Promise<TrainStepReport>

@@ -176,6 +176,34 @@ engine::ModelSpec read_spec(const Napi::Object& c) {
             s.rope_scaling.original_max_positions = rnum("originalMaxPositions");
         }
     }
+    Napi::Value lora = c.Get("lora");
+    if (!lora.IsNull() && !lora.IsUndefined()) {
+        if (!lora.IsObject()) throw ArgError("Expected null or an object for spec.lora but received " + received(lora));
+        Napi::Object l = lora.As<Napi::Object>();
+        auto lnum = [&](const char* key, double lo, double hi) {
+            Napi::Value v = l.Get(key);
+            const double x = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
+            if (!(x >= lo && x <= hi))
+                throw ArgError(std::string("Expected a number in [") + std::to_string(lo) + ", " + std::to_string(hi) +
+                               "] for spec.lora." + key + " but received " + received(v));
+            return x;
+        };
+        s.lora.r = static_cast<int>(lnum("r", 1, 65536));
+        s.lora.alpha = lnum("alpha", 1e-30, 1e30);
+        s.lora.dropout = lnum("dropout", 0, 0.999999);
+        s.lora.seed = static_cast<uint64_t>(lnum("seed", 0, 9007199254740991.0));
+        Napi::Value rs = l.Get("rslora");
+        if (!rs.IsBoolean()) throw ArgError("Expected a boolean for spec.lora.rslora but received " + received(rs));
+        s.lora.rslora = rs.As<Napi::Boolean>().Value();
+        Napi::Value t = l.Get("targets");
+        if (!t.IsArray()) throw ArgError("Expected an array of module names for spec.lora.targets but received " + received(t));
+        Napi::Array ta = t.As<Napi::Array>();
+        for (uint32_t i = 0; i < ta.Length(); i++) {
+            Napi::Value v = ta.Get(i);
+            if (!v.IsString()) throw ArgError("Expected a string for spec.lora.targets[" + std::to_string(i) + "] but received " + received(v));
+            s.lora.targets.push_back(v.As<Napi::String>().Utf8Value());
+        }
+    }
     return s;
 }
 
@@ -251,6 +279,7 @@ Napi::Function Model::Define(Napi::Env env) {
          InstanceMethod<&Model::SetAdamStep>("setAdamStep"),
          InstanceMethod<&Model::ZeroGrad>("zeroGrad"),
          InstanceMethod<&Model::InitRandom>("initRandom"),
+         InstanceMethod<&Model::InitAdapters>("initAdapters"),
          InstanceMethod<&Model::Accumulate>("accumulate"),
          InstanceMethod<&Model::OptimizerStep>("optimizerStep"),
          InstanceMethod<&Model::TrainStep>("trainStep"),
@@ -304,6 +333,7 @@ Napi::Value Model::Parameters(const Napi::CallbackInfo& info) {
         p.Set("shape", shape);
         p.Set("decay", params[i].decay);
         p.Set("trainable", params[i].trainable);
+        p.Set("adapter", params[i].adapter);
         out.Set(i, p);
     }
     return out;
@@ -387,6 +417,16 @@ Napi::Value Model::InitRandom(const Napi::CallbackInfo& info) {
         const uint64_t seed = static_cast<uint64_t>(Args(info).integer(0, "seed", 0, 9007199254740991LL));
         auto m = model_;
         return queue_on_model(info, Value(), &busy_, "initRandom", [m, seed] { m->init_random(seed); }, nullptr);
+    });
+}
+
+// initAdapters(seed): the LoRA adapters' init only (A Kaiming-uniform, B zeros), the base untouched.
+Napi::Value Model::InitAdapters(const Napi::CallbackInfo& info) {
+    return guarded(info, "initAdapters", [&]() -> Napi::Value {
+        engine(info.Env(), "initAdapters");
+        const uint64_t seed = static_cast<uint64_t>(Args(info).integer(0, "seed", 0, 9007199254740991LL));
+        auto m = model_;
+        return queue_on_model(info, Value(), &busy_, "initAdapters", [m, seed] { m->init_adapters(seed); }, nullptr);
     });
 }
 

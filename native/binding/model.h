@@ -27,6 +27,7 @@ private:
     Napi::Value SetAdamStep(const Napi::CallbackInfo& info);
     Napi::Value ZeroGrad(const Napi::CallbackInfo& info);
     Napi::Value InitRandom(const Napi::CallbackInfo& info);
+    Napi::Value InitAdapters(const Napi::CallbackInfo& info);
     Napi::Value Accumulate(const Napi::CallbackInfo& info);
     Napi::Value OptimizerStep(const Napi::CallbackInfo& info);
     Napi::Value TrainStep(const Napi::CallbackInfo& info);

@@ -17,6 +17,7 @@
 #include "../cpu/gelu.h"
 #include "../cpu/layernorm.h"
 #include "../cpu/linear.h"
+#include "../cpu/lora.h"
 #include "../cpu/matmul.h"
 #include "../cpu/residual.h"
 #include "../cpu/rmsnorm.h"
@@ -35,6 +36,7 @@
 #include "../cuda/gelu.h"
 #include "../cuda/layernorm.h"
 #include "../cuda/linear.h"
+#include "../cuda/lora.h"
 #include "../cuda/residual.h"
 #include "../cuda/rmsnorm.h"
 #include "../cuda/rope.h"
@@ -51,7 +53,7 @@ namespace plw::engine {
     X(fused_head_cross_entropy_forward) X(fused_head_cross_entropy_backward) X(adamw_update) \
     X(grad_sum_squares) X(attention_decode_forward) X(head_logits_forward) X(convert)             \
     X(rmsnorm_forward) X(rmsnorm_backward) X(rope_forward) X(rope_backward) X(swiglu_forward)   \
-    X(swiglu_backward)
+    X(swiglu_backward) X(lora_forward) X(lora_backward) X(dropout_forward) X(dropout_backward)
 
 struct CpuBackend {
     static constexpr const char* name = "cpu";

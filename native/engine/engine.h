@@ -5,7 +5,8 @@
 // activations and the forward / backward / decode-step orchestration.
 //
 // An architecture class A<BK, Act> provides:
-//   A(const ModelSpec&, ParamTable&)     registers its entries (validate() first)
+//   A(const ModelSpec&, ParamTable&, LoraSet&)   registers its entries, attaching adapters
+//                                        to its linear layers (validate() first)
 //   static void validate(const ModelSpec&)   throws on a spec it cannot run
 //   void carve(Arena&, BatchShape)       its activation buffers (dry run or real)
 //   void carve_decode(Arena&)            its one-row decode buffers
@@ -20,6 +21,9 @@
 // Precision: Act is the element type of activations (float, or bf16 for mixed precision on
 // CUDA); parameters, gradients and moments are f32 (docs/precision.md). Generation decodes in
 // f32 on the masters whatever the precision.
+//
+// LoRA (spec.lora.r > 0): the table freezes every base entry and the LoraSet adds the
+// adapters; AdamW and clipping see the adapters only (lora.h).
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -32,6 +36,7 @@
 #include "arena.h"
 #include "backend.h"
 #include "model.h"
+#include "lora.h"
 #include "param_table.h"
 #include "sampling.h"
 
@@ -78,7 +83,9 @@ class Engine final : public Model {
 public:
     // plan_only: count the memory bill (memory()) without allocating anything.
     Engine(const ModelSpec& spec, BatchShape max, bool plan_only = false)
-        : spec_(spec), max_(max), arch_((Arch::validate(spec), spec), table_) {
+        : spec_(spec), max_(max), table_(spec.lora.r > 0), lora_(spec.lora, table_),
+          arch_((Arch::validate(spec), spec), table_, lora_) {
+        lora_.check_targets();
         PLW_CHECK(max.B > 0 && max.T > 0 && max.T <= spec.max_positions,
                   "max batch needs B > 0 and 0 < T <= the model's maximum positions (" << spec.max_positions
                                                                                         << "), got B=" << max.B << " T=" << max.T);
@@ -103,13 +110,26 @@ public:
     int adam_step() const override { return table_.adam_step(); }
     void set_adam_step(int t) override { table_.set_adam_step(t); }
     void init_random(uint64_t seed) override { table_.init_random(seed); }
-    void zero_grad() override { table_.zero_grad(); }
-    StepResult optimizer_step(const OptimizerSettings& opt) override { return table_.adamw(opt); }
+    void init_adapters(uint64_t seed) override {
+        PLW_CHECK(lora_.enabled(), "this model has no LoRA adapters to initialize");
+        table_.init_adapters(seed);
+    }
+    // Drops the accumulated gradients: the optimizer step starts over (its dropout masks too).
+    void zero_grad() override {
+        table_.zero_grad();
+        micro_ = 0;
+    }
+    StepResult optimizer_step(const OptimizerSettings& opt) override {
+        micro_ = 0;
+        return table_.adamw(opt);
+    }
 
     LossReport accumulate(const StepBatch& batch, double normalizer) override {
         PLW_CHECK(normalizer > 0 && std::isfinite(normalizer),
                   "the normalizer (sum of weights over the optimizer step) must be positive and finite, got " << normalizer);
         const Inputs in = upload_batch(batch, /*eval=*/false);
+        lora_.begin_pass(/*training=*/true, mix_seed(mix_seed(spec_.lora.seed, static_cast<uint64_t>(table_.adam_step())),
+                                                     static_cast<uint64_t>(micro_++)));
         arch_.forward(in);
         const int head = arch_.head_entry();
         BK::fused_head_cross_entropy_backward(losses_, dhidden_, table_.grad(head), scratch(), arch_.hidden(), table_.work(head),
@@ -126,18 +146,20 @@ public:
         for (const StepBatch& b : micro_batches) add(&r.report, accumulate(b, normalizer));
         if (!std::isfinite(r.report.loss_sum)) {
             table_.zero_grad();
+            micro_ = 0;
             r.skipped = true;
             r.step.step = table_.adam_step();
             r.step.grad_norm = NAN;
             return r;
         }
         r.step = table_.adamw(opt);
+        micro_ = 0;
         return r;
     }
 
     LossReport evaluate(const StepBatch& batch, float* token_losses) override {
         const Inputs in = upload_batch(batch, /*eval=*/true);
-        arch_.forward(in);
+        forward_eval(in);
         const int head = arch_.head_entry();
         BK::fused_head_cross_entropy_forward(losses_, scratch(), arch_.hidden(), table_.work(head), targets_, eval_weights_,
                                              in.N, spec_.hidden, spec_.vocab_size, chunk_);
@@ -149,7 +171,7 @@ public:
     // order). A test path: scoring uses evaluate()'s per-token losses and never moves (N, V).
     void logits(const StepBatch& batch, float* out) override {
         const Inputs in = upload_batch(batch, /*eval=*/true);
-        arch_.forward(in);
+        forward_eval(in);
         const int N = in.N, C = spec_.hidden, V = spec_.vocab_size;
         const size_t hidden_bytes = sizeof(float) * N * C, logits_bytes = sizeof(float) * N * V;
         float* hidden = static_cast<float*>(BK::alloc(hidden_bytes + logits_bytes));
@@ -176,13 +198,16 @@ public:
             PLW_CHECK(prompt[i] >= 0 && prompt[i] < V,
                       "prompt[" << i << "] = " << prompt[i] << " is outside the vocabulary [0, " << V << ")");
         PLW_CHECK(o.max_new_tokens >= 0, "max_new_tokens must be >= 0");
+        // The KV-cache step decodes in f32 on the masters; a bf16 LoRA model's frozen base has
+        // none, so it generates by recomputation over the sequence (bf16 forward, f32 head).
+        const bool use_cache = o.use_cache && table_.all_masters();
         std::vector<int32_t> seq = prompt;
         std::vector<float> logits(V);
         std::mt19937_64 rng(o.seed);
         GenerateResult r;
         r.stop_reason = "max_tokens";
         if (o.max_new_tokens == 0) return r;
-        if (o.use_cache) prefill(seq, logits.data());
+        if (use_cache) prefill(seq, logits.data());
         else full_logits(seq, logits.data());
         while (true) {
             const int32_t tok = sample_token(logits, o, rng);
@@ -197,13 +222,19 @@ public:
                 r.stop_reason = "length";
                 break;
             }
-            if (o.use_cache) decode(tok, static_cast<int>(seq.size()) - 1, logits.data());
+            if (use_cache) decode(tok, static_cast<int>(seq.size()) - 1, logits.data());
             else full_logits(seq, logits.data());
         }
         return r;
     }
 
 private:
+    // A forward without dropout (evaluation, scoring, generation's prefill).
+    void forward_eval(const Inputs& in) {
+        lora_.begin_pass(/*training=*/false, 0);
+        arch_.forward(in);
+    }
+
     static void add(LossReport* a, const LossReport& b) {
         a->loss_sum += b.loss_sum;
         a->weight_sum += b.weight_sum;
@@ -223,6 +254,7 @@ private:
         const size_t N = static_cast<size_t>(max_.B) * max_.T, C = spec_.hidden;
         table_.carve(a);
         arch_.carve(a, max_);
+        lora_.carve(a, max_);
         constexpr auto act = &MemoryReport::activations;
         losses_ = a.template take<float>(N, act);
         dhidden_ = a.template take<Act>(N * C, act);
@@ -337,6 +369,7 @@ private:
         decode_arena_.begin(/*dry=*/false, &mem_);
         constexpr auto act = &MemoryReport::activations;
         arch_.carve_decode(decode_arena_);
+        lora_.carve_decode(decode_arena_);
         dec_hidden_ = decode_arena_.template take<float>(spec_.hidden, act);
         dec_logits_ = decode_arena_.template take<float>(spec_.vocab_size, act);
         dec_token_ = decode_arena_.template take<int32_t>(1, act);
@@ -374,7 +407,7 @@ private:
         std::vector<int32_t> zeros;
         std::vector<float> w;
         const Inputs in = upload_batch(single_row(seq, &zeros, &w), /*eval=*/true);
-        arch_.forward(in);
+        forward_eval(in);
         to_f32(dec_hidden_, arch_.hidden() + static_cast<size_t>(in.N - 1) * spec_.hidden, spec_.hidden);
         head_logits(out);
     }
@@ -391,7 +424,7 @@ private:
         std::vector<int32_t> zeros;
         std::vector<float> w;
         const Inputs in = upload_batch(single_row(seq, &zeros, &w), /*eval=*/true);
-        arch_.forward(in);
+        forward_eval(in);
         arch_.store_kv(T, cache_);
         to_f32(dec_hidden_, arch_.hidden() + static_cast<size_t>(T - 1) * spec_.hidden, spec_.hidden);
         head_logits(out);
@@ -414,7 +447,9 @@ private:
     BatchShape max_;
     // Declared before arch_: the architecture registers its entries in the table on construction.
     ParamTable<BK, Act> table_;
+    LoraSet<BK, Act> lora_;
     Arch arch_;
+    int micro_ = 0;  // micro-batches accumulated since the last optimizer step (the dropout stream)
     Arena<BK> arena_, decode_arena_;
     MemoryReport mem_;
     MemoryReport* bill_ = nullptr;

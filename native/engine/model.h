@@ -49,6 +49,7 @@ struct ParamInfo {
     std::vector<int64_t> shape;  // Hugging Face shape (real vocabulary)
     bool decay;                  // weight decay applies (>= 2-D weights)
     bool trainable = true;       // has a gradient and AdamW moments (frozen: neither)
+    bool adapter = false;        // a LoRA adapter (lora_A / lora_B), not part of the base model
 };
 
 // One optimizer step: the sum of its micro-batches' reports, and AdamW's outcome.
@@ -107,6 +108,9 @@ public:
     // N(0, 0.02/sqrt(2L)); Llama: N(0, 0.02) as transformers' initializer_range), biases 0,
     // norm weights 1. Deterministic for a seed.
     virtual void init_random(uint64_t seed) = 0;
+    // The LoRA adapters' initialization only (A Kaiming-uniform, B zeros), from their own
+    // stream: for adapters on a loaded base model. Throws on a model without adapters.
+    virtual void init_adapters(uint64_t seed) = 0;
 
     // Forward + backward, gradients accumulated (+=) with grad scale 1/normalizer.
     virtual LossReport accumulate(const StepBatch& batch, double normalizer) = 0;

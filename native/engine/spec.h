@@ -2,7 +2,10 @@
 // layer (ts/arch/) fills this from a Hugging Face config.json; the names of config.json's
 // fields are in the comments.
 #pragma once
+#include <cmath>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace plw::engine {
 
@@ -16,6 +19,18 @@ struct RopeScaling {
     double low_freq_factor = 1;            // low_freq_factor
     double high_freq_factor = 4;           // high_freq_factor
     double original_max_positions = 8192;  // original_max_position_embeddings
+};
+
+// LoRA adapters (PEFT's LoraConfig): with r > 0 every base parameter is frozen and each
+// targeted linear layer gets y += scaling * (dropout(x) . A^T) . B^T (engine/lora.h).
+struct LoraSpec {
+    int r = 0;                         // r; 0: no adapters, full fine-tuning
+    double alpha = 8;                  // lora_alpha
+    double dropout = 0;                // lora_dropout, in [0, 1)
+    bool rslora = false;               // use_rslora: scaling alpha / sqrt(r) instead of alpha / r
+    std::vector<std::string> targets;  // module names ("q_proj", "c_attn"), all-linear already expanded
+    uint64_t seed = 0;                 // the dropout masks' stream (the run's seed)
+    double scaling() const { return rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / r; }
 };
 
 struct ModelSpec {
@@ -38,6 +53,7 @@ struct ModelSpec {
     bool mlp_bias = false;      // mlp_bias
     bool qk_norm = false;       // Qwen3: RMSNorm of each head of q and k before RoPE
     int sliding_window = 0;     // Mistral: sliding_window (0 = none); longer sequences are refused
+    LoraSpec lora;              // adapters (not part of config.json: adapter_config.json)
 };
 
 // Shapes of one optimizer micro-step's activations: B rows of T tokens.

@@ -25,6 +25,8 @@ export const MODEL_SHAPES: Record<string, Gpt2ModelConfig | LlamaModelConfig> = 
     intermediateSize: 5632, maxPositions: 2048, rmsNormEps: 1e-5, ropeTheta: 10000, tieWordEmbeddings: false }),
   'Llama-3.2-3B': llamaConfig({ vocabSize: 128256, hiddenSize: 3072, numLayers: 28, numHeads: 24, numKvHeads: 8, headDim: 128,
     intermediateSize: 8192, maxPositions: 131072, rmsNormEps: 1e-5, ropeTheta: 500000, ropeScaling: llama3Rope, tieWordEmbeddings: true }),
+  'Llama-2-7B': llamaConfig({ vocabSize: 32000, hiddenSize: 4096, numLayers: 32, numHeads: 32, numKvHeads: 32, headDim: 128,
+    intermediateSize: 11008, maxPositions: 4096, rmsNormEps: 1e-5, ropeTheta: 10000, tieWordEmbeddings: false }),
   'Mistral-7B-v0.3': llamaConfig({ family: 'mistral', vocabSize: 32768, hiddenSize: 4096, numLayers: 32, numHeads: 32, numKvHeads: 8,
     headDim: 128, intermediateSize: 14336, maxPositions: 32768, rmsNormEps: 1e-5, ropeTheta: 1e6, tieWordEmbeddings: false }),
   'Llama-3.1-8B': llamaConfig({ vocabSize: 128256, hiddenSize: 4096, numLayers: 32, numHeads: 32, numKvHeads: 8, headDim: 128,

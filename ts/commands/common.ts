@@ -68,13 +68,39 @@ export function readRun(dir: string): RunInfo {
   }
 }
 
-/** The model directory: --model, else the run's final/ model. */
+/**
+ * The model directory: --model, else the run's final/ model. A LoRA adapter directory (a LoRA
+ * run's final/, best/ or checkpoint) counts: it records its base model.
+ */
 export function modelDirOf(model: string | undefined, run: RunInfo | null): string {
   const dir = model ?? (run !== null ? path.join(run.dir, 'final') : undefined)
   if (dir === undefined) throw new UsageError('--model DIR is required (or --run RUN_DIR, whose final/ model is used)')
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UsageError(`--model ${dir}: no such directory`)
-  if (!fs.existsSync(path.join(dir, 'config.json'))) throw new UsageError(`--model ${dir}: no config.json (not a model directory)`)
+  if (!fs.existsSync(path.join(dir, 'config.json')) && !fs.existsSync(path.join(dir, 'adapter_config.json'))) {
+    throw new UsageError(`--model ${dir}: no config.json or adapter_config.json (not a model or adapter directory)`)
+  }
   return dir
+}
+
+/**
+ * What to load: `dir` (a model, or an adapter directory that records its base) with an
+ * optional --adapter on top; `files` is where the tokenizer and plwtune.json are read (the
+ * adapter's directory when it has a tokenizer, else the model's).
+ */
+export interface ModelRef {
+  dir: string
+  adapter?: string
+  files: string
+}
+
+export function modelRefOf(model: string | undefined, adapter: string | undefined, run: RunInfo | null): ModelRef {
+  const dir = modelDirOf(model, run)
+  if (adapter === undefined) return { dir, files: dir }
+  if (!fs.existsSync(path.join(adapter, 'adapter_config.json'))) {
+    throw new UsageError(`--adapter ${adapter}: no adapter_config.json (expected a PEFT LoRA adapter directory, e.g. a LoRA run's final/)`)
+  }
+  if (!fs.existsSync(path.join(dir, 'config.json'))) throw new UsageError(`--model ${dir}: --adapter needs the base model directory here`)
+  return { dir, adapter, files: fs.existsSync(path.join(adapter, 'tokenizer.json')) ? adapter : dir }
 }
 
 /**

@@ -14,7 +14,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { readConfig } from '../checkpoint'
 import { maxPositions } from '../arch'
-import { loadModel } from '../model'
+import { baseDirOf, loadModel } from '../model'
 import { ChoiceRecord } from '../data/choices'
 import { encodeDataset } from '../data/encode'
 import { formatSource } from '../data/errors'
@@ -24,7 +24,7 @@ import { Model } from '../model'
 import { choiceRequests, evaluateLoss, matchRates, scoreChoices } from '../train/evaluate'
 import { Progress } from '../train/progress'
 import {
-  chooseSplit, CommandIO, fail, loadData, modelDirOf, num, pct, pickTemplate, readRun, readRunValData, RunInfo, selectSplit, SPLIT_FLAGS,
+  chooseSplit, CommandIO, fail, loadData, modelRefOf, num, pct, pickTemplate, readRun, readRunValData, RunInfo, selectSplit, SPLIT_FLAGS,
   SplitChoice, STD_IO, trainingMeta, writeFileAtomic,
 } from './common'
 import { parseFlags, UsageError } from './flags'
@@ -34,7 +34,7 @@ import { answerRecords, generationFlags, loadForGeneration, ResponseLine } from 
 const EVAL_PRECISION = 'f32'
 
 const FLAGS = {
-  model: 'string', ...SPLIT_FLAGS, template: 'string', 'prompt-loss-weight': 'number', 'batch-size': 'integer', generate: 'boolean',
+  model: 'string', adapter: 'string', ...SPLIT_FLAGS, template: 'string', 'prompt-loss-weight': 'number', 'batch-size': 'integer', generate: 'boolean',
   'max-new-tokens': 'integer', choices: 'boolean', json: 'boolean', out: 'string', device: 'string', parallel: 'integer', help: 'boolean',
 } as const
 
@@ -44,7 +44,8 @@ Instruction records: the weighted loss (λ), completion loss, prompt loss and co
 with --generate, exact-match and contains-match of greedy responses. Multiple-choice records
 ({context, choices, answer}): acc and acc_norm by log-likelihood, as lm-evaluation-harness.
 
-  --model DIR                a model directory (default with --run: RUN_DIR/final)
+  --model DIR                a model directory, or a LoRA adapter directory (default with --run: RUN_DIR/final)
+  --adapter DIR              a PEFT LoRA adapter applied to --model (plwtune's or PEFT's own)
   --data FILE                JSON or JSONL records
   --run RUN_DIR              a training run: its data, split ratios, seed, template and λ (config.json)
   --split NAME               train | val | test | all (default: test with --run when the run has one, else all)
@@ -129,9 +130,10 @@ export async function evalCommand(argv: string[], io: CommandIO = STD_IO): Promi
     if (!v.generate && (v['max-new-tokens'] !== undefined || v.parallel !== undefined)) {
       throw new UsageError(`${v['max-new-tokens'] !== undefined ? '--max-new-tokens' : '--parallel'} goes with --generate`)
     }
-    const modelDir = modelDirOf(v.model as string | undefined, run)
+    const ref = modelRefOf(v.model as string | undefined, v.adapter as string | undefined, run)
+    const modelDir = ref.files
     const tokenizer = await loadTokenizer(modelDir)
-    const nPositions = maxPositions(readConfig(modelDir))
+    const nPositions = maxPositions(readConfig(baseDirOf(ref.dir)))
     const data = await loadData({ data: v.data as string | undefined, run, format: v.format as string | undefined, choices: v.choices ? true : 'auto' })
     const split = chooseSplit({ split: v.split as string | undefined, valSplit: v['val-split'] as number | undefined,
       testSplit: v['test-split'] as number | undefined, dataSeed: v['data-seed'] as number | undefined, run })
@@ -158,7 +160,8 @@ export async function evalCommand(argv: string[], io: CommandIO = STD_IO): Promi
       const records = await selectSplit<ChoiceRecord>(data.records, split, { run, limit })
       const requests = choiceRequests(tokenizer, records, nPositions)
       const longest = requests.reduce((m, q) => Math.max(m, q.input.length), 1)
-      models.push(await loadModel(modelDir, { device: gen.device, precision: EVAL_PRECISION, maxBatch: batchSize, maxSeqLen: longest }))
+      models.push(await loadModel(ref.dir, { adapter: ref.adapter, device: gen.device, precision: EVAL_PRECISION, maxBatch: batchSize,
+        maxSeqLen: longest }))
       const progress = progressFor(requests.length, 'choices')
       const r = await scoreChoices(models[0], records, requests, { maxBatch: batchSize, padId: tokenizer.eosId,
         onProgress: (done) => progress.update(done, {}) })
@@ -183,7 +186,8 @@ export async function evalCommand(argv: string[], io: CommandIO = STD_IO): Promi
       report = { ...emptyReport(modelDir, data.name, 'instruction', split, records.length), template: template.name,
         prompt_loss_weight: lambda, skipped_too_long: encoded.stats.tooLong }
       if (encoded.examples.length > 0) {
-        models.push(await loadModel(modelDir, { device: gen.device, precision: EVAL_PRECISION, maxBatch: batchSize, maxSeqLen: maxLength - 1 }))
+        models.push(await loadModel(ref.dir, { adapter: ref.adapter, device: gen.device, precision: EVAL_PRECISION, maxBatch: batchSize,
+          maxSeqLen: maxLength - 1 }))
         const progress = progressFor(encoded.examples.length, 'loss')
         const l = await evaluateLoss(models[0], encoded.examples, { promptLossWeight: lambda, microBatchSize: batchSize,
           padId: tokenizer.eosId, packing: true, maxLength, onProgress: (done) => progress.update(done, {}) })
@@ -193,8 +197,8 @@ export async function evalCommand(argv: string[], io: CommandIO = STD_IO): Promi
           prompt_tokens: l.promptTargets })
       }
       if (v.generate) {
-        if (models.length === 0) models.push(...await loadForGeneration(modelDir, 1, nPositions, gen.device))
-        if (gen.parallel > 1) models.push(...await loadForGeneration(modelDir, gen.parallel - 1, nPositions, gen.device))
+        if (models.length === 0) models.push(...await loadForGeneration(ref, 1, nPositions, gen.device))
+        if (gen.parallel > 1) models.push(...await loadForGeneration(ref, gen.parallel - 1, nPositions, gen.device))
         const progress = progressFor(records.length, 'generate')
         const responses: ResponseLine[] = await answerRecords({ models, tokenizer, template, records, options: gen, write: null, progress })
         progress.finish()

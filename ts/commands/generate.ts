@@ -15,7 +15,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { readConfig } from '../checkpoint'
 import { maxPositions } from '../arch'
-import { loadModel } from '../model'
+import { baseDirOf, loadModel } from '../model'
 import { formatSource } from '../data/errors'
 import { DataRecord } from '../data/records'
 import { Template } from '../data/template'
@@ -29,13 +29,13 @@ import {
 } from '../train/evaluate'
 import { Progress } from '../train/progress'
 import {
-  chooseSplit, CommandIO, fail, loadData, modelDirOf, pct, pickTemplate, readRun, readRunValData, RunInfo, selectSplit, SPLIT_FLAGS, STD_IO,
+  chooseSplit, CommandIO, fail, loadData, ModelRef, modelRefOf, pct, pickTemplate, readRun, readRunValData, RunInfo, selectSplit, SPLIT_FLAGS, STD_IO,
   trainingMeta, writeFileAtomic,
 } from './common'
 import { parseFlags, UsageError } from './flags'
 
 const FLAGS = {
-  model: 'string', ...SPLIT_FLAGS, prompt: 'string', instruction: 'string', input: 'string', raw: 'boolean', out: 'string',
+  model: 'string', adapter: 'string', ...SPLIT_FLAGS, prompt: 'string', instruction: 'string', input: 'string', raw: 'boolean', out: 'string',
   template: 'string', 'max-new-tokens': 'integer', temperature: 'number', 'top-k': 'integer', 'top-p': 'number', seed: 'integer', device: 'string',
   parallel: 'integer', help: 'boolean',
 } as const
@@ -46,7 +46,8 @@ Responses of a trained model, rendered with its training template (plwtune.json 
 at the template's stop strings and the eos. One prompt prints its response; a dataset writes a
 responses JSONL (instruction, input, expected, response, exact_match, contains_match, ...).
 
-  --model DIR            a model directory (default with --run: RUN_DIR/final)
+  --model DIR            a model directory, or a LoRA adapter directory (default with --run: RUN_DIR/final)
+  --adapter DIR          a PEFT LoRA adapter applied to --model (plwtune's or PEFT's own)
   --prompt TEXT          one prompt, rendered as a prompt/completion record (--raw: as it is, no template)
   --instruction TEXT     one instruction (--input TEXT: its input), rendered as an Alpaca record
   --data FILE            JSON or JSONL records (Alpaca, prompt/completion or chat)
@@ -127,10 +128,13 @@ export function responseLine(record: DataRecord, g: Generated): ResponseLine {
  * f32 on every device: decoding is f32 anyway (docs/precision.md), and an f32 prefill makes CUDA's
  * tokens the CPU's.
  */
-export async function loadForGeneration(dir: string, copies: number, longestPrompt: number, device: Device | 'auto'): Promise<Model[]> {
-  const n = maxPositions(readConfig(dir))
+export async function loadForGeneration(ref: ModelRef, copies: number, longestPrompt: number, device: Device | 'auto'): Promise<Model[]> {
+  const n = maxPositions(readConfig(baseDirOf(ref.dir)))
   const models: Model[] = []
-  for (let i = 0; i < copies; i++) models.push(await loadModel(dir, { device, precision: 'f32', maxBatch: 1, maxSeqLen: Math.max(1, Math.min(n, longestPrompt)) }))
+  for (let i = 0; i < copies; i++) {
+    models.push(await loadModel(ref.dir, { adapter: ref.adapter, device, precision: 'f32', maxBatch: 1,
+      maxSeqLen: Math.max(1, Math.min(n, longestPrompt)) }))
+  }
   return models
 }
 
@@ -176,7 +180,8 @@ export async function generateCommand(argv: string[], io: CommandIO = STD_IO): P
     const run: RunInfo | null = v.run !== undefined ? readRun(v.run as string) : null
     if (!single && v.data === undefined && run === null) throw new UsageError('give --prompt, --instruction or --data FILE (or --run RUN_DIR); see --help')
     const gen = generationFlags(v, { maxNewTokens: run?.config.maxNewTokens ?? 128 })
-    const modelDir = modelDirOf(str(v, 'model'), run)
+    const ref = modelRefOf(str(v, 'model'), str(v, 'adapter'), run)
+    const modelDir = ref.files
     const tokenizer = await loadTokenizer(modelDir)
     const { meta } = trainingMeta(modelDir, run)
     const warn = (line: string) => io.err.write(line + '\n')
@@ -197,7 +202,7 @@ export async function generateCommand(argv: string[], io: CommandIO = STD_IO): P
             { role: 'assistant', content: '' }], source: probe.source }
         request = recordRequest(template, tokenizer, record)
       }
-      models = await loadForGeneration(modelDir, 1, request.ids.length, gen.device)
+      models = await loadForGeneration(ref, 1, request.ids.length, gen.device)
       const g = await generateOne(models[0], tokenizer, request, gen)
       if (g.promptTruncated > 0) warn(`warning: the prompt lost its first ${g.promptTruncated} tokens to fit n_positions`)
       io.out.write(g.response + '\n')
@@ -215,7 +220,7 @@ export async function generateCommand(argv: string[], io: CommandIO = STD_IO): P
     const out = str(v, 'out') ?? 'responses.jsonl'
     if (out !== '-' && !fs.existsSync(path.dirname(path.resolve(out)))) throw new UsageError(`--out ${out}: no such directory ${path.dirname(out)}`)
     const longest = records.reduce((m, r) => Math.max(m, recordRequest(template, tokenizer, r).ids.length), 1)
-    models = await loadForGeneration(modelDir, gen.parallel, longest, gen.device)
+    models = await loadForGeneration(ref, gen.parallel, longest, gen.device)
     const progress = new Progress({ total: records.length, stream: io.err, label: 'generate' })
     progress.update(0, {})
     const chunks: string[] = []

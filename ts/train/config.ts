@@ -93,6 +93,16 @@ export interface TrainConfig {
   maxShardSize: string
   /** Records of the built-in demo set (when `data` is null). */
   demoRecords: number
+  /** LoRA rank; 0: full fine-tuning. With r > 0 the base (`model`) is frozen and only adapters train (docs/lora.md). */
+  loraR: number
+  /** LoRA's alpha: the adapters' output is scaled by alpha / r (alpha / √r with useRslora). */
+  loraAlpha: number
+  /** Dropout on the adapters' input during training. */
+  loraDropout: number
+  /** Modules that get adapters, as PEFT names them (q_proj,v_proj… / c_attn,c_proj,c_fc), or all-linear (not the head). */
+  loraTargets: string
+  /** rsLoRA: scale by alpha / √r, stable across ranks. */
+  useRslora: boolean
 }
 
 export const DEFAULTS: TrainConfig = {
@@ -140,6 +150,11 @@ export const DEFAULTS: TrainConfig = {
   saveDtype: 'auto',
   maxShardSize: '5GB',
   demoRecords: 6000,
+  loraR: 0,
+  loraAlpha: 16,
+  loraDropout: 0.05,
+  loraTargets: 'all-linear',
+  useRslora: false,
 }
 
 /**
@@ -184,7 +199,7 @@ const ENUMS: Partial<Record<keyof TrainConfig, readonly string[]>> = {
 const NULLABLE_STRINGS = new Set<keyof TrainConfig>(['model', 'data', 'valData', 'resume'])
 const INTEGERS = new Set<keyof TrainConfig>(['epochs', 'maxSteps', 'batchSize', 'microBatchSize', 'warmupSteps', 'maxLength',
   'seed', 'dataSeed', 'evalEvery', 'saveEvery', 'keepCheckpoints', 'earlyStoppingPatience', 'logEvery', 'generateEval', 'maxNewTokens',
-  'demoRecords'])
+  'demoRecords', 'loraR'])
 
 /** Checks one key's value against the defaults' type; returns it typed. `where` names the source. */
 function checkValue(key: keyof TrainConfig, value: unknown, where: string): unknown {
@@ -283,6 +298,9 @@ export function resolveConfig(...layers: Array<{ source: string; values: Record<
   check(c.logEvery >= 1, 'logEvery must be ≥ 1')
   check(c.keepCheckpoints >= 1, 'keepCheckpoints must be ≥ 1')
   check(c.maxLength === 0 || c.maxLength >= 2, 'maxLength must be 0 (the model’s n_positions) or ≥ 2')
+  check(c.loraDropout < 1, `loraDropout must be in [0, 1), received ${c.loraDropout}`)
+  check(c.loraR === 0 || c.loraAlpha > 0, 'loraAlpha must be > 0')
+  check(c.loraR === 0 || c.model !== null || c.resume !== null, 'LoRA trains adapters on a base model: give --model DIR (loraR > 0 without a model)')
   return c
 }
 

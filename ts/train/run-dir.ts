@@ -15,7 +15,7 @@
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { openSafetensors, writeSafetensors } from '../safetensors'
-import { Model, ModelOptions, SaveOptions, loadModel } from '../model'
+import { LoadOptions, Model, SaveOptions, loadModel } from '../model'
 import { writeTokenizerFiles } from './tokenizer-files'
 import { TrainingMeta, writeMeta } from '../model-dir'
 
@@ -136,7 +136,7 @@ export class RunDir {
   }
 
   /** Loads a checkpoint: the model with its AdamW moments and step, and the trainer state. */
-  static async loadCheckpoint(dir: string, options: ModelOptions): Promise<{ model: Model; state: TrainerState }> {
+  static async loadCheckpoint(dir: string, options: LoadOptions): Promise<{ model: Model; state: TrainerState }> {
     const state = JSON.parse(fs.readFileSync(path.join(dir, 'trainer_state.json'), 'utf8')) as TrainerState
     const model = await loadModel(dir, options)
     const st = openSafetensors(path.join(dir, 'optimizer.safetensors'))

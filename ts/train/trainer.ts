@@ -24,7 +24,9 @@ import { splitDataset } from '../data/split'
 import { Template } from '../data/template'
 import { ByteTokenizer, Tokenizer } from '../data/tokenizer'
 import { HfTokenizer } from '../data/hf-tokenizer'
-import { Model, initModel, loadModel, resolveDevice } from '../model'
+import { Model, baseDirOf, initModel, loadModel, resolveDevice } from '../model'
+import type { ParameterInfo } from '../native'
+import { resolveLoraTargets } from '../lora/settings'
 import { ModelConfig, describeConfig, llamaConfig, maxPositions } from '../arch'
 import { readConfig } from '../checkpoint'
 import { TrainingMeta } from '../model-dir'
@@ -152,12 +154,12 @@ export class Trainer extends EventEmitter {
     let model: Model
     const resumeFrom = c.resume !== null ? new RunDir(c.resume).checkpoints().pop() : undefined
     if (c.resume !== null && resumeFrom === undefined) throw new Error(`${c.resume}: no complete checkpoint to resume from`)
-    const positions = resumeFrom !== undefined ? readPositions(resumeFrom.dir)
+    const positions = resumeFrom !== undefined ? readPositions(baseDirOf(resumeFrom.dir))
       : c.model !== null ? readPositions(c.model) : c.init.nPositions
     const data = await this.prepare(positions)
     run.meta = data.meta
     run.save = { dtype: SAVE_DTYPES[c.saveDtype], maxShardBytes: parseSize(c.maxShardSize) ?? undefined }
-    const modelOptions = { device, precision: c.precision, maxBatch: microBatch, maxSeqLen: data.maxLength - 1 }
+    const modelOptions = { device, precision: c.precision, maxBatch: microBatch, maxSeqLen: data.maxLength - 1, loraSeed: c.seed }
     if (resumeFrom !== undefined) {
       const loaded = await RunDir.loadCheckpoint(resumeFrom.dir, modelOptions)
       model = loaded.model
@@ -165,16 +167,25 @@ export class Trainer extends EventEmitter {
       run.truncateMetrics(state.globalStep)
       this.log(`resuming ${c.resume} from ${path.relative(process.cwd(), resumeFrom.dir) || resumeFrom.dir} (step ${state.globalStep})`)
     } else {
-      model = c.model !== null ? await loadModel(c.model, modelOptions)
+      const lora = c.loraR > 0 && c.model !== null ? { r: c.loraR, alpha: c.loraAlpha, dropout: c.loraDropout, rslora: c.useRslora,
+        targets: resolveLoraTargets(readConfig(c.model).arch, c.loraTargets), seed: c.seed } : undefined
+      model = c.model !== null ? await loadModel(c.model, { ...modelOptions, lora })
         : await initModel(freshConfig(c, data.tokenizer.vocabSize), { ...modelOptions, seed: c.seed })
       run.create({ ...c, resume: null })
     }
     this.model = model
     const info = model.info
-    const params = model.parameters().reduce((s, p) => s + p.shape.reduce((a, d) => a * d, 1), 0)
+    const count = (ps: ParameterInfo[]) => ps.reduce((s, p) => s + p.shape.reduce((a, d) => a * d, 1), 0)
+    const params = count(model.baseParameters())
     this.log(`model: ${describeConfig(model.config)}, ` +
       `${(params / 1e6).toFixed(2)}M parameters on ${info.device} (${info.precision}); memory ${(info.memory.total / 2 ** 20).toFixed(0)} MiB ` +
       `(activations ${(info.memory.activations / 2 ** 20).toFixed(0)} MiB for ${microBatch} × ${data.maxLength - 1})`)
+    if (model.lora) {
+      const trainable = count(model.adapterParameters())
+      this.log(`LoRA r=${model.lora.r} alpha=${model.lora.alpha}${model.lora.rslora ? ' (rsLoRA)' : ''} dropout=${model.lora.dropout} on ` +
+        `${model.lora.targets.join(',')}: ${(trainable / 1e6).toFixed(3)}M trainable (${(100 * trainable / params).toFixed(2)}% of the base, frozen); ` +
+        `base ${model.base?.dir}`)
+    }
 
     const loader = new BatchLoader(data.train, {
       batchSize: c.batchSize, microBatchSize: microBatch, promptLossWeight: c.promptLossWeight, seed: c.seed,

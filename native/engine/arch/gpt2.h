@@ -8,11 +8,13 @@
 // zeroed right before the op that accumulates into them; the residual-stream gradient is one
 // buffer (dres) that flows backward through the layers, each op adding into it.
 // LayerNorm and the embedding read the f32 masters (p); the GEMMs read the working copy (w).
+// Every linear layer is a Proj (projection.h): base weight, bias, and a LoRA adapter if targeted.
 #pragma once
 #include <string>
 #include <vector>
 
 #include "../engine.h"
+#include "../projection.h"
 
 namespace plw::engine {
 
@@ -22,7 +24,8 @@ class Gpt2 {
     static constexpr WeightLayout kConv1D = WeightLayout::InOut;
 
     struct Layer {  // table entries
-        int ln1w, ln1b, qkvw, qkvb, attprojw, attprojb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb;
+        int ln1w, ln1b, ln2w, ln2b;
+        Proj qkv, attproj, fc, fcproj;
     };
     struct Acts {  // kept for the backward (mean and rstd stay f32)
         Act* ln1;       // (N, C)
@@ -51,11 +54,13 @@ public:
                   "GPT-2 has kv_heads = n_head, head_dim = n_embd / n_head and a 4 n_embd MLP");
     }
 
-    Gpt2(const ModelSpec& s, Table& t) : s_(s), t_(t) {
+    Gpt2(const ModelSpec& s, Table& t, LoraSet<BK, Act>& lora) : s_(s), t_(t), lin_{t, lora, kConv1D} {
         const int64_t C = s.hidden, V = s.vocab_size;
+        const int c = s.hidden;
         const double proj_std = 0.02 / std::sqrt(2.0 * s.layers);
+        // The embedding tables keep an f32 master even when frozen: the embedding reads it.
         auto weight = [&](std::string n, std::vector<int64_t> shape, double std = 0.02, size_t stored = 0) {
-            return t.add({std::move(n), std::move(shape), true, Init::Normal, std, stored});
+            return t.add({std::move(n), std::move(shape), true, Init::Normal, std, stored, true, true});
         };
         auto vec = [&](std::string n, int64_t len, Init init) { return t.add({std::move(n), {len}, false, init}); };
         wte_ = weight("wte.weight", {V, C}, 0.02, static_cast<size_t>(BK::padded_vocab(s.vocab_size)) * C);
@@ -65,16 +70,12 @@ public:
             Layer o;
             o.ln1w = vec(h + "ln_1.weight", C, Init::Ones);
             o.ln1b = vec(h + "ln_1.bias", C, Init::Zeros);
-            o.qkvw = weight(h + "attn.c_attn.weight", {C, 3 * C});
-            o.qkvb = vec(h + "attn.c_attn.bias", 3 * C, Init::Zeros);
-            o.attprojw = weight(h + "attn.c_proj.weight", {C, C}, proj_std);
-            o.attprojb = vec(h + "attn.c_proj.bias", C, Init::Zeros);
+            o.qkv = lin_.add(h + "attn.c_attn", c, 3 * c, 0.02, true);
+            o.attproj = lin_.add(h + "attn.c_proj", c, c, proj_std, true);
             o.ln2w = vec(h + "ln_2.weight", C, Init::Ones);
             o.ln2b = vec(h + "ln_2.bias", C, Init::Zeros);
-            o.fcw = weight(h + "mlp.c_fc.weight", {C, 4 * C});
-            o.fcb = vec(h + "mlp.c_fc.bias", 4 * C, Init::Zeros);
-            o.fcprojw = weight(h + "mlp.c_proj.weight", {4 * C, C}, proj_std);
-            o.fcprojb = vec(h + "mlp.c_proj.bias", C, Init::Zeros);
+            o.fc = lin_.add(h + "mlp.c_fc", c, 4 * c, 0.02, true);
+            o.fcproj = lin_.add(h + "mlp.c_proj", 4 * c, c, proj_std, true);
             layers_.push_back(o);
         }
         lnfw_ = vec("ln_f.weight", C, Init::Ones);
@@ -130,14 +131,14 @@ public:
             const Layer& o = layers_[l];
             const Acts& a = acts_[l];
             BK::layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, P(o.ln1w), P(o.ln1b), N, C);
-            BK::linear_forward(a.qkv, a.ln1, W(o.qkvw), W(o.qkvb), N, C, 3 * C, kConv1D);
+            lin_.forward(a.qkv, a.ln1, o.qkv, N, C, 3 * C);
             BK::attention_forward(a.atty, a.att, a.qkv, a.qkv + C, a.qkv + 2 * C, in.segments, B, T, NH, NH, hs, 3 * C, 3 * C);
-            BK::linear_forward(a.attproj, a.atty, W(o.attprojw), W(o.attprojb), N, C, C, kConv1D);
+            lin_.forward(a.attproj, a.atty, o.attproj, N, C, C);
             BK::residual_forward(a.res2, x, a.attproj, static_cast<size_t>(N) * C);
             BK::layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, P(o.ln2w), P(o.ln2b), N, C);
-            BK::linear_forward(a.fch, a.ln2, W(o.fcw), W(o.fcb), N, C, 4 * C, kConv1D);
+            lin_.forward(a.fch, a.ln2, o.fc, N, C, 4 * C);
             BK::gelu_forward(a.fch_gelu, a.fch, static_cast<size_t>(N) * 4 * C);
-            BK::linear_forward(a.fcproj, a.fch_gelu, W(o.fcprojw), W(o.fcprojb), N, 4 * C, C, kConv1D);
+            lin_.forward(a.fcproj, a.fch_gelu, o.fcproj, N, 4 * C, C);
             BK::residual_forward(a.res3, a.res2, a.fcproj, static_cast<size_t>(N) * C);
             x = a.res3;
         }
@@ -149,30 +150,30 @@ public:
         const int B = in.B, T = in.T, N = in.N, C = s_.hidden, NH = s_.heads, hs = C / NH;
         const size_t NC = static_cast<size_t>(N) * C;
         BK::zero(dres_, NC * sizeof(Act));
-        BK::layernorm_backward(dres_, G(lnfw_), G(lnfb_), dlnf, acts_.back().res3, P(lnfw_), lnf_mean_, lnf_rstd_, N, C);
+        BK::layernorm_backward(dres_, GD(lnfw_, 0), GD(lnfb_, 1), dlnf, acts_.back().res3, P(lnfw_), lnf_mean_, lnf_rstd_, N, C);
         for (int l = s_.layers - 1; l >= 0; l--) {
             const Layer& o = layers_[l];
             const Acts& a = acts_[l];
             const Act* x_in = l == 0 ? encoded_ : acts_[l - 1].res3;
             // res3 = res2 + fcproj: dres is d(fcproj) and flows on to res2.
             BK::zero(dfch_gelu_, 4 * NC * sizeof(Act));
-            BK::linear_backward(dfch_gelu_, G(o.fcprojw), G(o.fcprojb), dres_, a.fch_gelu, W(o.fcprojw), N, 4 * C, C, kConv1D);
+            lin_.backward(dfch_gelu_, dres_, a.fch_gelu, o.fcproj, N, 4 * C, C);
             BK::zero(dfch_, 4 * NC * sizeof(Act));
             BK::gelu_backward(dfch_, a.fch, dfch_gelu_, 4 * NC);
             BK::zero(dbuf_, NC * sizeof(Act));  // d(ln2)
-            BK::linear_backward(dbuf_, G(o.fcw), G(o.fcb), dfch_, a.ln2, W(o.fcw), N, C, 4 * C, kConv1D);
-            BK::layernorm_backward(dres_, G(o.ln2w), G(o.ln2b), dbuf_, a.res2, P(o.ln2w), a.ln2_mean, a.ln2_rstd, N, C);
+            lin_.backward(dbuf_, dfch_, a.ln2, o.fc, N, C, 4 * C);
+            BK::layernorm_backward(dres_, GD(o.ln2w, 0), GD(o.ln2b, 1), dbuf_, a.res2, P(o.ln2w), a.ln2_mean, a.ln2_rstd, N, C);
             // res2 = x_in + attproj: dres is now d(res2) = d(attproj), and flows on to x_in.
             BK::zero(dbuf_, NC * sizeof(Act));  // d(atty)
-            BK::linear_backward(dbuf_, G(o.attprojw), G(o.attprojb), dres_, a.atty, W(o.attprojw), N, C, C, kConv1D);
+            lin_.backward(dbuf_, dres_, a.atty, o.attproj, N, C, C);
             BK::zero(dqkv_, 3 * NC * sizeof(Act));
             BK::attention_backward(dqkv_, dqkv_ + C, dqkv_ + 2 * C, dbuf_, a.qkv, a.qkv + C, a.qkv + 2 * C, a.att,
                                    in.segments, B, T, NH, NH, hs, 3 * C, 3 * C);
             BK::zero(dbuf_, NC * sizeof(Act));  // d(ln1)
-            BK::linear_backward(dbuf_, G(o.qkvw), G(o.qkvb), dqkv_, a.ln1, W(o.qkvw), N, C, 3 * C, kConv1D);
-            BK::layernorm_backward(dres_, G(o.ln1w), G(o.ln1b), dbuf_, x_in, P(o.ln1w), a.ln1_mean, a.ln1_rstd, N, C);
+            lin_.backward(dbuf_, dqkv_, a.ln1, o.qkv, N, C, 3 * C);
+            BK::layernorm_backward(dres_, GD(o.ln1w, 0), GD(o.ln1b, 1), dbuf_, x_in, P(o.ln1w), a.ln1_mean, a.ln1_rstd, N, C);
         }
-        BK::embedding_backward(G(wte_), G(wpe_), dres_, in.tokens, in.positions, N, C);
+        if (G(wte_)) BK::embedding_backward(G(wte_), G(wpe_), dres_, in.tokens, in.positions, N, C);  // frozen under LoRA
     }
 
     // ------------------------------------------------------------------ generation (f32, masters)
@@ -213,16 +214,16 @@ public:
             float* kc = cache.k_layer(l);
             float* vc = cache.v_layer(l);
             BK::layernorm_forward(d.ln, d.mean, d.rstd, d.x, P(o.ln1w), P(o.ln1b), 1, C);
-            BK::linear_forward(d.qkv, d.ln, P(o.qkvw), P(o.qkvb), 1, C, 3 * C, kConv1D);
+            lin_.decode(d.qkv, d.ln, o.qkv, C, 3 * C);
             BK::copy(kc + static_cast<size_t>(in.pos) * C, d.qkv + C, sizeof(float) * C);
             BK::copy(vc + static_cast<size_t>(in.pos) * C, d.qkv + 2 * C, sizeof(float) * C);
             BK::attention_decode_forward(d.atty, d.qkv, kc, vc, in.pos + 1, NH, NH, hs);
-            BK::linear_forward(d.tmp, d.atty, P(o.attprojw), P(o.attprojb), 1, C, C, kConv1D);
+            lin_.decode(d.tmp, d.atty, o.attproj, C, C);
             BK::residual_forward(d.res, d.x, d.tmp, C);
             BK::layernorm_forward(d.ln, d.mean, d.rstd, d.res, P(o.ln2w), P(o.ln2b), 1, C);
-            BK::linear_forward(d.fch, d.ln, P(o.fcw), P(o.fcb), 1, C, 4 * C, kConv1D);
+            lin_.decode(d.fch, d.ln, o.fc, C, 4 * C);
             BK::gelu_forward(d.fch_gelu, d.fch, static_cast<size_t>(4) * C);
-            BK::linear_forward(d.tmp, d.fch_gelu, P(o.fcprojw), P(o.fcprojb), 1, 4 * C, C, kConv1D);
+            lin_.decode(d.tmp, d.fch_gelu, o.fcproj, 4 * C, C);
             BK::residual_forward(d.x, d.res, d.tmp, C);
         }
         BK::layernorm_forward(out, d.mean, d.rstd, d.x, P(lnfw_), P(lnfb_), 1, C);
@@ -230,8 +231,8 @@ public:
 
 private:
     float* P(int e) const { return t_.param(e); }
-    const Act* W(int e) const { return t_.work(e); }
     float* G(int e) const { return t_.grad(e); }
+    float* GD(int e, int slot) const { return t_.grad_or_discard(e, slot); }  // norms always write a gradient
 
     void to_f32(float* dst, const Act* src, size_t n) { device_to_f32<BK>(dst, src, n); }
 
@@ -241,6 +242,7 @@ private:
 
     ModelSpec s_;
     Table& t_;
+    Projector<BK, Act> lin_;
     int wte_ = 0, wpe_ = 0, lnfw_ = 0, lnfb_ = 0;
     std::vector<Layer> layers_;
     Act* encoded_ = nullptr;  // (N, C) token + position embedding

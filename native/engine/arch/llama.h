@@ -14,13 +14,15 @@
 //
 // Conventions as in gpt2.h: parameter gradients +=; activation gradients in reused buffers
 // zeroed before the op that accumulates into them; dres carries the residual gradient down.
-// Norms and the embedding read the f32 masters (P); the GEMMs read the working copy (W).
+// Norms and the embedding read the f32 masters (P); the GEMMs read the working copy. Every
+// linear layer is a Proj (projection.h): base weight, optional bias, a LoRA adapter if targeted.
 #pragma once
 #include <cmath>
 #include <string>
 #include <vector>
 
 #include "../engine.h"
+#include "../projection.h"
 
 namespace plw::engine {
 
@@ -58,7 +60,8 @@ class Llama {
     static constexpr int kNone = -1;
 
     struct Layer {  // table entries; kNone where the family has no such tensor
-        int ln1, q, qb, k, kb, v, vb, o, ob, qnorm, knorm, ln2, gate, gateb, up, upb, down, downb;
+        int ln1, qnorm, knorm, ln2;
+        Proj q, k, v, o, gate, up, down;
     };
     struct Acts {  // kept for the backward
         Act* ln1;        // (N, C)  input_layernorm(x)
@@ -99,41 +102,35 @@ public:
                       "llama3 rope_scaling needs factor > 0, high_freq_factor > low_freq_factor and original_max_position_embeddings > 0");
     }
 
-    Llama(const ModelSpec& s, Table& t) : s_(s), t_(t) {
-        const int64_t C = s.hidden, V = s.vocab_size, Q = int64_t{s.heads} * s.head_dim,
-                      KV = int64_t{s.kv_heads} * s.head_dim, F = s.intermediate, hs = s.head_dim;
-        auto weight = [&](std::string n, std::vector<int64_t> shape, size_t stored = 0) {
-            return t.add({std::move(n), std::move(shape), true, Init::Normal, 0.02, stored});
+    Llama(const ModelSpec& s, Table& t, LoraSet<BK, Act>& lora) : s_(s), t_(t), lin_{t, lora, kLinear} {
+        const int64_t C = s.hidden, V = s.vocab_size, hs = s.head_dim;
+        const int c = s.hidden, q = s.heads * s.head_dim, kv = s.kv_heads * s.head_dim, f = s.intermediate;
+        // The token table keeps an f32 master even when frozen (the embedding reads it); so
+        // does an untied head, which generation reads in f32.
+        auto table = [&](std::string n, std::vector<int64_t> shape, size_t stored) {
+            return t.add({std::move(n), std::move(shape), true, Init::Normal, 0.02, stored, true, true});
         };
         auto vec = [&](std::string n, int64_t len, Init init) { return t.add({std::move(n), {len}, false, init}); };
-        auto bias = [&](bool on, std::string n, int64_t len) { return on ? vec(std::move(n), len, Init::Zeros) : kNone; };
         const size_t stored_vocab = static_cast<size_t>(BK::padded_vocab(s.vocab_size)) * C;
-        embed_ = weight("model.embed_tokens.weight", {V, C}, stored_vocab);
+        embed_ = table("model.embed_tokens.weight", {V, C}, stored_vocab);
         for (int l = 0; l < s.layers; l++) {
             const std::string p = "model.layers." + std::to_string(l) + ".";
             Layer o;
             o.ln1 = vec(p + "input_layernorm.weight", C, Init::Ones);
-            o.q = weight(p + "self_attn.q_proj.weight", {Q, C});
-            o.qb = bias(s.qkv_bias, p + "self_attn.q_proj.bias", Q);
-            o.k = weight(p + "self_attn.k_proj.weight", {KV, C});
-            o.kb = bias(s.qkv_bias, p + "self_attn.k_proj.bias", KV);
-            o.v = weight(p + "self_attn.v_proj.weight", {KV, C});
-            o.vb = bias(s.qkv_bias, p + "self_attn.v_proj.bias", KV);
-            o.o = weight(p + "self_attn.o_proj.weight", {C, Q});
-            o.ob = bias(s.o_bias, p + "self_attn.o_proj.bias", C);
+            o.q = lin_.add(p + "self_attn.q_proj", c, q, 0.02, s.qkv_bias);
+            o.k = lin_.add(p + "self_attn.k_proj", c, kv, 0.02, s.qkv_bias);
+            o.v = lin_.add(p + "self_attn.v_proj", c, kv, 0.02, s.qkv_bias);
+            o.o = lin_.add(p + "self_attn.o_proj", q, c, 0.02, s.o_bias);
             o.qnorm = s.qk_norm ? vec(p + "self_attn.q_norm.weight", hs, Init::Ones) : kNone;
             o.knorm = s.qk_norm ? vec(p + "self_attn.k_norm.weight", hs, Init::Ones) : kNone;
             o.ln2 = vec(p + "post_attention_layernorm.weight", C, Init::Ones);
-            o.gate = weight(p + "mlp.gate_proj.weight", {F, C});
-            o.gateb = bias(s.mlp_bias, p + "mlp.gate_proj.bias", F);
-            o.up = weight(p + "mlp.up_proj.weight", {F, C});
-            o.upb = bias(s.mlp_bias, p + "mlp.up_proj.bias", F);
-            o.down = weight(p + "mlp.down_proj.weight", {C, F});
-            o.downb = bias(s.mlp_bias, p + "mlp.down_proj.bias", C);
+            o.gate = lin_.add(p + "mlp.gate_proj", c, f, 0.02, s.mlp_bias);
+            o.up = lin_.add(p + "mlp.up_proj", c, f, 0.02, s.mlp_bias);
+            o.down = lin_.add(p + "mlp.down_proj", f, c, 0.02, s.mlp_bias);
             layers_.push_back(o);
         }
         norm_ = vec("model.norm.weight", C, Init::Ones);
-        head_ = s.tied_head ? embed_ : weight("lm_head.weight", {V, C}, stored_vocab);
+        head_ = s.tied_head ? embed_ : table("lm_head.weight", {V, C}, stored_vocab);
     }
 
     std::string describe() const {
@@ -208,25 +205,25 @@ public:
             const Acts& a = acts_[l];
             BK::rmsnorm_forward(a.ln1, a.ln1_rstd, x, P(o.ln1), N, C, eps);
             if (s_.qk_norm) {
-                BK::linear_forward(a.q_lin, a.ln1, W(o.q), W(o.qb), N, C, Q, kLinear);
-                BK::linear_forward(a.k_lin, a.ln1, W(o.k), W(o.kb), N, C, KV, kLinear);
+                lin_.forward(a.q_lin, a.ln1, o.q, N, C, Q);
+                lin_.forward(a.k_lin, a.ln1, o.k, N, C, KV);
                 BK::rmsnorm_forward(a.q, a.q_rstd, a.q_lin, P(o.qnorm), N * NH, hs, eps);
                 BK::rmsnorm_forward(a.k, a.k_rstd, a.k_lin, P(o.knorm), N * NKV, hs, eps);
             } else {
-                BK::linear_forward(a.q, a.ln1, W(o.q), W(o.qb), N, C, Q, kLinear);
-                BK::linear_forward(a.k, a.ln1, W(o.k), W(o.kb), N, C, KV, kLinear);
+                lin_.forward(a.q, a.ln1, o.q, N, C, Q);
+                lin_.forward(a.k, a.ln1, o.k, N, C, KV);
             }
-            BK::linear_forward(a.v, a.ln1, W(o.v), W(o.vb), N, C, KV, kLinear);
+            lin_.forward(a.v, a.ln1, o.v, N, C, KV);
             BK::rope_forward(a.q, in.positions, inv_freq_, N, NH, hs);
             BK::rope_forward(a.k, in.positions, inv_freq_, N, NKV, hs);
             BK::attention_forward(a.atty, a.att, a.q, a.k, a.v, in.segments, B, T, NH, NKV, hs, Q, KV);
-            BK::linear_forward(a.attproj, a.atty, W(o.o), W(o.ob), N, Q, C, kLinear);
+            lin_.forward(a.attproj, a.atty, o.o, N, Q, C);
             BK::residual_forward(a.res2, x, a.attproj, static_cast<size_t>(N) * C);
             BK::rmsnorm_forward(a.ln2, a.ln2_rstd, a.res2, P(o.ln2), N, C, eps);
-            BK::linear_forward(a.gate, a.ln2, W(o.gate), W(o.gateb), N, C, F, kLinear);
-            BK::linear_forward(a.up, a.ln2, W(o.up), W(o.upb), N, C, F, kLinear);
+            lin_.forward(a.gate, a.ln2, o.gate, N, C, F);
+            lin_.forward(a.up, a.ln2, o.up, N, C, F);
             BK::swiglu_forward(a.act, a.gate, a.up, static_cast<size_t>(N) * F);
-            BK::linear_forward(a.mlp, a.act, W(o.down), W(o.downb), N, F, C, kLinear);
+            lin_.forward(a.mlp, a.act, o.down, N, F, C);
             BK::residual_forward(a.res3, a.res2, a.mlp, static_cast<size_t>(N) * C);
             x = a.res3;
         }
@@ -240,24 +237,24 @@ public:
         const size_t NC = static_cast<size_t>(N) * C, NF = static_cast<size_t>(N) * F, NQ = static_cast<size_t>(N) * Q,
                      NKVs = static_cast<size_t>(N) * KV;
         BK::zero(dres_, NC * sizeof(Act));
-        BK::rmsnorm_backward(dres_, G(norm_), dnorm, acts_.back().res3, P(norm_), norm_rstd_, N, C);
+        BK::rmsnorm_backward(dres_, GD(norm_), dnorm, acts_.back().res3, P(norm_), norm_rstd_, N, C);
         for (int l = s_.layers - 1; l >= 0; l--) {
             const Layer& o = layers_[l];
             const Acts& a = acts_[l];
             const Act* x_in = l == 0 ? embedded_ : acts_[l - 1].res3;
             // res3 = res2 + mlp: dres is d(mlp) and flows on to res2.
             BK::zero(dact_, NF * sizeof(Act));
-            BK::linear_backward(dact_, G(o.down), G(o.downb), dres_, a.act, W(o.down), N, F, C, kLinear);
+            lin_.backward(dact_, dres_, a.act, o.down, N, F, C);
             BK::zero(dgate_, NF * sizeof(Act));
             BK::zero(dup_, NF * sizeof(Act));
             BK::swiglu_backward(dgate_, dup_, dact_, a.gate, a.up, NF);
             BK::zero(dbuf_, NC * sizeof(Act));  // d(ln2), from both projections
-            BK::linear_backward(dbuf_, G(o.gate), G(o.gateb), dgate_, a.ln2, W(o.gate), N, C, F, kLinear);
-            BK::linear_backward(dbuf_, G(o.up), G(o.upb), dup_, a.ln2, W(o.up), N, C, F, kLinear);
-            BK::rmsnorm_backward(dres_, G(o.ln2), dbuf_, a.res2, P(o.ln2), a.ln2_rstd, N, C);
+            lin_.backward(dbuf_, dgate_, a.ln2, o.gate, N, C, F);
+            lin_.backward(dbuf_, dup_, a.ln2, o.up, N, C, F);
+            BK::rmsnorm_backward(dres_, GD(o.ln2), dbuf_, a.res2, P(o.ln2), a.ln2_rstd, N, C);
             // res2 = x_in + attproj: dres is now d(attproj), and flows on to x_in.
             BK::zero(datty_, NQ * sizeof(Act));
-            BK::linear_backward(datty_, G(o.o), G(o.ob), dres_, a.atty, W(o.o), N, Q, C, kLinear);
+            lin_.backward(datty_, dres_, a.atty, o.o, N, Q, C);
             BK::zero(dq_, NQ * sizeof(Act));
             BK::zero(dk_, NKVs * sizeof(Act));
             BK::zero(dv_, NKVs * sizeof(Act));
@@ -269,18 +266,18 @@ public:
             if (s_.qk_norm) {
                 BK::zero(dq_lin_, NQ * sizeof(Act));
                 BK::zero(dk_lin_, NKVs * sizeof(Act));
-                BK::rmsnorm_backward(dq_lin_, G(o.qnorm), dq_, a.q_lin, P(o.qnorm), a.q_rstd, N * NH, hs);
-                BK::rmsnorm_backward(dk_lin_, G(o.knorm), dk_, a.k_lin, P(o.knorm), a.k_rstd, N * NKV, hs);
+                BK::rmsnorm_backward(dq_lin_, GD(o.qnorm), dq_, a.q_lin, P(o.qnorm), a.q_rstd, N * NH, hs);
+                BK::rmsnorm_backward(dk_lin_, GD(o.knorm), dk_, a.k_lin, P(o.knorm), a.k_rstd, N * NKV, hs);
                 dq = dq_lin_;
                 dk = dk_lin_;
             }
             BK::zero(dbuf_, NC * sizeof(Act));  // d(ln1), from the three projections
-            BK::linear_backward(dbuf_, G(o.q), G(o.qb), dq, a.ln1, W(o.q), N, C, Q, kLinear);
-            BK::linear_backward(dbuf_, G(o.k), G(o.kb), dk, a.ln1, W(o.k), N, C, KV, kLinear);
-            BK::linear_backward(dbuf_, G(o.v), G(o.vb), dv_, a.ln1, W(o.v), N, C, KV, kLinear);
-            BK::rmsnorm_backward(dres_, G(o.ln1), dbuf_, x_in, P(o.ln1), a.ln1_rstd, N, C);
+            lin_.backward(dbuf_, dq, a.ln1, o.q, N, C, Q);
+            lin_.backward(dbuf_, dk, a.ln1, o.k, N, C, KV);
+            lin_.backward(dbuf_, dv_, a.ln1, o.v, N, C, KV);
+            BK::rmsnorm_backward(dres_, GD(o.ln1), dbuf_, x_in, P(o.ln1), a.ln1_rstd, N, C);
         }
-        BK::embedding_backward(G(embed_), nullptr, dres_, in.tokens, nullptr, N, C);
+        if (G(embed_)) BK::embedding_backward(G(embed_), nullptr, dres_, in.tokens, nullptr, N, C);  // frozen under LoRA
     }
 
     // ------------------------------------------------------------------ generation (f32, masters)
@@ -325,25 +322,25 @@ public:
             float* krow = kc + static_cast<size_t>(in.pos) * KV;
             BK::rmsnorm_forward(d.ln, d.rstd, d.x, P(o.ln1), 1, C, eps);
             if (s_.qk_norm) {
-                BK::linear_forward(d.q_lin, d.ln, P(o.q), PB(o.qb), 1, C, Q, kLinear);
-                BK::linear_forward(d.k_lin, d.ln, P(o.k), PB(o.kb), 1, C, KV, kLinear);
+                lin_.decode(d.q_lin, d.ln, o.q, C, Q);
+                lin_.decode(d.k_lin, d.ln, o.k, C, KV);
                 BK::rmsnorm_forward(d.q, d.rstd, d.q_lin, P(o.qnorm), NH, hs, eps);
                 BK::rmsnorm_forward(krow, d.rstd, d.k_lin, P(o.knorm), NKV, hs, eps);
             } else {
-                BK::linear_forward(d.q, d.ln, P(o.q), PB(o.qb), 1, C, Q, kLinear);
-                BK::linear_forward(krow, d.ln, P(o.k), PB(o.kb), 1, C, KV, kLinear);
+                lin_.decode(d.q, d.ln, o.q, C, Q);
+                lin_.decode(krow, d.ln, o.k, C, KV);
             }
-            BK::linear_forward(vc + static_cast<size_t>(in.pos) * KV, d.ln, P(o.v), PB(o.vb), 1, C, KV, kLinear);
+            lin_.decode(vc + static_cast<size_t>(in.pos) * KV, d.ln, o.v, C, KV);
             BK::rope_forward(d.q, in.position, inv_freq_, 1, NH, hs);
             BK::rope_forward(krow, in.position, inv_freq_, 1, NKV, hs);
             BK::attention_decode_forward(d.atty, d.q, kc, vc, in.pos + 1, NH, NKV, hs);
-            BK::linear_forward(d.tmp, d.atty, P(o.o), PB(o.ob), 1, Q, C, kLinear);
+            lin_.decode(d.tmp, d.atty, o.o, Q, C);
             BK::residual_forward(d.res, d.x, d.tmp, C);
             BK::rmsnorm_forward(d.ln, d.rstd, d.res, P(o.ln2), 1, C, eps);
-            BK::linear_forward(d.gate, d.ln, P(o.gate), PB(o.gateb), 1, C, F, kLinear);
-            BK::linear_forward(d.up, d.ln, P(o.up), PB(o.upb), 1, C, F, kLinear);
+            lin_.decode(d.gate, d.ln, o.gate, C, F);
+            lin_.decode(d.up, d.ln, o.up, C, F);
             BK::swiglu_forward(d.act, d.gate, d.up, static_cast<size_t>(F));
-            BK::linear_forward(d.tmp, d.act, P(o.down), PB(o.downb), 1, F, C, kLinear);
+            lin_.decode(d.tmp, d.act, o.down, F, C);
             BK::residual_forward(d.x, d.res, d.tmp, C);
         }
         BK::rmsnorm_forward(out, d.rstd, d.x, P(norm_), 1, C, eps);
@@ -351,9 +348,8 @@ public:
 
 private:
     float* P(int e) const { return t_.param(e); }
-    const float* PB(int e) const { return e == kNone ? nullptr : t_.param(e); }  // an optional bias, f32 master
-    const Act* W(int e) const { return e == kNone ? nullptr : t_.work(e); }
-    float* G(int e) const { return e == kNone ? nullptr : t_.grad(e); }
+    float* G(int e) const { return t_.grad(e); }
+    float* GD(int e) const { return t_.grad_or_discard(e); }  // the norms always write a weight gradient
 
     void to_f32(float* dst, const Act* src, size_t n) { device_to_f32<BK>(dst, src, n); }
 
@@ -363,6 +359,7 @@ private:
 
     ModelSpec s_;
     Table& t_;
+    Projector<BK, Act> lin_;
     int embed_ = 0, norm_ = 0, head_ = 0;
     std::vector<Layer> layers_;
     Act* embedded_ = nullptr;  // (N, C)

@@ -1,0 +1,79 @@
+/**
+ * `plwtune merge --model BASE --adapter DIR --out OUT`: base + LoRA adapter as one plain
+ * Hugging Face model directory (W + scaling·B·A for every adapted layer; ts/model.ts
+ * saveMerged), in the base's dtype unless --dtype says otherwise, with the tokenizer files
+ * and plwtune.json of the adapter (else of the base). transformers and every plwtune command
+ * load the result as any model. Written under a temporary name and renamed into place.
+ */
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { loadModel, Model } from '../model'
+import { SaveDtype } from '../checkpoint'
+import { writeTokenizerFiles } from '../train/tokenizer-files'
+import { META_FILE } from '../model-dir'
+import { CommandIO, fail, modelRefOf, STD_IO } from './common'
+import { parseFlags, UsageError } from './flags'
+
+const FLAGS = { model: 'string', adapter: 'string', out: 'string', dtype: 'string', overwrite: 'boolean', help: 'boolean' } as const
+
+export const MERGE_USAGE = `Usage: plwtune merge --model BASE --adapter DIR --out OUT [--dtype auto|float32|bfloat16|float16] [--overwrite]
+
+Merges a LoRA adapter into its base model: OUT is a plain Hugging Face model directory
+(config.json, model.safetensors, tokenizer files) with W + scaling·B·A in every adapted layer.
+
+  --model BASE     the base model directory (or omit it and give a LoRA run's adapter as --adapter:
+                   its recorded base is used)
+  --adapter DIR    a PEFT LoRA adapter directory (a LoRA run's final/, best/ or checkpoint, or PEFT's own)
+  --out OUT        the merged model directory (refused if it exists, unless --overwrite)
+  --dtype D        tensor dtype on disk: auto (the base's, default), float32, bfloat16, float16
+`
+
+const DTYPES: Record<string, SaveDtype | 'auto'> = { auto: 'auto', float32: 'F32', bfloat16: 'BF16', float16: 'F16' }
+
+export async function mergeCommand(argv: string[], io: CommandIO = STD_IO): Promise<number> {
+  let model: Model | null = null
+  try {
+    if (argv.includes('-h')) { io.out.write(MERGE_USAGE + '\n'); return 0 }
+    const { values: v, positional } = parseFlags(argv, FLAGS)
+    if (v.help) { io.out.write(MERGE_USAGE + '\n'); return 0 }
+    if (positional.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positional[0])} (flags start with --; see --help)`)
+    const adapter = v.adapter as string | undefined
+    const out = v.out as string | undefined
+    if (adapter === undefined) throw new UsageError('--adapter DIR is required')
+    if (out === undefined) throw new UsageError('--out OUT is required')
+    const dtype = DTYPES[(v.dtype as string | undefined) ?? 'auto']
+    if (dtype === undefined) throw new UsageError(`--dtype: expected one of ${Object.keys(DTYPES).join(', ')}, received ${JSON.stringify(v.dtype)}`)
+    const ref = v.model !== undefined ? modelRefOf(v.model as string, adapter, null) : modelRefOf(adapter, undefined, null)
+    if (fs.existsSync(out) && !v.overwrite) throw new UsageError(`--out ${out} exists (--overwrite replaces it)`)
+    if (!fs.existsSync(path.dirname(path.resolve(out)))) throw new UsageError(`--out ${out}: no such directory ${path.dirname(out)}`)
+
+    io.err.write(`merging ${adapter} into ${ref.adapter !== undefined ? ref.dir : 'its recorded base'} ...\n`)
+    model = await loadModel(ref.dir, { adapter: ref.adapter, device: 'cpu', precision: 'f32' })
+    const target = path.resolve(out)
+    const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.tmp`)
+    fs.rmSync(tmp, { recursive: true, force: true })
+    fs.mkdirSync(tmp)
+    try {
+      await model.saveMerged(tmp, { dtype })
+      const files = fs.existsSync(path.join(adapter, 'tokenizer.json')) ? adapter : (model.base?.dir ?? ref.dir)
+      writeTokenizerFiles(tmp, { modelDir: files })
+      const meta = path.join(adapter, META_FILE)
+      if (fs.existsSync(meta)) fs.copyFileSync(meta, path.join(tmp, META_FILE))
+      const old = `${target}.old-${process.pid}`
+      if (fs.existsSync(target)) fs.renameSync(target, old)
+      fs.renameSync(tmp, target)
+      fs.rmSync(old, { recursive: true, force: true })
+    } catch (err) {
+      fs.rmSync(tmp, { recursive: true, force: true })
+      throw err
+    }
+    const lora = model.lora!
+    io.out.write(`wrote ${out}: ${model.describe()}, LoRA r=${lora.r} alpha=${lora.alpha} on ${lora.targets.join(',')} merged ` +
+      `(${model.adapterParameters().length / 2} layers)\n`)
+    return 0
+  } catch (err) {
+    return fail(io, 'merge', err)
+  } finally {
+    model?.dispose()
+  }
+}
