@@ -5,13 +5,16 @@
  * Qwen2-style (q/k/v biases, untied) model, a few AdamW steps on random data with plwtune,
  * then `save` into OUT/<name>/ and a case file OUT/<name>.json with the token ids and
  * plwtune's logits for them (scripts/gpu/llama_check.py's format), which that script checks
- * by loading the directory with AutoModelForCausalLM.
+ * by loading the directory with AutoModelForCausalLM; and for each, a LoRA adapter trained on
+ * it (OUT/<name>-lora/, with expected_logits.json) for scripts/gpu/peft_adapter_check.py.
  *
  *   node dist/bench/export-for-transformers.js OUT_DIR
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { initModel } from '../ts/model'
+import { initModel, loadModel } from '../ts/model'
+import { Batch } from '../ts/native'
+import { LINEAR_MODULES } from '../ts/lora/settings'
 import { LlamaModelConfig, llamaConfig } from '../ts/arch'
 import { rng } from './harness'
 
@@ -43,7 +46,26 @@ async function main(): Promise<void> {
     fs.writeFileSync(path.join(out, `${name}.json`), JSON.stringify({ name, model_dir: name, tokens, logits: Array.from(logits) }))
     model.dispose()
     console.log(`${name}: saved to ${dir}`)
+    await exportAdapter(dir, path.join(out, `${name}-lora`), config, batch, tokens)
   }
+}
+
+/**
+ * A LoRA adapter on the model just saved (all linear layers, r 4, alpha 8, rsLoRA off), given
+ * non-zero B by a few AdamW steps, saved as a PEFT adapter directory with plwtune's logits in
+ * expected_logits.json (scripts/gpu/peft_adapter_check.py's format): PEFT loads it on the base
+ * and compares its logits with plwtune's.
+ */
+async function exportAdapter(baseDir: string, dir: string, config: LlamaModelConfig, batch: Batch, tokens: number[][]): Promise<void> {
+  const model = await loadModel(baseDir, { device: 'cpu', maxBatch: batch.B, maxSeqLen: batch.T,
+    lora: { r: 4, alpha: 8, dropout: 0, rslora: false, targets: LINEAR_MODULES.llama, seed: 9 } })
+  for (let s = 0; s < 5; s++) await model.step(batch, { lr: 3e-2, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 })
+  await model.save(dir)
+  const logits = await model.logits(batch)
+  fs.writeFileSync(path.join(dir, 'expected_logits.json'), JSON.stringify({ tokens, shape: [batch.B, batch.T, config.vocabSize],
+    logits: Array.from(logits) }))
+  model.dispose()
+  console.log(`${path.basename(dir)}: adapter saved to ${dir}`)
 }
 
 main().catch((e) => {

@@ -240,6 +240,35 @@ def build_llama(case, device="cpu", dtype=None, attn="sdpa"):
     return LlamaLM().to(device)
 
 
+def add_lora(model, r, alpha):
+    """PEFT's LoRA in plain torch (the peer of plwtune's --lora-r): freezes every parameter,
+    then wraps each linear layer of the blocks (not the head) as
+    base(x) + (x A^T) B^T * alpha / r, A Kaiming-uniform (a = sqrt(5)), B zeros."""
+    import math
+    import torch
+    nn = torch.nn
+
+    class LoraLinear(nn.Module):
+        def __init__(self, base):
+            super().__init__()
+            self.base = base
+            kw = {"dtype": base.weight.dtype, "device": base.weight.device}
+            self.lora_A = nn.Parameter(torch.empty(r, base.in_features, **kw))
+            self.lora_B = nn.Parameter(torch.zeros(base.out_features, r, **kw))
+            nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+            self.scaling = alpha / r
+
+        def forward(self, x):
+            return self.base(x) + (x @ self.lora_A.t()) @ self.lora_B.t() * self.scaling
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.Linear) and name != "lm_head":
+                setattr(module, name, LoraLinear(child))
+
+
 def main():
     spec = json.loads(sys.stdin.read())
     import torch
@@ -443,7 +472,9 @@ def main():
         torch.manual_seed(1)
         llama = case.get("arch") == "llama"
         model = build_llama(case, device) if llama else build_gpt(case)
-        params = list(model.parameters())
+        if case.get("lora"):
+            add_lora(model, case["lora"]["r"], case["lora"]["alpha"])
+        params = [p for p in model.parameters() if p.requires_grad]
         decay = [p for p in params if p.dim() >= 2]
         no_decay = [p for p in params if p.dim() < 2]
         groups = [{"params": decay, "weight_decay": case["weightDecay"]}, {"params": no_decay, "weight_decay": 0.0}]
@@ -484,7 +515,9 @@ def main():
         n = sum(p.numel() for p in params)
         arch = (f"Llama-family (plain torch, GQA {case['heads']}/{case['kvHeads']}, {case.get('gqa', 'repeat')})"
                 if llama else "minimal GPT-2")
-        r["what"] = (f"{arch} ({n} params) eager f32, clip_grad_norm_ + AdamW("
+        if case.get("lora"):
+            arch += f" + LoRA r={case['lora']['r']} on every linear layer, base frozen"
+        r["what"] = (f"{arch} ({n} trainable params) eager f32, clip_grad_norm_ + AdamW("
                      f"{'fused=True' if device == 'cuda' else 'default implementation'}), loss {loss:.4f}")
         if device == "cuda":
             r["peak_mem_bytes"] = torch.cuda.max_memory_allocated()

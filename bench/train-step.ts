@@ -23,6 +23,7 @@
 import type { Device, ModelInfo, OptimizerSettings, Batch, Precision } from '../ts/native'
 import { initModel } from '../ts/model'
 import { ModelConfig, llamaConfig } from '../ts/arch'
+import { LINEAR_MODULES } from '../ts/lora/settings'
 import { MODEL_SHAPES } from '../ts/arch/shapes'
 import type { CpuCeilings, GpuCeilings } from './ceilings'
 import type { PeerResult } from './peer'
@@ -63,11 +64,24 @@ function lookupOnly(cfg: ModelConfig): number {
   return cfg.tieWordEmbeddings ? 0 : cfg.vocabSize * cfg.hiddenSize
 }
 
-/** 6 * (parameters - lookup-only tables) + 12 * L * T * Q. */
-export function flopsPerToken(cfg: ModelConfig, T: number): number {
+/** The LoRA adapters' parameter count for rank r on every linear layer (r·(in + out) each). */
+export function adapterCount(cfg: ModelConfig, r: number): number {
+  if (cfg.arch === 'gpt2') return cfg.nLayer * r * ((cfg.nEmbd + 3 * cfg.nEmbd) + 2 * cfg.nEmbd + 5 * cfg.nEmbd + 5 * cfg.nEmbd)
+  const C = cfg.hiddenSize, Q = cfg.numHeads * cfg.headDim, KV = cfg.numKvHeads * cfg.headDim, F = cfg.intermediateSize
+  return cfg.numLayers * r * ((C + Q) + 2 * (C + KV) + (Q + C) + 3 * (C + F))
+}
+
+/**
+ * 6 * (parameters - lookup-only tables) + 12 * L * T * Q. With LoRA rank r the frozen base
+ * does its forward and input gradient only (4 per parameter, no weight gradient), and the
+ * adapters the full 6.
+ */
+export function flopsPerToken(cfg: ModelConfig, T: number, loraRank = 0): number {
   const L = cfg.arch === 'gpt2' ? cfg.nLayer : cfg.numLayers
   const Q = cfg.arch === 'gpt2' ? cfg.nEmbd : cfg.numHeads * cfg.headDim
-  return 6 * (paramCount(cfg) - lookupOnly(cfg)) + 12 * L * T * Q
+  const dense = paramCount(cfg) - lookupOnly(cfg)
+  if (loraRank > 0) return 4 * dense + 6 * adapterCount(cfg, loraRank) + 12 * L * T * Q
+  return 6 * dense + 12 * L * T * Q
 }
 
 /** What the train summary needs beyond a BenchCase; prepare() fills in memory. */
@@ -78,6 +92,8 @@ export interface TrainMeta {
   B: number
   T: number
   params: number
+  /** LoRA rank on every linear layer; 0: full fine-tuning. */
+  loraRank: number
   flopsPerToken: number
   /** The case checks model.info.memory.total against this (GPT-2 medium: 24 GiB). */
   memoryLimitBytes: number | null
@@ -103,6 +119,8 @@ type TrainPeerSpec = OptimizerSettings & PeerModelSpec & {
   lambda: number
   /** CUDA: also time torch.compile and bf16 autocast + torch.compile (slow to compile). */
   compile: boolean
+  /** LoRA on every linear layer (plain torch adapters as PEFT computes them), base frozen; absent: full fine-tuning. */
+  lora?: { r: number; alpha: number }
 }
 
 /** The model as torch_peer.py reads it: GPT-2's fields, or arch 'llama' with LlamaRefSpec's fields (test/support/llama-reference.ts). */
@@ -143,15 +161,20 @@ export function trainBatch(cfg: ModelConfig, B: number, T: number, seed: number)
 }
 
 function trainCase(device: Device, cfg: ModelConfig, label: string, slug: string, B: number, T: number,
-  o: { minIterations: number; memoryLimitBytes?: number; compile?: boolean; precision?: Precision }): TrainCase {
+  o: { minIterations: number; memoryLimitBytes?: number; compile?: boolean; precision?: Precision; lora?: number }): TrainCase {
   const precision: Precision = o.precision ?? (device === 'cuda' ? 'bf16' : 'f32')
+  const r = o.lora ?? 0
+  if (r > 0) {
+    label = `${label} LoRA r${r}`
+    slug = `${slug}-lora${r}`
+  }
   const meta: TrainMeta = {
-    label: device === 'cuda' ? `${label} ${precision}` : label, precision, config: cfg, B, T, params: paramCount(cfg), flopsPerToken: flopsPerToken(cfg, T),
+    label: device === 'cuda' ? `${label} ${precision}` : label, precision, config: cfg, B, T, params: paramCount(cfg), loraRank: r, flopsPerToken: flopsPerToken(cfg, T, r),
     memoryLimitBytes: o.memoryLimitBytes ?? null, memory: null, lastLoss: null,
   }
   const peer: TrainPeerSpec = {
     kind: 'train', ...peerModel(cfg), B, T, promptLen: Math.floor(T * PROMPT_FRACTION), lambda: LAMBDA,
-    ...TRAIN_OPT, compile: o.compile ?? true,
+    ...TRAIN_OPT, compile: o.compile ?? true, ...(r > 0 ? { lora: { r, alpha: 2 * r } } : {}),
   }
   return {
     family: 'train',
@@ -169,9 +192,10 @@ function trainCase(device: Device, cfg: ModelConfig, label: string, slug: string
     train: meta,
     prepare: async () => {
       const batch = trainBatch(cfg, B, T, 7)
-      const model = await initModel(cfg, { seed: 1, device, precision, maxBatch: B, maxSeqLen: T })
+      const lora = r > 0 ? { r, alpha: 2 * r, dropout: 0, rslora: false, targets: LINEAR_MODULES[cfg.arch] } : undefined
+      const model = await initModel(cfg, { seed: 1, device, precision, maxBatch: B, maxSeqLen: T, lora })
       meta.memory = model.info.memory
-      const counted = model.parameters().reduce((s, p) => s + p.shape.reduce((a, b) => a * b, 1), 0)
+      const counted = model.baseParameters().reduce((s, p) => s + p.shape.reduce((a, b) => a * b, 1), 0)
       if (counted !== meta.params) {
         model.dispose()
         throw new Error(`bench: the engine has ${counted} parameters, the FLOP estimate assumed ${meta.params}`)
@@ -206,11 +230,13 @@ export function trainStepCases(device: Device, quick: boolean): BenchCase[] {
     const llamaSmall = trainCase('cpu', LLAMA_SMALL_CPU, 'Llama L4 C128 GQA4/2 V512', 'llama-l4-c128-v512', 8, 256, { minIterations: 10 })
     if (quick) return [small, llamaSmall]
     return [trainCase('cpu', GPT2_124M, 'GPT-2 124M', 'gpt2-124m', 4, 64, { minIterations: 3 }), small,
-      trainCase('cpu', SMOLLM2_135M, 'SmolLM2-135M shape', 'smollm2-135m', 4, 64, { minIterations: 3 }), llamaSmall]
+      trainCase('cpu', SMOLLM2_135M, 'SmolLM2-135M shape', 'smollm2-135m', 4, 64, { minIterations: 3 }),
+      trainCase('cpu', SMOLLM2_135M, 'SmolLM2-135M shape', 'smollm2-135m', 4, 64, { minIterations: 3, lora: 16 }), llamaSmall]
   }
   if (quick) return [trainCase('cuda', GPT2_124M, 'GPT-2 124M', 'gpt2-124m', 4, 256, { minIterations: 5 })]
   return [
     trainCase('cuda', LLAMA_32_1B, 'Llama-3.2-1B shape', 'llama-3.2-1b', 1, 2048, { minIterations: 3 }),
+    trainCase('cuda', LLAMA_32_1B, 'Llama-3.2-1B shape', 'llama-3.2-1b', 1, 2048, { minIterations: 3, lora: 16 }),
     trainCase('cuda', QWEN25_05B, 'Qwen2.5-0.5B shape', 'qwen2.5-0.5b', 1, 2048, { minIterations: 3 }),
     trainCase('cuda', GPT2_124M, 'GPT-2 124M', 'gpt2-124m', 8, 1024, { minIterations: 5 }),
     trainCase('cuda', GPT2_124M, 'GPT-2 124M', 'gpt2-124m', 8, 1024, { minIterations: 5, precision: 'f32', compile: false }),
@@ -292,11 +318,14 @@ export function trainSummary(device: Device, items: Array<{ c: TrainCase; row: T
   cpu?: CpuCeilings, gpu?: GpuCeilings): string {
   if (items.length === 0) return ''
   const lines: string[] = []
-  const basis = (fpt: number, T: number, cfg: ModelConfig): string => {
+  const basis = (fpt: number, T: number, cfg: ModelConfig, rank: number): string => {
     const L = cfg.arch === 'gpt2' ? cfg.nLayer : cfg.numLayers
     const Q = cfg.arch === 'gpt2' ? cfg.nEmbd : cfg.numHeads * cfg.headDim
-    return `${(fpt / 1e6).toFixed(1)} MFLOP/token = 6 x ${((paramCount(cfg) - lookupOnly(cfg)) / 1e6).toFixed(2)}M + 12 x ${L} x ${T} x ${Q}`
+    const dense = ((paramCount(cfg) - lookupOnly(cfg)) / 1e6).toFixed(2)
+    const params = rank > 0 ? `4 x ${dense}M + 6 x ${(adapterCount(cfg, rank) / 1e6).toFixed(2)}M (LoRA r${rank})` : `6 x ${dense}M`
+    return `${(fpt / 1e6).toFixed(1)} MFLOP/token = ${params} + 12 x ${L} x ${T} x ${Q}`
   }
+
   if (device === 'cpu') {
     const cells = [['training step', 'B x T', 'ms/step', 'tokens/s', 'GFLOP/s', '% fp32 peak', 'torch eager ms', 'torch tokens/s', 'ours/torch']]
     for (const { c, row } of items) {
@@ -351,7 +380,7 @@ export function trainSummary(device: Device, items: Array<{ c: TrainCase; row: T
   for (const { c, row } of items) {
     const m = c.train
     const tokens = m.B * m.T
-    const notes: string[] = [`${basis(m.flopsPerToken, m.T, m.config)} (${(m.params / 1e6).toFixed(2)}M params)`]
+    const notes: string[] = [`${basis(m.flopsPerToken, m.T, m.config, m.loraRank)} (${(m.params / 1e6).toFixed(2)}M params)`]
     if (m.memory) {
       const mm = m.memory
       notes.push(`engine memory ${(mm.total / GIB).toFixed(2)} GiB (params ${(mm.parameters / GIB).toFixed(2)}, grads ` +

@@ -24,4 +24,8 @@ tail -5 "$OUT/sanitizer.log"
 # Llama-family models saved by plwtune, loaded by transformers: logits compared (bench/RESULTS.md).
 node dist/bench/export-for-transformers.js "$OUT/hf" > "$OUT/hf-export.log" 2>&1 \
   && python3 scripts/gpu/llama_check.py --out "$OUT/llama-check.json" "$OUT"/hf/*.json 2>&1 | tail -5
+# Their LoRA adapters (PEFT format), loaded by peft.PeftModel on the same bases: logits compared.
+for a in "$OUT"/hf/*-lora; do
+  python3 scripts/gpu/peft_adapter_check.py --base "${a%-lora}" --adapter "$a" --out "$a.peft-check.json" 2>&1 | tail -1
+done
 node dist/bench/run.js --device cuda --json "$OUT/bench-gpu.json" 2>&1 | tee "$OUT/bench.log" | tail -40
