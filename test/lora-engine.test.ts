@@ -265,3 +265,9 @@ describe('the memory bill under LoRA', () => {
     expect(plan.total).toBeLessThan(0.3 * full.total)
   })
 })
+
+test('a LoRA model that does not fit is refused with the whole bill, saying what LoRA already saved', async () => {
+  const lora = settings('llama', { r: 16, alpha: 32 })
+  await expect(Model.create(MODEL_SHAPES['Llama-2-7B'], { device: 'cpu', lora, maxBatch: 64, maxSeqLen: 4096 }))
+    .rejects.toThrow(/does not fit on cpu: it needs about \d+ MiB \(parameters .*AdamW \d+ MiB.*\) with LoRA r=16: the base is frozen, gradients and AdamW cover the 39976960 adapter parameters only/)
+})

@@ -294,9 +294,17 @@ private:
             throw Error(arch_.describe() + " with batch B=" + std::to_string(max_.B) + " T=" + std::to_string(max_.T) +
                         " does not fit on " + BK::name + ": it needs about " + mib(plan.total()) + " (parameters " +
                         mib(plan.parameters) + ", gradients " + mib(plan.gradients) + ", AdamW " + mib(plan.optimizer) +
-                        ", activations " + mib(plan.activations) + ", loss scratch " + mib(plan.scratch) +
-                        "); use a smaller batch or sequence length. (" + e.what() + ")");
+                        ", activations " + mib(plan.activations) + ", loss scratch " + mib(plan.scratch) + ")" +
+                        lora_note() + "; use a smaller batch or sequence length. (" + e.what() + ")");
         }
+    }
+
+    // For the refusal: what LoRA already saved, so the user does not look for it there.
+    std::string lora_note() const {
+        if (!lora_.enabled()) return "";
+        return " with LoRA r=" + std::to_string(spec_.lora.r) + ": the base is frozen" +
+               (kMixed ? " and held in bf16 only" : "") + ", gradients and AdamW cover the " +
+               std::to_string(table_.trainable_count()) + " adapter parameters only";
     }
 
     // ------------------------------------------------------------------ batches
