@@ -1,7 +1,9 @@
 /**
  * The engine on CUDA against the engine on the CPU, for GPT-2 and two Llama-family models (a
  * Llama 3: GQA, tied head, llama3 RoPE scaling; a Qwen3: q/k norms, head_dim 24, untied head): the same weights and batch give
- * the same loss and gradients, and 50 steps on a fixed batch follow the CPU's loss curve.
+ * the same loss and gradients, and 50 steps on a fixed batch follow the CPU's loss curve; and
+ * LoRA (r 8 on every linear layer, dropout 0.1: the same masks on both) on the Llama 3 and
+ * GPT-2 models, the frozen base held in bf16 only under bf16.
  * Skipped, with the reason printed, where CUDA cannot run.
  *
  * Both precisions run against the same f32 CPU engine.
@@ -29,6 +31,11 @@ const MODELS: Array<[string, ModelConfig]> = [
   ['Qwen3', llamaConfig({ family: 'qwen3', vocabSize: V, hiddenSize: 64, numLayers: 3, numHeads: 4, numKvHeads: 2, headDim: 24,
     intermediateSize: 160, maxPositions: 64, tieWordEmbeddings: false })],
 ]
+const LORA = { r: 8, alpha: 16, dropout: 0.1, rslora: false, seed: 3 }
+const LORA_CASES: Array<[string, ModelConfig, string[]]> = [
+  ['Llama 3 + LoRA', MODELS[1][1], ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']],
+  ['GPT-2 + LoRA', MODELS[0][1], ['c_attn', 'c_proj', 'c_fc']],
+]
 const opt = { lr: 3e-3, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1, maxGradNorm: 1 }
 const seed = Date.now() % 100000
 
@@ -44,21 +51,30 @@ function batch(B: number, T: number, s: number): Batch {
 type Precision = 'f32' | 'bf16'
 const tolerance = { f32: { loss: 1e-3, grad: 2e-2, curve: 2e-2 }, bf16: { loss: 1e-2, grad: 8e-2, curve: 5e-2 } }
 
-async function twin(cfg: ModelConfig, precision: Precision): Promise<[Model, Model]> {
-  const cpu = await initModel(cfg, { seed, device: 'cpu', maxBatch: 4, maxSeqLen: 32 })
-  const cuda = await initModel(cfg, { seed: seed + 1, device: 'cuda', precision, maxBatch: 4, maxSeqLen: 32 })
+async function twin(cfg: ModelConfig, precision: Precision, targets?: string[]): Promise<[Model, Model]> {
+  const lora = targets ? { ...LORA, targets } : undefined
+  const cpu = await initModel(cfg, { seed, device: 'cpu', maxBatch: 4, maxSeqLen: 32, lora })
+  const cuda = await initModel(cfg, { seed: seed + 1, device: 'cuda', precision, maxBatch: 4, maxSeqLen: 32, lora })
   expect(cuda.precision).toBe(precision)
+  const r = rng(seed + 5)
+  for (const p of cpu.adapterParameters()) { // B is zero at init: give the adapters something to do
+    cpu.write(p.name, Float32Array.from({ length: p.shape[0] * p.shape[1] }, () => 0.1 * (r() - 0.5)))
+  }
   for (const p of cpu.parameters()) cuda.write(p.name, cpu.read(p.name))
   return [cpu, cuda]
 }
 
-const CASES = MODELS.flatMap(([label, cfg]) => (['f32', 'bf16'] as Precision[]).map((p) => [label, cfg, p] as [string, ModelConfig, Precision]))
+const CASES = [
+  ...MODELS.map(([label, cfg]) => [label, cfg, undefined] as [string, ModelConfig, string[] | undefined]),
+  ...LORA_CASES,
+].flatMap(([label, cfg, targets]) => (['f32', 'bf16'] as Precision[]).map((p) => [label, cfg, p, targets] as
+  [string, ModelConfig, Precision, string[] | undefined]))
 
-describeCuda.each(CASES)(`%s engine: CUDA matches CPU (%#, seed ${seed})`, (_label, cfg, precision) => {
+describeCuda.each(CASES)(`%s engine: CUDA matches CPU (%#, seed ${seed})`, (_label, cfg, precision, targets) => {
   const tol = tolerance[precision]
 
   test('one micro-step: loss sums and every gradient tensor', async () => {
-    const [cpu, cuda] = await twin(cfg, precision)
+    const [cpu, cuda] = await twin(cfg, precision, targets)
     const b = batch(4, 32, seed)
     const norm = b.weights.reduce((s, w) => s + w, 0)
     const a = await cpu.accumulate(b, norm)
@@ -66,7 +82,7 @@ describeCuda.each(CASES)(`%s engine: CUDA matches CPU (%#, seed ${seed})`, (_lab
     expect(Math.abs(c.lossSum - a.lossSum)).toBeLessThan(tol.loss * a.lossSum)
     expect(Math.abs(c.completionLossSum - a.completionLossSum)).toBeLessThan(tol.loss * a.completionLossSum)
     expect(c.weightSum).toBeCloseTo(a.weightSum, 4)
-    for (const p of cpu.parameters()) {
+    for (const p of cpu.parameters().filter((q) => q.trainable)) {
       const err = relError(cuda.read(p.name, 'grad'), cpu.read(p.name, 'grad'))
       expect({ name: p.name, err, ok: err < tol.grad }).toEqual({ name: p.name, err, ok: true })
     }
@@ -74,7 +90,7 @@ describeCuda.each(CASES)(`%s engine: CUDA matches CPU (%#, seed ${seed})`, (_lab
   })
 
   test('50 steps on a fixed batch follow the CPU loss curve', async () => {
-    const [cpu, cuda] = await twin(cfg, precision)
+    const [cpu, cuda] = await twin(cfg, precision, targets)
     const b = batch(4, 32, seed + 7)
     for (let s = 0; s < 50; s++) {
       const a = await cpu.step(b, opt)
@@ -82,13 +98,13 @@ describeCuda.each(CASES)(`%s engine: CUDA matches CPU (%#, seed ${seed})`, (_lab
       expect({ step: s, ok: Math.abs(c.lossSum - a.lossSum) < tol.curve * a.lossSum }).toEqual({ step: s, ok: true })
     }
     // The f32 masters moved as the CPU's did (the bf16 copy is only what the GEMMs read).
-    const w = cpu.parameters().find((p) => p.shape.length === 2 && p.name.includes('mlp'))!.name
+    const w = (targets ? cpu.adapterParameters() : cpu.parameters()).find((p) => p.shape.length === 2 && p.name.includes('mlp'))!.name
     expect(relError(cuda.read(w), cpu.read(w))).toBeLessThan(tol.curve)
     cpu.dispose(); cuda.dispose()
   })
 
   test('evaluate and logits agree with the CPU', async () => {
-    const [cpu, cuda] = await twin(cfg, precision)
+    const [cpu, cuda] = await twin(cfg, precision, targets)
     const b = batch(2, 32, seed + 3)
     const a = await cpu.evaluate(b)
     const c = await cuda.evaluate(b)
@@ -98,7 +114,7 @@ describeCuda.each(CASES)(`%s engine: CUDA matches CPU (%#, seed ${seed})`, (_lab
   })
 
   test('generation with the KV cache: deterministic, and the CPU greedy tokens in f32', async () => {
-    const [cpu, cuda] = await twin(cfg, precision)
+    const [cpu, cuda] = await twin(cfg, precision, targets)
     const prompt = [5, 17, 42, 7]
     const first = (await cuda.generate(prompt, { maxNewTokens: 20 })).tokens
     expect((await cuda.generate(prompt, { maxNewTokens: 20 })).tokens).toEqual(first)
