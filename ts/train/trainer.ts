@@ -24,7 +24,7 @@ import { splitDataset } from '../data/split'
 import { Template } from '../data/template'
 import { ByteTokenizer, Tokenizer } from '../data/tokenizer'
 import { HfTokenizer } from '../data/hf-tokenizer'
-import { Model, baseDirOf, initModel, loadModel, resolveDevice } from '../model'
+import { Model, baseDirOf, initModel, loadModel, planMemory, resolveDevice } from '../model'
 import type { ParameterInfo } from '../native'
 import { resolveLoraTargets } from '../lora/settings'
 import { ModelConfig, describeConfig, llamaConfig, maxPositions } from '../arch'
@@ -185,6 +185,11 @@ export class Trainer extends EventEmitter {
       this.log(`LoRA r=${model.lora.r} alpha=${model.lora.alpha}${model.lora.rslora ? ' (rsLoRA)' : ''} dropout=${model.lora.dropout} on ` +
         `${model.lora.targets.join(',')}: ${(trainable / 1e6).toFixed(3)}M trainable (${(100 * trainable / params).toFixed(2)}% of the base, frozen); ` +
         `base ${model.base?.dir}`)
+      const full = planMemory(model.config, { device: info.device, precision: info.precision, maxBatch: microBatch, maxSeqLen: data.maxLength - 1 })
+      const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(bytes < 10 * 2 ** 20 ? 1 : 0)} MiB`
+      const state = (m: typeof full) => m.parameters + m.gradients + m.optimizer
+      this.log(`memory with LoRA ${mib(info.memory.total)} (state ${mib(state(info.memory))}); full fine-tuning would need ` +
+        `${mib(full.total)} (state ${mib(state(full))})`)
     }
 
     const loader = new BatchLoader(data.train, {
