@@ -221,6 +221,14 @@ describe('safetensors files', () => {
       .toThrow(/gap.safetensors: tensor "a": data starts at file byte 64, expected 62 \(tensors must cover the data area without gaps\)/)
     expect(() => openSafetensors(raw('tail.safetensors', '{"a":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}}', Buffer.alloc(5))))
       .toThrow(/tail.safetensors: 3 bytes at file byte 64 belong to no tensor/)
+    // the untrusted-file cases of the reliability issue: offsets that point into the header, fractions, overlaps
+    expect(() => openSafetensors(raw('neg.safetensors', '{"a":{"dtype":"F32","shape":[32],"data_offsets":[-128,0]}}', Buffer.alloc(0))))
+      .toThrow(/neg.safetensors: header: tensor "a": malformed entry/)
+    expect(() => openSafetensors(raw('frac.safetensors', '{"a":{"dtype":"F16","shape":[1],"data_offsets":[0.5,2.5]}}', Buffer.alloc(3))))
+      .toThrow(/frac.safetensors: header: tensor "a": malformed entry/)
+    expect(() => openSafetensors(raw('overlap.safetensors',
+      '{"a":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},"b":{"dtype":"F16","shape":[2],"data_offsets":[2,6]}}', Buffer.alloc(6))))
+      .toThrow(/overlap.safetensors: tensor "b": data starts at file byte \d+, expected \d+ \(tensors must cover the data area without overlap\)/)
     const i64 = raw('i64.safetensors', '{"n":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}', Buffer.alloc(8))
     const st = openSafetensors(i64)
     expect(st.tensors.get('n')!.dtype).toBe('I64') // the header is readable, the data is not

@@ -26,6 +26,7 @@ import { AlpacaRecord, DataRecord } from '../data/records'
 import { datasetStats } from '../data/stats'
 import { swapLongCompletions } from '../data/swap'
 import { loadTokenizer } from '../model-dir'
+import { OutputPathError, prepareOutputFile } from '../output-path'
 import { UsageError, parseFlags } from './flags'
 import { CommandIo, describeTokenizer } from './stats'
 
@@ -50,7 +51,7 @@ export async function dataSwapCommand(argv: string[], io: CommandIo = { out: pro
   try {
     opts = parseSwapArgs(argv)
   } catch (err) {
-    if (!(err instanceof UsageError)) throw err
+    if (!(err instanceof UsageError) && !(err instanceof OutputPathError)) throw err
     io.err.write(`plwtune data swap: ${err.message} (see plwtune data swap --help)\n`)
     return 2
   }
@@ -105,6 +106,7 @@ function parseSwapArgs(argv: string[]): { data: string; out: string; kind: Outpu
     throw new UsageError(`--out ${out}: expected a file ending in .json (a JSON array) or .jsonl (JSON Lines), received ${ext === '' ? 'no extension' : JSON.stringify(ext)}`)
   }
   if (path.resolve(out) === path.resolve(data)) throw new UsageError(`--out ${out} is the input file; write the new dataset elsewhere`)
+  prepareOutputFile(out, '--out')
   return { data, out, kind: ext === '.json' ? 'json' : 'jsonl', model: (values.model as string | undefined) ?? null, skipInvalid: values['skip-invalid'] === true }
 }
 

@@ -33,6 +33,7 @@ import {
   trainingMeta, writeFileAtomic,
 } from './common'
 import { parseFlags, UsageError } from './flags'
+import { prepareOutputFile } from '../output-path'
 
 const FLAGS = {
   model: 'string', adapter: 'string', ...SPLIT_FLAGS, prompt: 'string', instruction: 'string', input: 'string', raw: 'boolean', out: 'string',
@@ -218,7 +219,7 @@ export async function generateCommand(argv: string[], io: CommandIO = STD_IO): P
     const records = await selectSplit(data.records, split, { run, limit: numberFlag(v, 'limit'), readValData: run ? () => readRunValData(run) : undefined })
     const template = pickTemplate({ flag: str(v, 'template'), meta, modelDir, format: data.format, tokenizer, warn })
     const out = str(v, 'out') ?? 'responses.jsonl'
-    if (out !== '-' && !fs.existsSync(path.dirname(path.resolve(out)))) throw new UsageError(`--out ${out}: no such directory ${path.dirname(out)}`)
+    if (out !== '-') prepareOutputFile(out, '--out') // before generating: nothing is lost to an unwritable place at the end
     const longest = records.reduce((m, r) => Math.max(m, recordRequest(template, tokenizer, r).ids.length), 1)
     models = await loadForGeneration(ref, gen.parallel, longest, gen.device)
     const progress = new Progress({ total: records.length, stream: io.err, label: 'generate' })

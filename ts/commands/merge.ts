@@ -13,6 +13,7 @@ import { writeTokenizerFiles } from '../train/tokenizer-files'
 import { META_FILE } from '../model-dir'
 import { CommandIO, fail, modelRefOf, STD_IO } from './common'
 import { parseFlags, UsageError } from './flags'
+import { prepareOutputDir } from '../output-path'
 
 const FLAGS = { model: 'string', adapter: 'string', out: 'string', dtype: 'string', overwrite: 'boolean', help: 'boolean' } as const
 
@@ -45,7 +46,7 @@ export async function mergeCommand(argv: string[], io: CommandIO = STD_IO): Prom
     if (dtype === undefined) throw new UsageError(`--dtype: expected one of ${Object.keys(DTYPES).join(', ')}, received ${JSON.stringify(v.dtype)}`)
     const ref = v.model !== undefined ? modelRefOf(v.model as string, adapter, null) : modelRefOf(adapter, undefined, null)
     if (fs.existsSync(out) && !v.overwrite) throw new UsageError(`--out ${out} exists (--overwrite replaces it)`)
-    if (!fs.existsSync(path.dirname(path.resolve(out)))) throw new UsageError(`--out ${out}: no such directory ${path.dirname(out)}`)
+    prepareOutputDir(path.dirname(path.resolve(out)), '--out', out)
 
     io.err.write(`merging ${adapter} into ${ref.adapter !== undefined ? ref.dir : 'its recorded base'} ...\n`)
     model = await loadModel(ref.dir, { adapter: ref.adapter, device: 'cpu', precision: 'f32' })

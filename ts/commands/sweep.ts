@@ -43,6 +43,7 @@ import { ConfigError, kebab, resolveConfig, TrainConfig } from '../train/config'
 import { formatDuration, Progress } from '../train/progress'
 import { RunDir, TrainerState } from '../train/run-dir'
 import { StepMetrics, StopReason, Trainer, TrainResult } from '../train/trainer'
+import { prepareOutputDir } from '../output-path'
 import { parseFlags, UsageError } from './flags'
 import { lambdaLabel, renderSweepPlot } from './sweep-plot'
 
@@ -489,7 +490,7 @@ function checkSweepFile(spec: SweepSpec): void {
     }
     return
   }
-  fs.mkdirSync(spec.out, { recursive: true })
+  prepareOutputDir(spec.out, '--out')
   writeAtomic(file, JSON.stringify({ config: shared }, null, 2) + '\n')
 }
 

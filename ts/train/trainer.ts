@@ -27,6 +27,7 @@ import { HfTokenizer } from '../data/hf-tokenizer'
 import { Model, baseDirOf, initModel, loadModel, planMemory, resolveDevice } from '../model'
 import type { ParameterInfo } from '../native'
 import { resolveLoraTargets } from '../lora/settings'
+import { prepareOutputDir } from '../output-path'
 import { ModelConfig, describeConfig, llamaConfig, maxPositions } from '../arch'
 import { readConfig } from '../checkpoint'
 import { TrainingMeta } from '../model-dir'
@@ -142,6 +143,7 @@ export class Trainer extends EventEmitter {
   /** Runs the training to its end, an early stop, a non-finite loss, or the signal. */
   async fit(options: { signal?: AbortSignal } = {}): Promise<TrainResult> {
     const c = this.config
+    prepareOutputDir(c.out, '--out') // before any work: a bad path fails now, not after the data and the model
     const run = new RunDir(c.out)
     const device = resolveDevice(c.device)
     const microBatch = c.microBatchSize > 0 ? c.microBatchSize : c.batchSize
