@@ -98,6 +98,10 @@ export function loadConfig(argv: string[]): TrainConfig | null {
       throw new ConfigError(`${configFile}: ${(err as Error).message}`)
     }
     if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ConfigError(`${configFile}: expected a JSON object`)
+    if ((json as Record<string, unknown>).resume != null) {
+      throw new ConfigError(`${configFile}: "resume" is not a config-file key: a run is continued with --resume RUN_DIR alone, ` +
+        'which reads the run\'s own saved configuration and checks it')
+    }
     return json as Record<string, unknown>
   })() : {}
   const isDemo = (values.model ?? file.model ?? null) === null && (values.data ?? file.data ?? null) === null

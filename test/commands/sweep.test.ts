@@ -168,6 +168,16 @@ describe('plwtune sweep, end to end on tiny runs', () => {
     expect(fs.readdirSync(path.join(out, 'lambda-1', 'seed-1', 'checkpoints'))).toHaveLength(1)
   })
 
+  test('a directory of the user\'s files is not a sweep: refused, untouched', async () => {
+    const out = tmp()
+    fs.writeFileSync(path.join(out, 'notes.txt'), 'mine')
+    const io = { out: sink(), err: sink() }
+    const code = await sweepCommand(['--lambdas', '0', '--seeds', '1', '--out', out, ...TINY], { out: io.out.stream, err: io.err.stream })
+    expect(code).toBe(2)
+    expect(io.err.text()).toMatch(/holds files but no sweep\.json \(not a plwtune sweep\)/)
+    expect(fs.readdirSync(out)).toEqual(['notes.txt'])
+  })
+
   test('--metric completion_loss ranks on the best validation completion loss', async () => {
     const out = tmp()
     const io = { out: sink(), err: sink() }

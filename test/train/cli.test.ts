@@ -30,6 +30,12 @@ describe('plwtune train flags and config', () => {
     expect(() => loadConfig(['--lr-schedule', 'step'])).toThrow(/one of cosine, linear, constant/)
     expect(() => loadConfig(['--precision', 'fp16'])).toThrow(/one of f32, bf16, auto/)
     expect(loadConfig(['--precision', 'bf16'])).toMatchObject({ precision: 'bf16' })
+    // resuming has one entry (--resume RUN_DIR alone): a config file cannot smuggle one in
+    const cfg = path.join(tmp(), 'run.json')
+    fs.writeFileSync(cfg, JSON.stringify({ resume: '/some/other/run', lr: 0.001 }))
+    expect(() => loadConfig(['--config', cfg])).toThrow(/"resume" is not a config-file key: a run is continued with --resume RUN_DIR alone/)
+    fs.writeFileSync(cfg, JSON.stringify({ resume: null, lr: 0.001 })) // a run's own saved config.json is fine
+    expect(loadConfig(['--config', cfg])).toMatchObject({ lr: 0.001, resume: null })
     expect(() => loadConfig(['--batch-size', '6', '--micro-batch-size', '4'])).toThrow(/multiple of microBatchSize/)
     const dir = tmp()
     const file = path.join(dir, 'c.json')

@@ -110,8 +110,8 @@ describe('Trainer', () => {
     writeTokenizerFiles(modelDir, { byte: { specialTokens: tok.specialTokens, maxLength: 64 } })
     m.dispose()
     const out = tmp()
-    // data: the demo set through a file, so --model and --data are both real.
-    const data = path.join(out, 'data.jsonl')
+    // data: the demo set through a file, so --model and --data are both real (beside the run, not in it).
+    const data = path.join(tmp(), 'data.jsonl')
     fs.writeFileSync(data, Array.from({ length: 40 }, (_, i) => JSON.stringify({ instruction: 'Add.', input: `${i} + 1`, output: `${i + 1}` })).join('\n'))
     const r = await new Trainer(config({ out, model: modelDir, data, maxSteps: 5 })).fit()
     expect(r.stopReason).toBe('non_finite')
@@ -128,5 +128,41 @@ describe('Trainer', () => {
     for (const text of ['Add 2 + 3', 'héllo wörld\n\t!', 'x<|endoftext|>y']) expect(hf.encode(text)).toEqual(tok.encode(text))
     expect(hf.eosId).toBe(tok.eosId)
     expect(hf.vocabSize).toBe(tok.vocabSize)
+  })
+})
+
+describe('the run directory rules', () => {
+  const listing = (d: string) => fs.readdirSync(d, { recursive: true }).map(String).sort()
+
+  test('a directory of the user\'s files is refused, untouched, even with --overwrite', async () => {
+    const out = tmp()
+    fs.writeFileSync(path.join(out, 'config.json'), '{"mine": true}')
+    fs.mkdirSync(path.join(out, 'final'))
+    fs.writeFileSync(path.join(out, 'final', 'README.md'), 'notes')
+    fs.writeFileSync(path.join(out, 'loss.svg'), '<svg/>')
+    const before = listing(out)
+    for (const overwrite of [false, true]) {
+      await expect(new Trainer(config({ out, maxSteps: 2, overwrite })).fit()).rejects.toThrow(/holds files that are not a plwtune run \(config\.json, final, loss\.svg\)/)
+    }
+    expect(listing(out)).toEqual(before)
+    expect(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).toBe('{"mine": true}')
+  })
+
+  test('a finished run is not mixed with a new one: refused, or replaced with --overwrite', async () => {
+    const out = tmp()
+    await new Trainer(config({ out, maxSteps: 4, saveEvery: 2 })).fit()
+    const before = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')
+    await expect(new Trainer(config({ out, maxSteps: 3 })).fit()).rejects.toThrow(`--out ${out} holds a plwtune run (finished); a new run there would mix the two: --resume ${out} continues it, --overwrite replaces it`)
+    expect(fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')).toBe(before)
+    await new Trainer(config({ out, maxSteps: 3, overwrite: true })).fit()
+    expect(metrics(out).map((m) => m.step)).toEqual([1, 2, 3])
+    expect(fs.readdirSync(path.join(out, 'checkpoints'))).toEqual(['step-3'])
+  })
+
+  test('a resume continues its own run with its own settings, whatever asks for it', async () => {
+    const out = tmp()
+    await new Trainer(config({ out, maxSteps: 2 })).fit()
+    await expect(new Trainer(config({ out: tmp(), resume: out, maxSteps: 2 })).fit()).rejects.toThrow(/continues in its own directory/)
+    await expect(new Trainer(config({ out, resume: out, maxSteps: 2, lr: 1 })).fit()).rejects.toThrow(/the run was started with other settings \(lr: 0\.003 there, 1 now\)/)
   })
 })

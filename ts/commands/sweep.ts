@@ -39,7 +39,7 @@ import { abortOnSigint } from './interrupt'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { loadConfig, parseTrainArgs } from '../cli'
-import { ConfigError, kebab, resolveConfig, TrainConfig } from '../train/config'
+import { ConfigError, DEFAULTS, kebab, resolveConfig, TrainConfig } from '../train/config'
 import { formatDuration, Progress } from '../train/progress'
 import { RunDir, TrainerState } from '../train/run-dir'
 import { StepMetrics, StopReason, Trainer, TrainResult } from '../train/trainer'
@@ -472,7 +472,7 @@ export function writeReports(spec: SweepSpec, command?: string): SweepSummary {
 
 /** The configuration the runs share, as sweep.json keeps it (the device may change between invocations). */
 function sharedConfig(base: TrainConfig): Record<string, unknown> {
-  const { promptLossWeight: _p, seed: _s, out: _o, resume: _r, device: _d, ...rest } = base
+  const { promptLossWeight: _p, seed: _s, out: _o, resume: _r, device: _d, overwrite: _w, ...rest } = base
   return rest
 }
 
@@ -483,12 +483,18 @@ function checkSweepFile(spec: SweepSpec): void {
   if (fs.existsSync(file)) {
     const saved = (JSON.parse(fs.readFileSync(file, 'utf8')) as { config: Record<string, unknown> }).config
     const keys = new Set([...Object.keys(saved), ...Object.keys(shared)])
-    const differ = [...keys].filter((k) => JSON.stringify(saved[k]) !== JSON.stringify(shared[k]))
+    // a key the saved sweep predates counts as its default there
+    const value = (o: Record<string, unknown>, k: string) => JSON.stringify(k in o ? o[k] : (DEFAULTS as unknown as Record<string, unknown>)[k])
+    const differ = [...keys].filter((k) => value(saved, k) !== value(shared, k))
     if (differ.length > 0) {
       throw new ConfigError(`${spec.out} holds a sweep with other settings (${differ.map((k) =>
         `${k}: ${JSON.stringify(saved[k])} there, ${JSON.stringify(shared[k])} now`).join('; ')}); use another --out, or the same settings to continue it`)
     }
     return
+  }
+  if (fs.existsSync(spec.out) && fs.statSync(spec.out).isDirectory() && fs.readdirSync(spec.out).length > 0) {
+    throw new ConfigError(`--out ${spec.out} holds files but no sweep.json (not a plwtune sweep); a sweep is written only into a new or ` +
+      'empty directory, or continued in its own: choose another --out')
   }
   prepareOutputDir(spec.out, '--out')
   writeAtomic(file, JSON.stringify({ config: shared }, null, 2) + '\n')

@@ -70,8 +70,10 @@ export interface TrainConfig {
   precision: 'f32' | 'bf16' | 'auto'
   /** The run directory. */
   out: string
-  /** Continue the run in this directory exactly where it stopped. */
+  /** Continue the run in this directory exactly where it stopped (the command line's --resume only, never a config file). */
   resume: string | null
+  /** Replace the plwtune run in `out` (a new run is refused there otherwise); never deletes a directory that is not a run. */
+  overwrite: boolean
   /** Skip (and count) invalid records instead of stopping at them. */
   skipInvalid: boolean
   /** Test records to answer by generation at the end (exact match); 0: none. */
@@ -142,6 +144,7 @@ export const DEFAULTS: TrainConfig = {
   precision: 'auto',
   out: 'runs/latest',
   resume: null,
+  overwrite: false,
   skipInvalid: false,
   generateEval: 0,
   maxNewTokens: 32,
@@ -179,6 +182,7 @@ export const DEMO: Partial<TrainConfig> = {
   packing: true, // short examples: several per row, no padding
   maxLength: 256,
   out: 'runs/demo',
+  overwrite: true, // `npm run train` again replaces the previous demo run (only ever a plwtune run)
 }
 
 export class ConfigError extends Error {

@@ -8,9 +8,13 @@
  *                          trainer_state.json; the newest `keepCheckpoints` are kept
  *   best/                  the model with the best validation completion loss
  *   final/                 the model at the end of the run
+ *   .plwtune-run           the marker that says this directory is a plwtune run
  * Every directory is written under a temporary name and renamed into place (a rename is
  * atomic), and trainer_state.json is written last, so a crash never leaves a checkpoint that
  * looks complete but is not.
+ *
+ * A new run is written only into a new or empty directory; a plwtune run is continued with
+ * --resume or replaced with --overwrite; anything else is refused (RunDir.prepareFresh).
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
@@ -41,6 +45,16 @@ function replaceDir(tmp: string, target: string): void {
   fs.rmSync(old, { recursive: true, force: true })
 }
 
+/** The marker file of a run directory (written first, by create()). */
+export const RUN_MARKER = '.plwtune-run'
+
+export class RunDirError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'RunDirError'
+  }
+}
+
 export class RunDir {
   /** Written into every model directory saved (plwtune.json), once the data is prepared. */
   meta: TrainingMeta | null = null
@@ -51,8 +65,38 @@ export class RunDir {
     return path.join(this.dir, 'checkpoints')
   }
 
+  /** Whether `dir` is a plwtune run: its marker, or (runs from before the marker) config.json with metrics or checkpoints. */
+  static isRun(dir: string): boolean {
+    const has = (f: string) => fs.existsSync(path.join(dir, f))
+    return has(RUN_MARKER) || (has('config.json') && (has('metrics.jsonl') || has('checkpoints')))
+  }
+
+  /**
+   * Before a new run writes into `dir`: a missing or empty directory is fine; a plwtune run is
+   * refused (it would mix two runs) unless `overwrite`, which empties it; any other non-empty
+   * directory is refused, whatever `overwrite` says — its files are the user's.
+   */
+  static prepareFresh(dir: string, overwrite: boolean): void {
+    if (!fs.existsSync(dir)) return
+    if (!fs.statSync(dir).isDirectory()) throw new RunDirError(`--out ${dir}: is a file, not a directory`)
+    const entries = fs.readdirSync(dir)
+    if (entries.length === 0) return
+    if (!RunDir.isRun(dir)) {
+      const shown = entries.slice(0, 3).join(', ') + (entries.length > 3 ? `, … (${entries.length} entries)` : '')
+      throw new RunDirError(`--out ${dir} holds files that are not a plwtune run (${shown}); a run is written only into a new or ` +
+        'empty directory, so nothing of yours is overwritten: choose another --out')
+    }
+    if (!overwrite) {
+      const done = fs.existsSync(path.join(dir, 'final'))
+      throw new RunDirError(`--out ${dir} holds a plwtune run (${done ? 'finished' : 'not finished'}); a new run there would mix ` +
+        `the two: --resume ${dir} continues it, --overwrite replaces it, or choose another --out`)
+    }
+    for (const e of entries) fs.rmSync(path.join(dir, e), { recursive: true, force: true })
+  }
+
   create(config: object): void {
     fs.mkdirSync(this.checkpointsDir, { recursive: true })
+    fs.writeFileSync(path.join(this.dir, RUN_MARKER), JSON.stringify({ plwtune: 'run', created: new Date().toISOString() }) + '\n')
     const tmp = path.join(this.dir, `.config.json.${process.pid}.tmp`)
     fs.writeFileSync(tmp, JSON.stringify(config, null, 2) + '\n')
     fs.renameSync(tmp, path.join(this.dir, 'config.json'))

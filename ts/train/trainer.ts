@@ -33,7 +33,7 @@ import { readConfig } from '../checkpoint'
 import { TrainingMeta } from '../model-dir'
 import { Answer, evaluateLoss, generateAnswers, SplitLoss } from './evaluate'
 import { renderLossPlot } from './plot'
-import { RunDir, TokenizerSource, TrainerState } from './run-dir'
+import { RunDir, RunDirError, TokenizerSource, TrainerState } from './run-dir'
 import { learningRate, Schedule } from './schedule'
 import { TrainConfig, parseSize } from './config'
 import type { SaveDtype } from '../checkpoint'
@@ -143,6 +143,8 @@ export class Trainer extends EventEmitter {
   /** Runs the training to its end, an early stop, a non-finite loss, or the signal. */
   async fit(options: { signal?: AbortSignal } = {}): Promise<TrainResult> {
     const c = this.config
+    if (c.resume === null) RunDir.prepareFresh(c.out, c.overwrite) // a new run never mixes with another or with the user's files
+    else checkResume(c)
     prepareOutputDir(c.out, '--out') // before any work: a bad path fails now, not after the data and the model
     const run = new RunDir(c.out)
     const device = resolveDevice(c.device)
@@ -348,6 +350,34 @@ export class Trainer extends EventEmitter {
     model.dispose()
     this.model = null
     return result
+  }
+}
+
+/**
+ * The one set of checks of a resume, whatever asked for it (--resume, a sweep, the library):
+ * the run continues in its own directory, with its own saved configuration (only where the
+ * work runs may differ), so the result is the uninterrupted run's.
+ */
+function checkResume(c: TrainConfig): void {
+  const dir = c.resume as string
+  if (path.resolve(c.out) !== path.resolve(dir)) {
+    throw new RunDirError(`resume ${dir}: a resumed run continues in its own directory, but out is ${c.out}`)
+  }
+  if (!fs.existsSync(path.join(dir, 'config.json'))) throw new RunDirError(`resume ${dir}: no config.json there (not a plwtune run directory)`)
+  const file = path.join(dir, 'config.json')
+  let saved: Record<string, unknown>
+  try {
+    saved = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>
+  } catch (err) {
+    throw new RunDirError(`${file}: not valid JSON (${(err as Error).message}): the run's configuration is damaged`)
+  }
+  const free = new Set(['resume', 'out', 'device', 'overwrite'])
+  const differ = Object.keys(c).filter((k) => !free.has(k) && k in saved &&
+    JSON.stringify((c as unknown as Record<string, unknown>)[k]) !== JSON.stringify(saved[k]))
+  if (differ.length > 0) {
+    throw new RunDirError(`resume ${dir}: the run was started with other settings (${differ.map((k) =>
+      `${k}: ${JSON.stringify(saved[k])} there, ${JSON.stringify((c as unknown as Record<string, unknown>)[k])} now`).join('; ')}); ` +
+      'a resume continues the run as it was configured')
   }
 }
 
