@@ -63,6 +63,26 @@ describe('plwtune train flags and config', () => {
     expect(bad.stderr).toMatch(/unknown flag --nope/)
   })
 
+  test('SIGTERM (a process manager, docker stop) saves a checkpoint and exits 130, as Ctrl-C does', async () => {
+    const out = tmp()
+    const args = [cli, 'train', '--device', 'cpu', '--demo-records', '400', '--max-steps', '400', '--batch-size', '8',
+      '--init-n-layer', '1', '--init-n-embd', '16', '--init-n-head', '2', '--init-n-positions', '128', '--max-length', '128',
+      '--eval-every', '0', '--generate-eval', '0', '--out', out]
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stderr = ''
+    child.stderr.on('data', (d) => { stderr += String(d) })
+    const metricsFile = path.join(out, 'metrics.jsonl')
+    const deadline = Date.now() + 60000
+    while (!(fs.existsSync(metricsFile) && fs.readFileSync(metricsFile, 'utf8').split('\n').length > 3) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)))
+    child.kill('SIGTERM')
+    expect(await exited).toBe(130)
+    expect(stderr).toMatch(/SIGTERM: stopping after this step and saving a checkpoint/)
+    expect(fs.readdirSync(path.join(out, 'checkpoints'))).toHaveLength(1)
+  })
+
   test('Ctrl-C to the process group (twice, as npm forwards it) saves a checkpoint and exits 130; --resume finishes', async () => {
     const out = tmp()
     const args = [cli, 'train', '--device', 'cpu', '--demo-records', '400', '--max-steps', '400', '--batch-size', '8',
