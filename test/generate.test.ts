@@ -74,3 +74,15 @@ describe('generate (cpu)', () => {
     m.dispose()
   })
 })
+
+test('generate refuses what would be coerced silently: fractional or NaN ids, fractional counts', async () => {
+  const { initModel } = await import('../ts/model')
+  const model = await initModel({ arch: 'gpt2', vocabSize: 20, nPositions: 16, nEmbd: 8, nLayer: 1, nHead: 2 } as never, { seed: 1 })
+  await expect(model.generate([1.5, 2])).rejects.toThrow('generate: prompt[0] = 1.5 is not an integer token id')
+  await expect(model.generate([1, NaN])).rejects.toThrow('generate: prompt[1] = NaN is not an integer token id')
+  await expect(model.generate([1, 2], { maxNewTokens: 1.5 })).rejects.toThrow('generate: maxNewTokens must be an integer >= 0, got 1.5')
+  await expect(model.generate([1, 2], { seed: -1 })).rejects.toThrow('generate: seed must be an integer >= 0, got -1')
+  await expect(model.generate([1, 2], { stopIds: [0.5] })).rejects.toThrow('generate: stopIds holds 0.5')
+  expect((await model.generate([1, 2], { maxNewTokens: 2 })).tokens).toHaveLength(2)
+  model.dispose()
+})

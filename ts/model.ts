@@ -246,6 +246,17 @@ export class Model {
 
   /** Continues `prompt` (token ids) with a KV cache: greedy by default, or seeded sampling. */
   async generate(prompt: ArrayLike<number>, options: GenerateOptions = {}): Promise<Generation> {
+    // Checked here: Int32Array.from would turn 1.5 into 1 and NaN into 0 without a word.
+    for (let i = 0; i < prompt.length; i++) {
+      if (!Number.isInteger(prompt[i])) throw new TypeError(`generate: prompt[${i}] = ${prompt[i]} is not an integer token id`)
+    }
+    for (const key of ['maxNewTokens', 'topK', 'seed'] as const) {
+      const x = options[key]
+      if (x !== undefined && !(Number.isSafeInteger(x) && x >= 0)) throw new TypeError(`generate: ${key} must be an integer >= 0, got ${x}`)
+    }
+    for (const id of options.stopIds ?? []) {
+      if (!Number.isInteger(id)) throw new TypeError(`generate: stopIds holds ${id}, not an integer token id`)
+    }
     const r = await guardNative(() => this.native.generate(Int32Array.from(prompt), {
       maxNewTokens: options.maxNewTokens ?? 32,
       temperature: options.temperature ?? 0,
