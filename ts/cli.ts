@@ -52,6 +52,8 @@ export function parseTrainArgs(argv: string[]): { values: Record<string, unknown
     }
     const raw = inline ?? argv[++i]
     if (raw === undefined) throw new ConfigError(`--${flag} needs a value`)
+    // `--lr --max-steps 3`: the value is missing, not "--max-steps" (a negative number is a value)
+    if (inline === undefined && /^--[a-z]/.test(raw)) throw new ConfigError(`--${flag} needs a value (found the flag ${raw} after it)`)
     if (typeof expected === 'number') {
       const x = Number(raw)
       values[key] = raw.trim() === '' || Number.isNaN(x) ? raw : x

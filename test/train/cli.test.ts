@@ -30,6 +30,9 @@ describe('plwtune train flags and config', () => {
     expect(() => loadConfig(['--lr-schedule', 'step'])).toThrow(/one of cosine, linear, constant/)
     expect(() => loadConfig(['--precision', 'fp16'])).toThrow(/one of f32, bf16, auto/)
     expect(loadConfig(['--precision', 'bf16'])).toMatchObject({ precision: 'bf16' })
+    expect(() => loadConfig(['--prompt-loss-weight', 'Infinity'])).toThrow(/Expected a number for promptLossWeight but received Infinity/)
+    expect(() => loadConfig(['--lr', '--max-steps', '3'])).toThrow('--lr needs a value (found the flag --max-steps after it)')
+    expect(loadConfig(['--min-lr-ratio', '0.5', '--lr', '1e-3'])).toMatchObject({ lr: 1e-3 })
     // resuming has one entry (--resume RUN_DIR alone): a config file cannot smuggle one in
     const cfg = path.join(tmp(), 'run.json')
     fs.writeFileSync(cfg, JSON.stringify({ resume: '/some/other/run', lr: 0.001 }))

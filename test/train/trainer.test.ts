@@ -166,3 +166,31 @@ describe('the run directory rules', () => {
     await expect(new Trainer(config({ out, resume: out, maxSteps: 2, lr: 1 })).fit()).rejects.toThrow(/the run was started with other settings \(lr: 0\.003 there, 1 now\)/)
   })
 })
+
+describe('faults around checkpoints', () => {
+  test('leftovers of killed saves and prunes are removed at the next start; a damaged trainer_state.json is named', async () => {
+    const out = tmp()
+    const controller = new AbortController()
+    const t = new Trainer(config({ out, maxSteps: 8, saveEvery: 2 }))
+    t.on('step', (m: StepMetrics) => { if (m.step === 4) controller.abort() })
+    await t.fit({ signal: controller.signal })
+    // what a kill -9 leaves: a temp dir of a save, a replaced final, a checkpoint half pruned (pid 2^22+1: not running)
+    const dead = 4194305
+    fs.mkdirSync(path.join(out, 'checkpoints', `.step-6.${dead}.tmp`))
+    fs.mkdirSync(path.join(out, `final.old-${dead}`))
+    fs.mkdirSync(path.join(out, 'checkpoints', `.step-2.deleting-${dead}`))
+    fs.writeFileSync(path.join(out, 'checkpoints', `.step-2.deleting-${dead}`, 'trainer_state.json'), '{}')
+    const logs: string[] = []
+    const r = new Trainer(config({ out, maxSteps: 8, saveEvery: 2, resume: out }))
+    r.on('log', (l: string) => logs.push(l))
+    await r.fit()
+    expect(logs.filter((l) => l.startsWith('removed'))).toHaveLength(3)
+    expect(fs.readdirSync(path.join(out, 'checkpoints')).sort()).toEqual(['step-6', 'step-8'])
+    expect(fs.readdirSync(out).filter((n) => n.includes('.old-') || n.endsWith('.tmp'))).toEqual([])
+    // a cut-short trainer_state.json: the resume names the file instead of a bare JSON error
+    const state = path.join(out, 'checkpoints', 'step-8', 'trainer_state.json')
+    fs.writeFileSync(state, '{"globalStep": 8, "posi')
+    await expect(new Trainer(config({ out, maxSteps: 8, saveEvery: 2, resume: out })).fit())
+      .rejects.toThrow(`${state}: the trainer state is not valid JSON`)
+  })
+})

@@ -209,7 +209,9 @@ const INTEGERS = new Set<keyof TrainConfig>(['epochs', 'maxSteps', 'batchSize', 
 function checkValue(key: keyof TrainConfig, value: unknown, where: string): unknown {
   const expected = DEFAULTS[key]
   const fail = (what: string): never => {
-    throw new ConfigError(`${where}: Expected ${what} for ${key} but received ${JSON.stringify(value)}`)
+    // JSON.stringify shows Infinity and NaN as null: say what was given
+    const shown = typeof value === 'number' && !Number.isFinite(value) ? String(value) : JSON.stringify(value)
+    throw new ConfigError(`${where}: Expected ${what} for ${key} but received ${shown}`)
   }
   if (key === 'init') {
     if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('an object {nLayer, nHead, nEmbd, nPositions, nKvHead}')

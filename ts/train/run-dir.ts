@@ -38,6 +38,43 @@ export interface TrainerState {
 
 export type TokenizerSource = Parameters<typeof writeTokenizerFiles>[1]
 
+/** A process with this id is running (signal 0 probes without sending anything). */
+function processAlive(pid: number): boolean {
+  if (pid === process.pid) return true
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/**
+ * Deletes a directory so that a kill midway never leaves something that looks like it: first
+ * renamed (atomic) out of the names checkpoints() counts, then removed.
+ */
+function removeDir(dir: string): void {
+  const doomed = path.join(path.dirname(dir), `.${path.basename(dir)}.deleting-${process.pid}`)
+  fs.renameSync(dir, doomed)
+  fs.rmSync(doomed, { recursive: true, force: true })
+}
+
+/** A JSON file of the run, with a message naming it when it is missing, empty or cut short. */
+export function readJsonFile<T>(file: string, what: string): T {
+  let text: string
+  try {
+    text = fs.readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new RunDirError(`${file}: cannot read the ${what} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
+  }
+  try {
+    return JSON.parse(text) as T
+  } catch (err) {
+    throw new RunDirError(`${file}: the ${what} is ${text.trim() === '' ? 'empty' : `not valid JSON (${(err as Error).message})`}: ` +
+      'the file is damaged (a crash or a full disk while it was written?)')
+  }
+}
+
 function replaceDir(tmp: string, target: string): void {
   const old = `${target}.old-${process.pid}`
   if (fs.existsSync(target)) fs.renameSync(target, old)
@@ -105,7 +142,7 @@ export class RunDir {
   readConfig(): Record<string, unknown> {
     const file = path.join(this.dir, 'config.json')
     if (!fs.existsSync(file)) throw new Error(`${this.dir}: no config.json: not a plwtune run directory`)
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>
+    return readJsonFile<Record<string, unknown>>(file, 'run configuration')
   }
 
   appendMetrics(line: object): void {
@@ -165,8 +202,27 @@ export class RunDir {
       writeSafetensors(path.join(tmp, 'optimizer.safetensors'), moments)
       fs.writeFileSync(path.join(tmp, 'trainer_state.json'), JSON.stringify(state, null, 2) + '\n') // last: marks it complete
     }, { ...this.save, dtype: 'F32' })
-    for (const old of this.checkpoints().slice(0, -keep)) fs.rmSync(old.dir, { recursive: true, force: true })
+    for (const old of this.checkpoints().slice(0, -keep)) removeDir(old.dir)
     return dir
+  }
+
+  /**
+   * Removes what killed saves left behind: temporary directories (`.name.PID.tmp`), replaced
+   * ones (`name.old-PID`) and checkpoints half deleted (`.step-N.deleting-PID`) whose process
+   * is gone. Called when a run starts or resumes.
+   */
+  cleanLeftovers(): string[] {
+    const removed: string[] = []
+    for (const parent of [this.dir, this.checkpointsDir]) {
+      if (!fs.existsSync(parent)) continue
+      for (const name of fs.readdirSync(parent)) {
+        const m = /^\..+\.(\d+)\.tmp$/.exec(name) ?? /\.old-(\d+)$/.exec(name) ?? /^\..+\.deleting-(\d+)$/.exec(name)
+        if (!m || processAlive(Number(m[1]))) continue
+        fs.rmSync(path.join(parent, name), { recursive: true, force: true })
+        removed.push(path.join(parent, name))
+      }
+    }
+    return removed
   }
 
   /** Complete checkpoints, oldest first. */
@@ -181,7 +237,7 @@ export class RunDir {
 
   /** Loads a checkpoint: the model with its AdamW moments and step, and the trainer state. */
   static async loadCheckpoint(dir: string, options: LoadOptions): Promise<{ model: Model; state: TrainerState }> {
-    const state = JSON.parse(fs.readFileSync(path.join(dir, 'trainer_state.json'), 'utf8')) as TrainerState
+    const state = readJsonFile<TrainerState>(path.join(dir, 'trainer_state.json'), 'trainer state')
     const model = await loadModel(dir, options)
     const st = openSafetensors(path.join(dir, 'optimizer.safetensors'))
     try {

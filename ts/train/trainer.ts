@@ -33,7 +33,7 @@ import { readConfig } from '../checkpoint'
 import { TrainingMeta } from '../model-dir'
 import { Answer, evaluateLoss, generateAnswers, SplitLoss } from './evaluate'
 import { renderLossPlot } from './plot'
-import { RunDir, RunDirError, TokenizerSource, TrainerState } from './run-dir'
+import { RunDir, RunDirError, TokenizerSource, TrainerState, readJsonFile } from './run-dir'
 import { learningRate, Schedule } from './schedule'
 import { TrainConfig, parseSize } from './config'
 import type { SaveDtype } from '../checkpoint'
@@ -89,8 +89,15 @@ interface Prepared {
 export class Trainer extends EventEmitter {
   private model: Model | null = null
 
-  constructor(readonly config: TrainConfig) {
+  readonly config: TrainConfig
+
+  /** File paths (model, data, valData, out, resume) are made absolute: the run's config.json
+   *  then names the same files whatever directory a resume is started from. */
+  constructor(config: TrainConfig) {
     super()
+    const abs = (p: string | null) => (p === null ? null : path.resolve(p))
+    this.config = { ...config, model: abs(config.model), data: abs(config.data), valData: abs(config.valData),
+      out: path.resolve(config.out), resume: abs(config.resume) }
   }
 
   private log(line: string): void {
@@ -147,6 +154,7 @@ export class Trainer extends EventEmitter {
     else checkResume(c)
     prepareOutputDir(c.out, '--out') // before any work: a bad path fails now, not after the data and the model
     const run = new RunDir(c.out)
+    for (const left of run.cleanLeftovers()) this.log(`removed ${left}, left by an interrupted save`)
     const device = resolveDevice(c.device)
     const microBatch = c.microBatchSize > 0 ? c.microBatchSize : c.batchSize
 
@@ -365,15 +373,15 @@ function checkResume(c: TrainConfig): void {
   }
   if (!fs.existsSync(path.join(dir, 'config.json'))) throw new RunDirError(`resume ${dir}: no config.json there (not a plwtune run directory)`)
   const file = path.join(dir, 'config.json')
-  let saved: Record<string, unknown>
-  try {
-    saved = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>
-  } catch (err) {
-    throw new RunDirError(`${file}: not valid JSON (${(err as Error).message}): the run's configuration is damaged`)
-  }
+  const saved = readJsonFile<Record<string, unknown>>(file, 'run configuration')
   const free = new Set(['resume', 'out', 'device', 'overwrite'])
-  const differ = Object.keys(c).filter((k) => !free.has(k) && k in saved &&
-    JSON.stringify((c as unknown as Record<string, unknown>)[k]) !== JSON.stringify(saved[k]))
+  // paths saved relative by older versions are compared as the resume's own (absolute) paths
+  const same = (k: string) => {
+    const now = (c as unknown as Record<string, unknown>)[k]
+    const then = typeof saved[k] === 'string' && ['model', 'data', 'valData'].includes(k) ? path.resolve(saved[k] as string) : saved[k]
+    return JSON.stringify(now) === JSON.stringify(then)
+  }
+  const differ = Object.keys(c).filter((k) => !free.has(k) && k in saved && !same(k))
   if (differ.length > 0) {
     throw new RunDirError(`resume ${dir}: the run was started with other settings (${differ.map((k) =>
       `${k}: ${JSON.stringify(saved[k])} there, ${JSON.stringify((c as unknown as Record<string, unknown>)[k])} now`).join('; ')}); ` +
