@@ -130,6 +130,21 @@ describe('bad input is reported with file, line, field and why', () => {
     expect(describeRead(summary)).toMatch(/1 records \(alpaca, detected\), 2 invalid skipped$/)
   })
 
+  test('invalid UTF-8 is reported by file, line and byte (Node would decode it as U+FFFD silently), or skipped', async () => {
+    const good = Buffer.from(JSON.stringify({ instruction: 'café', output: 'ok' }) + '\n', 'utf8')
+    const bad = Buffer.concat([Buffer.from('{"instruction": "caf'), Buffer.from([0xe9]), Buffer.from('", "output": "x"}\n')]) // latin1 é
+    const file = `${dir}/latin1.jsonl`
+    fs.writeFileSync(file, Buffer.concat([good, bad, good]))
+    const err = await readError(file)
+    expect(err.message).toContain(`${file}:2: invalid UTF-8 at byte 21 of the line`)
+    const { records, summary } = await readDataset(file, { skipInvalid: true })
+    expect(records.map((r) => (r as AlpacaRecord).instruction)).toEqual(['café', 'café'])
+    expect(summary).toMatchObject({ valid: 2, invalid: 1 })
+    const array = `${dir}/latin1.json`
+    fs.writeFileSync(array, Buffer.concat([Buffer.from('[\n'), bad.subarray(0, bad.length - 1), Buffer.from('\n]\n')]))
+    await expect(readDataset(array)).rejects.toThrow(`${array}:2: invalid UTF-8 at byte 21 of the line`)
+  })
+
   test('the message lists the first 20 problems and the count of the rest', async () => {
     const file = writeFile(dir, 'many.jsonl', jsonl(Array.from({ length: 30 }, () => ({ instruction: 'a', output: 1 }))))
     const err = await readError(file)

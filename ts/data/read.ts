@@ -68,7 +68,11 @@ export interface JsonSink {
  */
 export async function readJsonValues(file: string, sink: JsonSink): Promise<void> {
   const head = await readHead(file)
+  // Node decodes invalid UTF-8 as U+FFFD without a word: such lines are found on the bytes first.
+  const badUtf8 = await invalidUtf8Lines(file)
   if (head.trimStart().startsWith('[')) {
+    const first = badUtf8.entries().next()
+    if (!first.done) throw new DataError(`${file}:${first.value[0]}: ${utf8Message(first.value[1])}`, [])
     const text = stripBom(await fs.promises.readFile(file, 'utf8'))
     readJsonArray(text, file, sink)
     return
@@ -80,6 +84,11 @@ export async function readJsonValues(file: string, sink: JsonSink): Promise<void
     for await (const raw of lines) {
       line++
       const text = line === 1 ? stripBom(raw) : raw
+      const bad = badUtf8.get(line)
+      if (bad !== undefined) {
+        sink.unparsable({ file, line, index: sink.seen }, utf8Message(bad))
+        continue
+      }
       if (text.trim() === '') continue
       let value: unknown
       try {
@@ -93,6 +102,43 @@ export async function readJsonValues(file: string, sink: JsonSink): Promise<void
   } finally {
     stream.destroy()
   }
+}
+
+function utf8Message(column: number): string {
+  return `invalid UTF-8 at byte ${column + 1} of the line (the file must be UTF-8; re-encode it, e.g. iconv -f latin1 -t utf-8)`
+}
+
+/**
+ * Lines (1-based) holding bytes that are not valid UTF-8, with the byte offset in the line of
+ * the first bad one; one pass over the file in 1 MiB chunks, decoding each line strictly.
+ */
+async function invalidUtf8Lines(file: string): Promise<Map<number, number>> {
+  const bad = new Map<number, number>()
+  const decoder = new TextDecoder('utf-8', { fatal: true })
+  const check = (bytes: Buffer, line: number) => {
+    try {
+      decoder.decode(bytes)
+    } catch {
+      let ok = 0 // find the first bad byte: the longest valid prefix
+      for (let n = 1; n <= bytes.length; n++) {
+        try { decoder.decode(bytes.subarray(0, n)); ok = n } catch { if (n - ok > 4) break }
+      }
+      bad.set(line, ok)
+    }
+  }
+  let line = 1
+  let carry = Buffer.alloc(0)
+  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 20 })) {
+    let buf = carry.length > 0 ? Buffer.concat([carry, chunk as Buffer]) : (chunk as Buffer)
+    let nl: number
+    while ((nl = buf.indexOf(10)) >= 0) {
+      check(buf.subarray(0, nl), line++)
+      buf = buf.subarray(nl + 1)
+    }
+    carry = Buffer.from(buf)
+  }
+  if (carry.length > 0) check(carry, line)
+  return bad
 }
 
 /** Validates in-memory records (the library API): messages name them `<name>[index]`. */
