@@ -84,14 +84,15 @@ export function loadConfig(argv: string[]): TrainConfig | null {
   const { values, configFile, help } = parseTrainArgs(argv)
   if (help) return null
   if (typeof values.resume === 'string') {
-    const others = Object.keys(values).filter((k) => k !== 'resume')
+    const others = Object.keys(values).filter((k) => k !== 'resume' && k !== 'allowDataChange')
     if (others.length > 0 || configFile !== null) {
       throw new ConfigError(`--resume continues a run with its saved configuration; remove ${others.map((k) => `--${kebab(k)}`).join(', ') || '--config'}`)
     }
     const file = path.join(values.resume, 'config.json')
     if (!fs.existsSync(file)) throw new ConfigError(`--resume ${values.resume}: no config.json there (not a plwtune run directory)`)
     const saved = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>
-    return resolveConfig({ source: file, values: { ...saved, resume: values.resume, out: values.resume } })
+    return resolveConfig({ source: file, values: { ...saved, resume: values.resume, out: values.resume,
+      allowDataChange: values.allowDataChange ?? false } })
   }
   const layers: Array<{ source: string; values: Record<string, unknown> }> = []
   const file = configFile !== null ? (() => {

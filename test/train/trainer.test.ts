@@ -194,3 +194,24 @@ describe('faults around checkpoints', () => {
       .rejects.toThrow(`${state}: the trainer state is not valid JSON`)
   })
 })
+
+test('a resume refuses a data file changed since the run started, unless allowDataChange', async () => {
+  const out = tmp()
+  const data = path.join(tmp(), 'data.jsonl')
+  const write = (n: number) => fs.writeFileSync(data, Array.from({ length: n }, (_, i) =>
+    JSON.stringify({ instruction: 'Add one.', input: `${i}`, output: `${i + 1}` })).join('\n'))
+  write(60)
+  const controller = new AbortController()
+  const t = new Trainer(config({ out, data, maxSteps: 6, testSplit: 0 }))
+  t.on('step', (m: StepMetrics) => { if (m.step === 3) controller.abort() })
+  await t.fit({ signal: controller.signal })
+  expect(Object.keys(JSON.parse(fs.readFileSync(path.join(out, 'data-files.json'), 'utf8')))).toEqual([data])
+  write(61)
+  await expect(new Trainer(config({ out, data, maxSteps: 6, testSplit: 0, resume: out })).fit())
+    .rejects.toThrow(new RegExp(`${data} changed \\(\\d+ bytes, was \\d+\\) since the run started.*--allow-data-change`))
+  const logs: string[] = []
+  const r = new Trainer(config({ out, data, maxSteps: 6, testSplit: 0, resume: out, allowDataChange: true }))
+  r.on('log', (l: string) => logs.push(l))
+  expect((await r.fit()).stopReason).toBe('completed')
+  expect(logs.some((l) => l.startsWith(`warning: ${data} changed`))).toBe(true)
+})

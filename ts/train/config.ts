@@ -74,6 +74,8 @@ export interface TrainConfig {
   resume: string | null
   /** Replace the plwtune run in `out` (a new run is refused there otherwise); never deletes a directory that is not a run. */
   overwrite: boolean
+  /** With --resume: continue although a data file changed since the run started (the result is then not the uninterrupted run's). */
+  allowDataChange: boolean
   /** Skip (and count) invalid records instead of stopping at them. */
   skipInvalid: boolean
   /** Test records to answer by generation at the end (exact match); 0: none. */
@@ -145,6 +147,7 @@ export const DEFAULTS: TrainConfig = {
   out: 'runs/latest',
   resume: null,
   overwrite: false,
+  allowDataChange: false,
   skipInvalid: false,
   generateEval: 0,
   maxNewTokens: 32,

@@ -9,6 +9,7 @@
  *   best/                  the model with the best validation completion loss
  *   final/                 the model at the end of the run
  *   .plwtune-run           the marker that says this directory is a plwtune run
+ *   data-files.json        size and SHA-256 of the data files (a resume checks them)
  * Every directory is written under a temporary name and renamed into place (a rename is
  * atomic), and trainer_state.json is written last, so a crash never leaves a checkpoint that
  * looks complete but is not.
@@ -16,6 +17,7 @@
  * A new run is written only into a new or empty directory; a plwtune run is continued with
  * --resume or replaced with --overwrite; anything else is refused (RunDir.prepareFresh).
  */
+import * as crypto from 'node:crypto'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { openSafetensors, writeSafetensors } from '../safetensors'
@@ -37,6 +39,23 @@ export interface TrainerState {
 }
 
 export type TokenizerSource = Parameters<typeof writeTokenizerFiles>[1]
+
+/** Size and SHA-256 of a file, read in 1 MiB blocks. */
+function fileDigest(file: string): { bytes: number; sha256: string } {
+  const hash = crypto.createHash('sha256')
+  const fd = fs.openSync(file, 'r')
+  const buf = Buffer.alloc(1 << 20)
+  let bytes = 0
+  try {
+    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0;) {
+      hash.update(buf.subarray(0, n))
+      bytes += n
+    }
+  } finally {
+    fs.closeSync(fd)
+  }
+  return { bytes, sha256: hash.digest('hex') }
+}
 
 /** A process with this id is running (signal 0 probes without sending anything). */
 function processAlive(pid: number): boolean {
@@ -143,6 +162,29 @@ export class RunDir {
     const file = path.join(this.dir, 'config.json')
     if (!fs.existsSync(file)) throw new Error(`${this.dir}: no config.json: not a plwtune run directory`)
     return readJsonFile<Record<string, unknown>>(file, 'run configuration')
+  }
+
+  /** data-files.json: size and SHA-256 of each data file, so a resume can tell they are unchanged. */
+  recordDataFiles(files: Array<string | null>): void {
+    const record: Record<string, { bytes: number; sha256: string }> = {}
+    for (const f of files) if (f !== null) record[f] = fileDigest(f)
+    const tmp = path.join(this.dir, `.data-files.json.${process.pid}.tmp`)
+    fs.writeFileSync(tmp, JSON.stringify(record, null, 2) + '\n')
+    fs.renameSync(tmp, path.join(this.dir, 'data-files.json'))
+  }
+
+  /** The recorded data files that differ now ("FILE changed (N bytes, was M)"); none when nothing was recorded. */
+  changedDataFiles(): string[] {
+    const file = path.join(this.dir, 'data-files.json')
+    if (!fs.existsSync(file)) return []
+    const record = readJsonFile<Record<string, { bytes: number; sha256: string }>>(file, 'data file record')
+    const out: string[] = []
+    for (const [f, then] of Object.entries(record)) {
+      if (!fs.existsSync(f)) { out.push(`${f} is gone`); continue }
+      const now = fileDigest(f)
+      if (now.sha256 !== then.sha256) out.push(`${f} changed (${now.bytes} bytes, was ${then.bytes})`)
+    }
+    return out
   }
 
   appendMetrics(line: object): void {

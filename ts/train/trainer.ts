@@ -176,6 +176,12 @@ export class Trainer extends EventEmitter {
       const loaded = await RunDir.loadCheckpoint(resumeFrom.dir, modelOptions)
       model = loaded.model
       state = loaded.state
+      const changed = run.changedDataFiles()
+      if (changed.length > 0 && !c.allowDataChange) {
+        throw new RunDirError(`resume ${c.resume}: ${changed.join('; ')} since the run started, so the resumed run would not be ` +
+          'the one it continues; restore the file, or pass --allow-data-change to continue anyway')
+      }
+      for (const line of changed) this.log(`warning: ${line} since the run started (--allow-data-change)`)
       run.truncateMetrics(state.globalStep)
       this.log(`resuming ${c.resume} from ${path.relative(process.cwd(), resumeFrom.dir) || resumeFrom.dir} (step ${state.globalStep})`)
     } else {
@@ -183,7 +189,8 @@ export class Trainer extends EventEmitter {
         targets: resolveLoraTargets(readConfig(c.model).arch, c.loraTargets), seed: c.seed } : undefined
       model = c.model !== null ? await loadModel(c.model, { ...modelOptions, lora })
         : await initModel(freshConfig(c, data.tokenizer.vocabSize), { ...modelOptions, seed: c.seed })
-      run.create({ ...c, resume: null })
+      run.create({ ...c, resume: null, allowDataChange: false })
+      run.recordDataFiles([c.data, c.valData])
     }
     this.model = model
     const info = model.info
@@ -374,7 +381,7 @@ function checkResume(c: TrainConfig): void {
   if (!fs.existsSync(path.join(dir, 'config.json'))) throw new RunDirError(`resume ${dir}: no config.json there (not a plwtune run directory)`)
   const file = path.join(dir, 'config.json')
   const saved = readJsonFile<Record<string, unknown>>(file, 'run configuration')
-  const free = new Set(['resume', 'out', 'device', 'overwrite'])
+  const free = new Set(['resume', 'out', 'device', 'overwrite', 'allowDataChange'])
   // paths saved relative by older versions are compared as the resume's own (absolute) paths
   const same = (k: string) => {
     const now = (c as unknown as Record<string, unknown>)[k]
