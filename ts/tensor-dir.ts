@@ -273,7 +273,8 @@ export interface WriteTensorDirOptions {
   maxShardBytes?: number
 }
 
-function fsyncDir(dir: string): void {
+/** Flushes a directory's entries (after renames into it); a no-op where the platform cannot. */
+export function fsyncDir(dir: string): void {
   let fd: number | undefined
   try {
     fd = fs.openSync(dir, 'r')
@@ -285,7 +286,8 @@ function fsyncDir(dir: string): void {
   }
 }
 
-function pidAlive(pid: number): boolean {
+/** Whether a process with this id runs (signal 0 probes without sending): temp files of dead writers may go. */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true

@@ -26,6 +26,7 @@ import * as path from 'node:path'
 import { ModelConfig, engineName, fileKey } from '../arch'
 import { CheckpointError } from '../checkpoint'
 import { SafetensorsError, SafetensorsFile, openSafetensors, writeSafetensorsLazy } from '../safetensors'
+import { fsyncDir, pidAlive } from '../tensor-dir'
 import { BaseFingerprint, parseFingerprint } from './fingerprint'
 import { ALL_LINEAR, LINEAR_MODULES, LoraSettings, validateLoraSettings } from './settings'
 
@@ -197,27 +198,6 @@ export interface WriteAdapterOptions {
 }
 
 const TEMP_NAME = /^\.(adapter_config\.json|adapter_model\.safetensors|plwtune_base\.json)\.(\d+)\.tmp$/
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
-function fsyncDir(dir: string): void {
-  let fd: number | undefined
-  try {
-    fd = fs.openSync(dir, 'r')
-    fs.fsyncSync(fd)
-  } catch {
-    // Some platforms cannot fsync a directory; the renames are atomic there all the same.
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd)
-  }
-}
 
 function writeTextSynced(file: string, text: string): void {
   const fd = fs.openSync(file, 'w')

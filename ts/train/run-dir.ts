@@ -21,6 +21,7 @@ import * as crypto from 'node:crypto'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { openSafetensors, writeSafetensors } from '../safetensors'
+import { pidAlive } from '../tensor-dir'
 import { LoadOptions, Model, SaveOptions, loadModel } from '../model'
 import { writeTokenizerFiles } from './tokenizer-files'
 import { TrainingMeta, writeMeta } from '../model-dir'
@@ -55,17 +56,6 @@ function fileDigest(file: string): { bytes: number; sha256: string } {
     fs.closeSync(fd)
   }
   return { bytes, sha256: hash.digest('hex') }
-}
-
-/** A process with this id is running (signal 0 probes without sending anything). */
-function processAlive(pid: number): boolean {
-  if (pid === process.pid) return true
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }
 
 /**
@@ -259,7 +249,7 @@ export class RunDir {
       if (!fs.existsSync(parent)) continue
       for (const name of fs.readdirSync(parent)) {
         const m = /^\..+\.(\d+)\.tmp$/.exec(name) ?? /\.old-(\d+)$/.exec(name) ?? /^\..+\.deleting-(\d+)$/.exec(name)
-        if (!m || processAlive(Number(m[1]))) continue
+        if (!m || pidAlive(Number(m[1]))) continue
         fs.rmSync(path.join(parent, name), { recursive: true, force: true })
         removed.push(path.join(parent, name))
       }
