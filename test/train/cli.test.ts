@@ -1,5 +1,5 @@
 /** The command line: flags and config files checked strictly, and Ctrl-C through a process group. */
-import { spawn, spawnSync } from 'node:child_process'
+import { ChildProcess, spawn, spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
@@ -7,6 +7,25 @@ import { loadConfig, parseTrainArgs } from '../../ts/cli'
 
 const cli = path.join(__dirname, '..', '..', 'dist', 'ts', 'cli.js')
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'plw-cli-'))
+
+/**
+ * A demo-preset training child writing into `out` (its own process group when `group`), once
+ * it has logged a few steps; stderr collected as it comes.
+ */
+async function trainChild(out: string, group: boolean): Promise<{ child: ChildProcess; stderr: () => string; metricsFile: string }> {
+  const args = [cli, 'train', '--device', 'cpu', '--demo-records', '400', '--max-steps', '400', '--batch-size', '8',
+    '--init-n-layer', '1', '--init-n-embd', '16', '--init-n-head', '2', '--init-n-positions', '128', '--max-length', '128',
+    '--eval-every', '0', '--generate-eval', '0', '--out', out]
+  const child = spawn(process.execPath, args, { detached: group, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stderr = ''
+  child.stderr!.on('data', (d) => { stderr += String(d) })
+  const metricsFile = path.join(out, 'metrics.jsonl')
+  const deadline = Date.now() + 60000
+  while (!(fs.existsSync(metricsFile) && fs.readFileSync(metricsFile, 'utf8').split('\n').length > 3) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  return { child, stderr: () => stderr, metricsFile }
+}
 
 describe('plwtune train flags and config', () => {
   test('every flag the issue lists exists and maps to its key', () => {
@@ -68,37 +87,17 @@ describe('plwtune train flags and config', () => {
 
   test('SIGTERM (a process manager, docker stop) saves a checkpoint and exits 130, as Ctrl-C does', async () => {
     const out = tmp()
-    const args = [cli, 'train', '--device', 'cpu', '--demo-records', '400', '--max-steps', '400', '--batch-size', '8',
-      '--init-n-layer', '1', '--init-n-embd', '16', '--init-n-head', '2', '--init-n-positions', '128', '--max-length', '128',
-      '--eval-every', '0', '--generate-eval', '0', '--out', out]
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-    let stderr = ''
-    child.stderr.on('data', (d) => { stderr += String(d) })
-    const metricsFile = path.join(out, 'metrics.jsonl')
-    const deadline = Date.now() + 60000
-    while (!(fs.existsSync(metricsFile) && fs.readFileSync(metricsFile, 'utf8').split('\n').length > 3) && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 50))
-    }
+    const { child, stderr } = await trainChild(out, false)
     const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)))
     child.kill('SIGTERM')
     expect(await exited).toBe(130)
-    expect(stderr).toMatch(/SIGTERM: stopping after this step and saving a checkpoint/)
+    expect(stderr()).toMatch(/SIGTERM: stopping after this step and saving a checkpoint/)
     expect(fs.readdirSync(path.join(out, 'checkpoints'))).toHaveLength(1)
   })
 
   test('Ctrl-C to the process group (twice, as npm forwards it) saves a checkpoint and exits 130; --resume finishes', async () => {
     const out = tmp()
-    const args = [cli, 'train', '--device', 'cpu', '--demo-records', '400', '--max-steps', '400', '--batch-size', '8',
-      '--init-n-layer', '1', '--init-n-embd', '16', '--init-n-head', '2', '--init-n-positions', '128', '--max-length', '128',
-      '--eval-every', '0', '--generate-eval', '0', '--out', out]
-    const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stderr = ''
-    child.stderr.on('data', (d) => { stderr += String(d) })
-    const metricsFile = path.join(out, 'metrics.jsonl')
-    const deadline = Date.now() + 60000
-    while (!(fs.existsSync(metricsFile) && fs.readFileSync(metricsFile, 'utf8').split('\n').length > 3) && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 50))
-    }
+    const { child, stderr, metricsFile } = await trainChild(out, true)
     const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)))
     process.kill(-child.pid!, 'SIGINT') // the terminal's Ctrl-C: the whole group
     await new Promise((r) => setTimeout(r, 100))
@@ -109,7 +108,7 @@ describe('plwtune train flags and config', () => {
     }
     const code = await exited
     expect(code).toBe(130)
-    expect(stderr).toMatch(/stopping after this step and saving a checkpoint/)
+    expect(stderr()).toMatch(/stopping after this step and saving a checkpoint/)
     const ckpts = fs.readdirSync(path.join(out, 'checkpoints'))
     expect(ckpts).toHaveLength(1)
     const stoppedAt = Number(/step-(\d+)/.exec(ckpts[0])![1])
