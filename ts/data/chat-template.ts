@@ -22,10 +22,11 @@
  * The header is prompt-like; the content with its end marker is completion-like for the
  * assistant, prompt-like for system/user; a message's `weight` applies to its content segment.
  * A template whose prefixes cannot be placed this way is reported (TemplateError) rather than
- * guessed at.
+ * guessed at. Templates are untrusted code: every render runs with budgets (jinja-budget.ts),
+ * and a budget stop ends the whole render, never taken for a failed probe.
  */
-import { Template as JinjaTemplate } from '@huggingface/jinja'
 import { TemplateError, formatSource } from './errors'
+import { BudgetedTemplate, RenderBudget, TemplateBudgetError } from './jinja-budget'
 import { ChatMessage, DATA_FORMATS, DataRecord, toMessages } from './records'
 import { Rendered, Segment, Template } from './template'
 
@@ -39,6 +40,10 @@ export interface ChatTemplateOptions {
   specialTokens?: readonly string[]
   /** Append the tokenizer's eos after the rendered text. Default false: the template writes its own ending. */
   eos?: boolean
+  /** The file the template came from (tokenizer_config.json or chat_template.jinja), for messages. */
+  sourceFile?: string
+  /** Limits of one render (defaults: DEFAULT_RENDER_BUDGET). */
+  budget?: Partial<RenderBudget>
 }
 
 /** The special-token variables of a tokenizer_config.json, as strings (they may be `{content: …}` objects). */
@@ -69,12 +74,8 @@ export function chatTemplateSource(config: Record<string, unknown>): string | nu
 }
 
 export function jinjaChatTemplate(source: string, options: ChatTemplateOptions = {}): Template {
-  let compiled: JinjaTemplate
-  try {
-    compiled = new JinjaTemplate(source)
-  } catch (err) {
-    throw new TemplateError(`chat_template: cannot parse it: ${(err as Error).message}`)
-  }
+  const compiled = new BudgetedTemplate(source, options.sourceFile !== undefined ? `${options.sourceFile} (chat_template)` : 'chat_template',
+    options.budget)
   const variables = options.variables ?? {}
   const specials = [...new Set(options.specialTokens ?? [])].filter((s) => s !== '')
   const render = (messages: ChatMessage[], addGenerationPrompt: boolean): string =>
@@ -84,7 +85,12 @@ export function jinjaChatTemplate(source: string, options: ChatTemplateOptions =
       add_generation_prompt: addGenerationPrompt,
     })
   const tryRender = (messages: ChatMessage[], addGenerationPrompt: boolean): string | null => {
-    try { return render(messages, addGenerationPrompt) } catch { return null }
+    try {
+      return render(messages, addGenerationPrompt)
+    } catch (err) {
+      if (err instanceof TemplateBudgetError) throw err
+      return null
+    }
   }
 
   /**
@@ -153,6 +159,7 @@ export function jinjaChatTemplate(source: string, options: ChatTemplateOptions =
       try {
         full = render(messages, false)
       } catch (err) {
+        if (err instanceof TemplateBudgetError) throw err
         throw new TemplateError(`${where}: the chat_template failed on this conversation: ${(err as Error).message}`)
       }
       const segments: Segment[] = []

@@ -42,6 +42,8 @@ export class HfTokenizer implements Tokenizer {
   readonly specialSuffix: readonly number[]
   /** The model's chat_template (tokenizer_config.json or chat_template.jinja), or null. */
   readonly chatTemplate: string | null
+  /** The file the chat_template was read from, for messages; null when unknown (built from objects). */
+  readonly chatTemplateFile: string | null
   /** bos_token, eos_token, … as the chat template reads them. */
   readonly templateVariables: Record<string, string>
   private readonly impl: HfTokenizerImpl
@@ -59,7 +61,7 @@ export class HfTokenizer implements Tokenizer {
   private continuationImpl: HfTokenizerImpl | null = null
   private laterSectionImpl: HfTokenizerImpl | null = null
 
-  constructor(files: HfTokenizerFiles, chatTemplate: string | null = null) {
+  constructor(files: HfTokenizerFiles, chatTemplate: string | null = null, chatTemplateFile: string | null = null) {
     const config = files.config ?? {}
     try {
       this.impl = new HfTokenizerImpl(files.tokenizer, config)
@@ -83,6 +85,7 @@ export class HfTokenizer implements Tokenizer {
     const added = Array.isArray(files.tokenizer.added_tokens) ? files.tokenizer.added_tokens as Array<Record<string, unknown>> : []
     this.specialTokens = added.filter((t) => t.special === true && typeof t.content === 'string').map((t) => t.content as string)
     this.chatTemplate = chatTemplate ?? chatTemplateSource(config)
+    this.chatTemplateFile = chatTemplateFile
     this.fast = ByteLevelBpe.from(files.tokenizer)
     const addedTexts = added.map((t) => t.content).filter((c): c is string => typeof c === 'string' && c !== '')
     this.addedPattern = addedTexts.length > 0
@@ -138,7 +141,8 @@ export class HfTokenizer implements Tokenizer {
     const configText = await read('tokenizer_config.json', false)
     const config = configText !== null ? parse('tokenizer_config.json', configText) : {}
     const jinja = await read('chat_template.jinja', false)
-    return new HfTokenizer({ tokenizer, config }, jinja)
+    const templateFile = jinja !== null ? 'chat_template.jinja' : chatTemplateSource(config) !== null ? 'tokenizer_config.json' : null
+    return new HfTokenizer({ tokenizer, config }, jinja, templateFile !== null ? path.join(dir, templateFile) : null)
   }
 
   encode(text: string): number[] {

@@ -23,20 +23,21 @@ export interface ResolveTemplateOptions {
 
 interface ChatTemplateSource {
   chatTemplate: string | null
+  chatTemplateFile: string | null
   templateVariables: Record<string, string>
 }
 
 function modelChatTemplate(tokenizer: Tokenizer | undefined): ChatTemplateSource | null {
   const t = tokenizer as Partial<ChatTemplateSource> | undefined
   return t !== undefined && typeof t.chatTemplate === 'string'
-    ? { chatTemplate: t.chatTemplate, templateVariables: t.templateVariables ?? {} }
+    ? { chatTemplate: t.chatTemplate, chatTemplateFile: t.chatTemplateFile ?? null, templateVariables: t.templateVariables ?? {} }
     : null
 }
 
 export function resolveTemplate(spec: string | undefined, options: ResolveTemplateOptions = {}): Template {
   const model = modelChatTemplate(options.tokenizer)
   const fromModel = (m: ChatTemplateSource): Template => jinjaChatTemplate(m.chatTemplate as string, {
-    variables: m.templateVariables, specialTokens: options.tokenizer?.specialTokens,
+    variables: m.templateVariables, specialTokens: options.tokenizer?.specialTokens, sourceFile: m.chatTemplateFile ?? undefined,
   })
   if (spec === undefined || spec === 'auto') {
     switch (options.format) {
