@@ -33,7 +33,7 @@ export function parseTrainArgs(argv: string[]): { values: Record<string, unknown
       if (!configFile) throw new ConfigError('--config needs a file')
       continue
     }
-    if (BOOLEAN_NEGATIONS[flag]) { values[BOOLEAN_NEGATIONS[flag]] = false; continue }
+    if (Object.hasOwn(BOOLEAN_NEGATIONS, flag)) { values[BOOLEAN_NEGATIONS[flag]] = false; continue }
     if (flag.startsWith('init-') && flag !== 'init-arch') { // --init-n-layer 4 → init.nLayer
       const k = flag.slice(5).replace(/-([a-z])/g, (_, ch: string) => ch.toUpperCase())
       const v = inline ?? argv[++i]

@@ -7,8 +7,11 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { loadModel } from './model'
+import { baseDirOf, loadModel } from './model'
+import { ModelConfig, vocabSize } from './arch'
+import { readConfig } from './checkpoint'
 import { HfTokenizer } from './data/hf-tokenizer'
+import { readJsonObject } from './json-keys'
 import { DataFormat } from './data/records'
 import { resolveTemplate } from './data/resolve-template'
 import { Template } from './data/template'
@@ -31,7 +34,32 @@ export function writeMeta(dir: string, meta: TrainingMeta): void {
 
 export function readMeta(dir: string): TrainingMeta | null {
   const file = path.join(dir, META_FILE)
-  return fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')) as TrainingMeta) : null
+  return fs.existsSync(file) ? (readJsonObject(file, 'training record') as unknown as TrainingMeta) : null
+}
+
+/** A model and a tokenizer that cannot go together. */
+export class TokenizerMismatchError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'TokenizerMismatchError'
+  }
+}
+
+/**
+ * Refuses a tokenizer whose ids reach past the model's embedding: every id the tokenizer can
+ * produce needs a row, so config.json's vocab_size (the rows in the weights) must be at least
+ * its largest id + 1 (a larger vocab_size is fine: Qwen pads its table). Checked wherever a
+ * model and a tokenizer are paired (train, generate, eval), before anything is written; the
+ * engine would otherwise stop at the first out-of-range id of the first step, naming neither file.
+ * `tokenizerDir` null: the built-in byte tokenizer.
+ */
+export function checkTokenizerFits(tokenizer: Tokenizer, tokenizerDir: string | null, modelDir: string, config: ModelConfig = readConfig(modelDir)): void {
+  const rows = vocabSize(config)
+  if (tokenizer.vocabSize <= rows) return
+  const tok = tokenizerDir === null ? 'the built-in byte tokenizer' : path.join(tokenizerDir, 'tokenizer.json')
+  throw new TokenizerMismatchError(`${path.join(modelDir, 'config.json')}: vocab_size ${rows} is smaller than the tokenizer's ids ` +
+    `(${tok}: largest id ${tokenizer.vocabSize - 1}): ids ${rows} to ${tokenizer.vocabSize - 1} have no row in the model's embedding; ` +
+    'use the tokenizer the model was trained with (its own tokenizer.json)')
 }
 
 /** The tokenizer of a model directory (tokenizer.json), or the built-in byte tokenizer for `null`. */
@@ -60,6 +88,7 @@ export async function openModelDir(dir: string, o: { template?: string; format?:
   const tokenizer = await loadTokenizer(dir)
   const spec = o.template ?? meta?.template
   const template = resolveTemplate(spec === undefined || spec === 'auto' ? undefined : spec, { format: o.format ?? meta?.format, tokenizer })
+  if (o.weights !== false) checkTokenizerFits(tokenizer, dir, baseDirOf(dir))
   const model = o.weights === false ? null : await loadModel(dir, o)
   return { model, tokenizer, template, meta }
 }

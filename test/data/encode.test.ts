@@ -138,10 +138,11 @@ describe('truncation keeps the completion', () => {
     try { encodeDataset(rs, completionTemplate(), tok, { maxLength: 64 }) } catch (e) { err = e }
     expect(err).toBeInstanceOf(DataError)
     const need = 1 + Buffer.byteLength(` ${long} END`) + 1
-    expect((err as Error).message).toBe('1 example whose completion does not fit maxLength 64 (raise maxLength, or allow ' +
-      'skipping them (skipTooLong), which counts them):\n' +
-      `  data.jsonl:2: ${Buffer.byteLength(`p\n\n###\n\n ${long} END`) + 1} tokens do not fit maxLength 64: keeping the ` +
-      `completion (${need - 1} tokens with eos) and one token before it needs ${need}`)
+    expect((err as Error).message).toBe('1 example whose completion does not fit in the maximum length of 64 tokens (raise ' +
+      `--max-length to ${need} if the model has that many positions, shorten those completions, or pass --skip-invalid to skip and ` +
+      'count them):\n' +
+      `  data.jsonl:2: ${Buffer.byteLength(`p\n\n###\n\n ${long} END`) + 1} tokens do not fit in 64: its ` +
+      `completion (${need - 1} tokens with eos) and one token before it need ${need}`)
   })
 
   test('skipTooLong skips and counts', () => {

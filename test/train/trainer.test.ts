@@ -5,24 +5,15 @@
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { resolveConfig, TrainConfig } from '../../ts/train/config'
 import { Trainer, StepMetrics } from '../../ts/train/trainer'
 import { initModel } from '../../ts/model'
 import { openSafetensors } from '../../ts/safetensors'
-import { DEMO_TEMPLATE } from '../../ts/demo/tasks'
 import { ByteTokenizer } from '../../ts/data/tokenizer'
 import { writeTokenizerFiles } from '../../ts/train/tokenizer-files'
 import { relError } from '../support/reference'
+import { tinyTrainConfig as config } from '../support/train-config'
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'plw-train-'))
-
-function config(values: Partial<TrainConfig>): TrainConfig {
-  return resolveConfig({ source: 'test', values: {
-    device: 'cpu', template: DEMO_TEMPLATE, demoRecords: 240, init: { nLayer: 1, nHead: 2, nEmbd: 16, nPositions: 64 },
-    batchSize: 8, lr: 3e-3, warmupSteps: 2, valSplit: 0.1, testSplit: 0.1, evalEvery: 3, maxLength: 64, seed: 3,
-    ...values,
-  } as Record<string, unknown> })
-}
 
 const metrics = (dir: string) => fs.readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n')
   .map((l) => JSON.parse(l) as StepMetrics)

@@ -30,8 +30,9 @@ export function normalizeConfig(c: ModelConfig | GPT2Config): ModelConfig {
 
 /** The model config of a parsed config.json; an unsupported architecture is refused by name. */
 export function configFromHf(json: Record<string, unknown>, file: string): ModelConfig {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ConfigError(`${file}: expected a JSON object`)
   const listed = Array.isArray(json.architectures) ? json.architectures as unknown[] : []
-  const byType = typeof json.model_type === 'string' ? MODEL_TYPE_ARCH[json.model_type] : undefined
+  const byType = typeof json.model_type === 'string' && Object.hasOwn(MODEL_TYPE_ARCH, json.model_type) ? MODEL_TYPE_ARCH[json.model_type] : undefined
   const name = listed.length > 0 ? String(listed[0]) : byType ?? (json.model_type === undefined ? 'GPT2LMHeadModel' : undefined)
   if (name === undefined || !SUPPORTED_ARCHITECTURES.includes(name)) {
     const what = listed.length > 0 ? `architectures ${JSON.stringify(listed)}` : `model_type "${String(json.model_type)}"`

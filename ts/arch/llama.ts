@@ -6,7 +6,7 @@
  * lists them. Tensor names are transformers' own (model.layers.N.self_attn.q_proj.weight, …).
  */
 import type { NativeSpec } from '../native'
-import { ConfigError, ConfigReader } from './config-reader'
+import { ConfigError, ConfigReader, MODEL_LIMITS } from './config-reader'
 
 export type LlamaFamily = 'llama' | 'qwen2' | 'qwen3' | 'mistral'
 
@@ -79,7 +79,7 @@ function ropeOf(json: Record<string, unknown>, file: string): { theta: number; s
       factor: r.num('factor'),
       lowFreqFactor: r.num('low_freq_factor'),
       highFreqFactor: r.num('high_freq_factor'),
-      originalMaxPositions: r.int('original_max_position_embeddings'),
+      originalMaxPositions: r.int('original_max_position_embeddings', undefined, MODEL_LIMITS.positions),
     },
   }
 }
@@ -88,8 +88,8 @@ export function llamaFromHf(json: Record<string, unknown>, family: LlamaFamily, 
   const r = new ConfigReader(json, file)
   const act = r.str('hidden_act', 'silu')
   if (act !== 'silu') throw new ConfigError(`${file}: hidden_act "${act}" is not supported (silu, the SwiGLU MLP)`)
-  const numHeads = r.int('num_attention_heads')
-  const hiddenSize = r.int('hidden_size')
+  const numHeads = r.int('num_attention_heads', undefined, MODEL_LIMITS.heads)
+  const hiddenSize = r.int('hidden_size', undefined, MODEL_LIMITS.hidden)
   const { theta, scaling } = ropeOf(json, file)
   const attentionBias = r.bool('attention_bias', false)
   // Qwen2 and Qwen3 have a sliding window only when use_sliding_window is set; Mistral always when given.
@@ -97,15 +97,15 @@ export function llamaFromHf(json: Record<string, unknown>, family: LlamaFamily, 
   const config: LlamaModelConfig = {
     arch: 'llama',
     family,
-    vocabSize: r.int('vocab_size'),
+    vocabSize: r.int('vocab_size', undefined, MODEL_LIMITS.vocab),
     hiddenSize,
-    numLayers: r.int('num_hidden_layers'),
+    numLayers: r.int('num_hidden_layers', undefined, MODEL_LIMITS.layers),
     numHeads,
-    numKvHeads: r.int('num_key_value_heads', numHeads),
-    headDim: r.int('head_dim', Math.floor(hiddenSize / numHeads)),
-    intermediateSize: r.int('intermediate_size'),
-    maxPositions: r.int('max_position_embeddings'),
-    rmsNormEps: r.num('rms_norm_eps', 1e-6),
+    numKvHeads: r.int('num_key_value_heads', numHeads, MODEL_LIMITS.heads),
+    headDim: r.int('head_dim', Math.floor(hiddenSize / numHeads), MODEL_LIMITS.headDim),
+    intermediateSize: r.int('intermediate_size', undefined, MODEL_LIMITS.intermediate),
+    maxPositions: r.int('max_position_embeddings', undefined, MODEL_LIMITS.positions),
+    rmsNormEps: r.numIn('rms_norm_eps', 1e-30, 1, 1e-6), // the engine's range (native/binding/model.cpp)
     ropeTheta: theta,
     ropeScaling: scaling,
     tieWordEmbeddings: r.bool('tie_word_embeddings', false),
@@ -113,7 +113,7 @@ export function llamaFromHf(json: Record<string, unknown>, family: LlamaFamily, 
     oBias: family === 'qwen2' || family === 'mistral' ? false : attentionBias,
     mlpBias: family === 'llama' ? r.bool('mlp_bias', false) : false,
     qkNorm: family === 'qwen3',
-    slidingWindow: windowed && r.has('sliding_window') ? r.int('sliding_window') : 0,
+    slidingWindow: windowed && r.has('sliding_window') ? r.int('sliding_window', undefined, MODEL_LIMITS.positions) : 0,
     hf: json,
   }
   if (config.numHeads % config.numKvHeads !== 0) {

@@ -59,7 +59,7 @@ export function readRun(dir: string): RunInfo {
     throw new UsageError(`--run ${dir}: ${file} is not JSON (${(err as Error).message})`)
   }
   // Before dataSeed existed the trainer split (and generated the demo set) with `seed`.
-  if (!('dataSeed' in saved) && typeof saved.seed === 'number') saved = { ...saved, dataSeed: saved.seed }
+  if (!Object.hasOwn(saved, 'dataSeed') && typeof saved.seed === 'number') saved = { ...saved, dataSeed: saved.seed }
   try {
     return { dir, config: resolveConfig({ source: file, values: saved }) }
   } catch (err) {

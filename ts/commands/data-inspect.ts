@@ -131,9 +131,14 @@ export async function dataInspectCommand(argv: string[], io: CommandIo = { out: 
     }
     const positions = c.model !== null ? modelPositions(c.model) : c.init.nPositions
     const maxLength = c.maxLength > 0 ? Math.min(c.maxLength, positions) : positions
+    const positionsFrom = c.model !== null ? path.join(c.model, 'config.json') : '--init-n-positions'
+    if (c.maxLength > positions) {
+      io.err.write(`note: --max-length ${c.maxLength} is more than the model's ${positions} positions (${positionsFrom}); using ${positions}, as training does\n`)
+    }
     const records = read.records.slice(0, opts.count)
     const { examples, stats, warnings } = encodeDataset(records, template, tokenizer, {
       maxLength: Number.isFinite(maxLength) ? maxLength : undefined, skipTooLong: c.skipInvalid, skipInvalid: c.skipInvalid,
+      positions: Number.isFinite(positions) ? { count: positions, from: positionsFrom } : undefined,
     })
     const shown = examples.map((ex) => inspectExample(ex, tokenizer, c.promptLossWeight))
     if (opts.json) {

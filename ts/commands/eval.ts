@@ -19,7 +19,7 @@ import { ChoiceRecord } from '../data/choices'
 import { encodeDataset } from '../data/encode'
 import { formatSource } from '../data/errors'
 import { DataRecord } from '../data/records'
-import { loadTokenizer } from '../model-dir'
+import { checkTokenizerFits, loadTokenizer } from '../model-dir'
 import { Model } from '../model'
 import { choiceRequests, evaluateLoss, matchRates, scoreChoices } from '../train/evaluate'
 import { Progress } from '../train/progress'
@@ -133,7 +133,9 @@ export async function evalCommand(argv: string[], io: CommandIO = STD_IO): Promi
     const ref = modelRefOf(v.model as string | undefined, v.adapter as string | undefined, run)
     const modelDir = ref.files
     const tokenizer = await loadTokenizer(modelDir)
-    const nPositions = maxPositions(readConfig(baseDirOf(ref.dir)))
+    const modelConfig = readConfig(baseDirOf(ref.dir))
+    checkTokenizerFits(tokenizer, modelDir, baseDirOf(ref.dir), modelConfig)
+    const nPositions = maxPositions(modelConfig)
     const data = await loadData({ data: v.data as string | undefined, run, format: v.format as string | undefined, choices: v.choices ? true : 'auto' })
     const split = chooseSplit({ split: v.split as string | undefined, valSplit: v['val-split'] as number | undefined,
       testSplit: v['test-split'] as number | undefined, dataSeed: v['data-seed'] as number | undefined, run })

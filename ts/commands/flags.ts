@@ -22,7 +22,7 @@ export function parseFlags<S extends Record<string, FlagKind>>(argv: string[], s
     const arg = argv[i]
     if (!arg.startsWith('--')) { positional.push(arg); continue }
     const [flag, inline] = arg.slice(2).split(/=(.*)/s, 2) as [string, string | undefined]
-    const kind = spec[flag]
+    const kind = Object.hasOwn(spec, flag) ? spec[flag] : undefined // own keys only: --constructor is no flag
     if (kind === undefined) {
       const near = nearest(flag, Object.keys(spec))
       throw new UsageError(`unknown flag --${flag}${near ? ` (did you mean --${near}?)` : ''}`)

@@ -20,7 +20,7 @@ import { formatSource } from '../data/errors'
 import { DataRecord } from '../data/records'
 import { Template } from '../data/template'
 import { Tokenizer } from '../data/tokenizer'
-import { loadTokenizer } from '../model-dir'
+import { checkTokenizerFits, loadTokenizer } from '../model-dir'
 import { Model } from '../model'
 import { Device } from '../native'
 import {
@@ -184,6 +184,7 @@ export async function generateCommand(argv: string[], io: CommandIO = STD_IO): P
     const ref = modelRefOf(str(v, 'model'), str(v, 'adapter'), run)
     const modelDir = ref.files
     const tokenizer = await loadTokenizer(modelDir)
+    checkTokenizerFits(tokenizer, modelDir, baseDirOf(ref.dir))
     const { meta } = trainingMeta(modelDir, run)
     const warn = (line: string) => io.err.write(line + '\n')
 

@@ -44,6 +44,7 @@ import { formatDuration, Progress } from '../train/progress'
 import { RunDir, TrainerState } from '../train/run-dir'
 import { StepMetrics, StopReason, Trainer, TrainResult } from '../train/trainer'
 import { prepareOutputDir } from '../output-path'
+import { readJsonObject } from '../json-keys'
 import { parseFlags, UsageError } from './flags'
 import { lambdaLabel, renderSweepPlot } from './sweep-plot'
 
@@ -481,10 +482,12 @@ function checkSweepFile(spec: SweepSpec): void {
   const file = path.join(spec.out, 'sweep.json')
   const shared = sharedConfig(spec.base)
   if (fs.existsSync(file)) {
-    const saved = (JSON.parse(fs.readFileSync(file, 'utf8')) as { config: Record<string, unknown> }).config
+    const sweepFile = readJsonObject(file, 'sweep file', (m) => new ConfigError(m))
+    const saved = sweepFile.config as Record<string, unknown>
+    if (typeof saved !== 'object' || saved === null || Array.isArray(saved)) throw new ConfigError(`${file}: expected {"config": {…}}`)
     const keys = new Set([...Object.keys(saved), ...Object.keys(shared)])
-    // a key the saved sweep predates counts as its default there
-    const value = (o: Record<string, unknown>, k: string) => JSON.stringify(k in o ? o[k] : (DEFAULTS as unknown as Record<string, unknown>)[k])
+    // a key the saved sweep predates counts as its default there (own keys only: ts/json-keys.ts)
+    const value = (o: Record<string, unknown>, k: string) => JSON.stringify(Object.hasOwn(o, k) ? o[k] : (DEFAULTS as unknown as Record<string, unknown>)[k])
     const differ = [...keys].filter((k) => value(saved, k) !== value(shared, k))
     if (differ.length > 0) {
       throw new ConfigError(`${spec.out} holds a sweep with other settings (${differ.map((k) =>
@@ -567,7 +570,7 @@ export async function runSweep(spec: SweepSpec, options: SweepOptions = {}): Pro
     let priorMs = 0
     if (checkpoint !== undefined) {
       const file = path.join(dir, 'config.json')
-      const saved = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>
+      const saved = readJsonObject(file, 'run configuration', (m) => new ConfigError(m))
       if (saved.promptLossWeight !== lambda || saved.seed !== seed) {
         throw new ConfigError(`${file}: a run of λ = ${saved.promptLossWeight}, seed ${saved.seed} in the place of λ = ${lambda}, seed ${seed}`)
       }

@@ -20,8 +20,13 @@ import { Warnings } from './warnings'
 export interface EncodeOptions {
   /** Maximum ids per example (prompt + completion + eos). Default: no limit. */
   maxLength?: number
-  /** Skip (and count) examples whose completion does not fit maxLength, instead of throwing. Default false. */
+  /** Skip (and count) examples whose completion does not fit maxLength, instead of throwing (the CLI's --skip-invalid). Default false. */
   skipTooLong?: boolean
+  /**
+   * The model's positions (maxLength's ceiling) and where that number comes from (a config.json,
+   * --init-n-positions): an example that does not fit is then reported with what can be done.
+   */
+  positions?: { count: number; from: string }
   /** Skip (and count) records the template cannot render, instead of throwing. Default false. */
   skipInvalid?: boolean
   /** Where warnings go; a new collector by default (returned either way). */
@@ -166,6 +171,7 @@ export function encodeDataset(records: readonly DataRecord[], template: Template
   const examples: EncodedExample[] = []
   const invalid: Problem[] = []
   const tooLong: Problem[] = []
+  let needed = 0
   for (const record of records) {
     checkMarkers(record, markers, warnings)
     let ex: EncodedExample
@@ -182,10 +188,11 @@ export function encodeDataset(records: readonly DataRecord[], template: Template
     const cut = truncateExample(ex, maxLength)
     if (cut.example === null) {
       stats.tooLong++
+      needed = Math.max(needed, cut.needed)
       tooLong.push({
         source: record.source, field: null,
-        message: `${ex.ids.length} tokens do not fit maxLength ${maxLength}: keeping the completion ` +
-          `(${ex.completionTokens} tokens with eos) and one token before it needs ${cut.needed}`,
+        message: `${ex.ids.length} tokens do not fit in ${maxLength}: its completion (${ex.completionTokens} tokens with eos) ` +
+          `and one token before it need ${cut.needed}`,
       })
       continue
     }
@@ -203,9 +210,25 @@ export function encodeDataset(records: readonly DataRecord[], template: Template
   }
   if (tooLong.length > 0 && !options.skipTooLong) {
     throw new DataError(`${tooLong.length} example${tooLong.length === 1 ? '' : 's'} whose completion does not fit ` +
-      `maxLength ${maxLength}`, tooLong, tooLong.length, 'raise maxLength, or allow skipping them (skipTooLong), which counts them')
+      `in the maximum length of ${maxLength} tokens`, tooLong, tooLong.length, tooLongHint(needed, options.positions))
   }
   return { examples, stats, warnings }
+}
+
+/**
+ * What can be done about completions that do not fit (`needed`: the most ids one of them needs):
+ * a longer --max-length only up to the model's positions (a model takes no more than it has),
+ * else shorter completions, or skipping them (--skip-invalid; skipTooLong in the API).
+ */
+function tooLongHint(needed: number, positions: { count: number; from: string } | undefined): string {
+  const skip = 'or pass --skip-invalid to skip and count them'
+  if (positions === undefined) return `raise --max-length to ${needed} if the model has that many positions, shorten those completions, ${skip}`
+  if (needed <= positions.count) {
+    return `raise --max-length to ${needed} or more, which the model allows: it takes up to ${positions.count} positions, per ` +
+      `${positions.from}; or shorten those completions, ${skip}`
+  }
+  return `the model takes at most ${positions.count} positions, per ${positions.from}, fewer than the ${needed} needed, so ` +
+    `--max-length cannot help: shorten those completions, ${skip}`
 }
 
 /** One line for a log: `1,100 examples; 12 truncated (1,024 prompt tokens dropped); 2 too long, skipped`. */

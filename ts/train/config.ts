@@ -4,6 +4,8 @@
  * (--kebab-case of each key; flags win) are checked against it: unknown keys and wrong
  * types are errors that name the key.
  */
+import { MODEL_LIMITS } from '../arch/config-reader'
+import { forbiddenKey, forbiddenKeyMessage } from '../json-keys'
 
 export interface TrainConfig {
   /** Hugging Face GPT-2 directory to fine-tune; null: a fresh GPT-2 of `init` (the demo's). */
@@ -188,6 +190,7 @@ export const DEMO: Partial<TrainConfig> = {
   overwrite: true, // `npm run train` again replaces the previous demo run (only ever a plwtune run)
 }
 
+
 export class ConfigError extends Error {
   constructor(message: string) {
     super(message)
@@ -208,6 +211,29 @@ const INTEGERS = new Set<keyof TrainConfig>(['epochs', 'maxSteps', 'batchSize', 
   'seed', 'dataSeed', 'evalEvery', 'saveEvery', 'keepCheckpoints', 'earlyStoppingPatience', 'logEvery', 'generateEval', 'maxNewTokens',
   'demoRecords', 'loraR'])
 
+/** Sizes of a fresh model: the limits a config.json is held to (ts/arch/config-reader.ts). */
+const INIT_LIMITS: Record<keyof TrainConfig['init'], number> = {
+  nLayer: MODEL_LIMITS.layers, nHead: MODEL_LIMITS.heads, nEmbd: MODEL_LIMITS.hidden, nPositions: MODEL_LIMITS.positions,
+  nKvHead: MODEL_LIMITS.heads,
+}
+
+/**
+ * [lo, hi, lo excluded?] of the numbers the engine range-checks when it gets them (the
+ * optimizer's at every step, the adapters' when the model is made): native/binding/model.cpp.
+ * The learning rate of a step is at most `lr` (warmup and decay only lower it).
+ */
+export const ENGINE_RANGES: Partial<Record<keyof TrainConfig, [number, number, boolean?]>> = {
+  lr: [0, 1e3, true],
+  weightDecay: [0, 1e3],
+  adamBeta1: [0, 0.999999999],
+  adamBeta2: [0, 0.999999999],
+  adamEps: [1e-30, 1],
+  maxGradNorm: [0, 1e30],
+  loraR: [0, 65536],
+  loraAlpha: [0, 1e30, true],
+  loraDropout: [0, 0.999999],
+}
+
 /** Checks one key's value against the defaults' type; returns it typed. `where` names the source. */
 function checkValue(key: keyof TrainConfig, value: unknown, where: string): unknown {
   const expected = DEFAULTS[key]
@@ -219,10 +245,13 @@ function checkValue(key: keyof TrainConfig, value: unknown, where: string): unkn
   if (key === 'init') {
     if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('an object {nLayer, nHead, nEmbd, nPositions, nKvHead}')
     const o = value as Record<string, unknown>
-    for (const k of Object.keys(o)) if (!(k in DEFAULTS.init)) fail(`only nLayer, nHead, nEmbd, nPositions, nKvHead (not ${k}) in an object`)
+    for (const k of Object.keys(o)) if (!Object.hasOwn(DEFAULTS.init, k)) fail(`only nLayer, nHead, nEmbd, nPositions, nKvHead (not ${k}) in an object`)
     for (const k of Object.keys(DEFAULTS.init)) {
       const min = k === 'nKvHead' ? 0 : 1
-      if (k in o && !(Number.isInteger(o[k]) && (o[k] as number) >= min)) fail(`an integer ${k} >= ${min}`)
+      const max = INIT_LIMITS[k as keyof TrainConfig['init']]
+      if (Object.hasOwn(o, k) && !(Number.isInteger(o[k]) && (o[k] as number) >= min && (o[k] as number) <= max)) {
+        fail(`an integer ${k} in [${min}, ${max}] (plwtune's limits: docs/reliability.md)`)
+      }
     }
     return { ...DEFAULTS.init, ...o }
   }
@@ -234,7 +263,7 @@ function checkValue(key: keyof TrainConfig, value: unknown, where: string): unkn
     if (value !== null && (typeof value !== 'string' || value === '')) fail('a non-empty string or null')
     return value
   }
-  const options = ENUMS[key]
+  const options = Object.hasOwn(ENUMS, key) ? ENUMS[key] : undefined
   if (options) {
     if (typeof value !== 'string' || !options.includes(value)) fail(`one of ${options.join(', ')}`)
     return value
@@ -282,8 +311,11 @@ export function nearest(name: string, known: readonly string[]): string | undefi
 export function resolveConfig(...layers: Array<{ source: string; values: Record<string, unknown> }>): TrainConfig {
   const out: Record<string, unknown> = { ...DEFAULTS, init: { ...DEFAULTS.init } }
   for (const { source, values } of layers) {
+    // __proto__, constructor, prototype: never merged, whatever the layer (ts/json-keys.ts)
+    const forbidden = forbiddenKey(values)
+    if (forbidden !== null) throw new ConfigError(forbiddenKeyMessage(source, forbidden))
     for (const [key, value] of Object.entries(values)) {
-      if (!(key in DEFAULTS)) {
+      if (!Object.hasOwn(DEFAULTS, key)) {
         const near = nearest(key, Object.keys(DEFAULTS))
         throw new ConfigError(`${source}: unknown key ${key}${near ? ` (did you mean ${near}?)` : ''}`)
       }
@@ -299,16 +331,20 @@ export function resolveConfig(...layers: Array<{ source: string; values: Record<
   check(c.microBatchSize === 0 || c.batchSize % c.microBatchSize === 0,
     `batchSize (${c.batchSize}) must be a multiple of microBatchSize (${c.microBatchSize})`)
   check(c.lr > 0, 'lr must be > 0')
-  check(c.adamBeta1 < 1 && c.adamBeta2 < 1, 'adamBeta1 and adamBeta2 must be < 1')
-  check(c.adamEps > 0, 'adamEps must be > 0')
+  // The engine's ranges for the optimizer and adapters (native/binding/model.cpp read_optimizer,
+  // read_spec), checked here so a bad value is refused before the run starts, not at step 1.
+  for (const [key, [lo, hi, open]] of Object.entries(ENGINE_RANGES) as Array<[keyof TrainConfig, [number, number, boolean?]]>) {
+    const x = c[key] as number
+    if (key.startsWith('lora') && c.loraR === 0) continue
+    check(x >= lo && x <= hi && !(open && x === lo), `${key} (--${kebab(key)}) must be in ${open ? '(' : '['}${lo}, ${hi}], ` +
+      `the engine's range; received ${x}`)
+  }
   check(c.minLrRatio <= 1, 'minLrRatio must be in [0, 1]')
   check(c.valSplit < 1 && c.testSplit < 1 && c.valSplit + c.testSplit < 1, 'valSplit + testSplit must be < 1')
   check(c.maxSteps > 0 || c.epochs > 0, 'set epochs or maxSteps above 0')
   check(c.logEvery >= 1, 'logEvery must be ≥ 1')
   check(c.keepCheckpoints >= 1, 'keepCheckpoints must be ≥ 1')
   check(c.maxLength === 0 || c.maxLength >= 2, 'maxLength must be 0 (the model’s n_positions) or ≥ 2')
-  check(c.loraDropout < 1, `loraDropout must be in [0, 1), received ${c.loraDropout}`)
-  check(c.loraR === 0 || c.loraAlpha > 0, 'loraAlpha must be > 0')
   check(c.loraR === 0 || c.model !== null || c.resume !== null, 'LoRA trains adapters on a base model: give --model DIR (loraR > 0 without a model)')
   return c
 }

@@ -30,7 +30,7 @@ import { resolveLoraTargets } from '../lora/settings'
 import { prepareOutputDir } from '../output-path'
 import { ModelConfig, describeConfig, llamaConfig, maxPositions } from '../arch'
 import { readConfig } from '../checkpoint'
-import { TrainingMeta } from '../model-dir'
+import { TrainingMeta, checkTokenizerFits } from '../model-dir'
 import { Answer, evaluateLoss, generateAnswers, SplitLoss } from './evaluate'
 import { renderLossPlot } from './plot'
 import { RunDir, RunDirError, TokenizerSource, TrainerState, readJsonFile } from './run-dir'
@@ -104,8 +104,8 @@ export class Trainer extends EventEmitter {
     this.emit('log', line)
   }
 
-  /** Reads, splits and tokenizes the data; picks the tokenizer and template. */
-  async prepare(nPositions: number): Promise<Prepared> {
+  /** Reads, splits and tokenizes the data; picks the tokenizer and template. `positionsFrom` names where nPositions comes from. */
+  async prepare(nPositions: number, positionsFrom = 'the model'): Promise<Prepared> {
     const c = this.config
     let tokenizer: Tokenizer
     let tokenizerSource: TokenizerSource
@@ -114,6 +114,7 @@ export class Trainer extends EventEmitter {
         throw new Error(`${c.model}: no tokenizer.json (the model directory needs its Hugging Face tokenizer files)`)
       }
       tokenizer = await HfTokenizer.fromDir(c.model)
+      checkTokenizerFits(tokenizer, c.model, c.model) // before the run exists: every id needs an embedding row
       tokenizerSource = { modelDir: c.model }
     } else {
       tokenizer = new ByteTokenizer()
@@ -131,9 +132,14 @@ export class Trainer extends EventEmitter {
     const valRecords = c.valData !== null ? (await read(c.valData)).records : splits.val
     const template = resolveTemplate(c.template === 'auto' ? undefined : c.template, { format: main.summary.format, tokenizer })
     const maxLength = c.maxLength > 0 ? Math.min(c.maxLength, nPositions) : nPositions
+    if (c.maxLength > nPositions) {
+      this.log(`note: --max-length ${c.maxLength} is more than the model's ${nPositions} positions (${positionsFrom}); ` +
+        `using ${nPositions}, which the run's config.json records`)
+    }
     const encode = (records: DataRecord[], name: string) => {
       if (records.length === 0) return [] as EncodedExample[]
-      const r = encodeDataset(records, template, tokenizer, { maxLength, skipTooLong: c.skipInvalid, skipInvalid: c.skipInvalid })
+      const r = encodeDataset(records, template, tokenizer, { maxLength, skipTooLong: c.skipInvalid, skipInvalid: c.skipInvalid,
+        positions: { count: nPositions, from: positionsFrom } })
       this.log(`${name}: ${describeEncode(r.stats)}`)
       for (const w of r.warnings.format()) this.log(`warning: ${w}`)
       return r.examples
@@ -147,8 +153,22 @@ export class Trainer extends EventEmitter {
     return { meta, tokenizer, tokenizerSource, template, train, val, testRecords: splits.test, test, maxLength }
   }
 
-  /** Runs the training to its end, an early stop, a non-finite loss, or the signal. */
+  /**
+   * Runs the training to its end, an early stop, a non-finite loss, or the signal. A start that
+   * fails before the run exists (a model, tokenizer or data the checks refuse) leaves no
+   * directory behind: the --out directories this call made are removed again while empty.
+   */
   async fit(options: { signal?: AbortSignal } = {}): Promise<TrainResult> {
+    const made = missingDirs(this.config.out)
+    try {
+      return await this.fitRun(options)
+    } catch (err) {
+      for (const dir of made) { try { fs.rmdirSync(dir) } catch { break } } // innermost first; a non-empty one stays
+      throw err
+    }
+  }
+
+  private async fitRun(options: { signal?: AbortSignal }): Promise<TrainResult> {
     const c = this.config
     if (c.resume === null) RunDir.prepareFresh(c.out, c.overwrite) // a new run never mixes with another or with the user's files
     else checkResume(c)
@@ -168,7 +188,9 @@ export class Trainer extends EventEmitter {
     if (c.resume !== null && resumeFrom === undefined) throw new Error(`${c.resume}: no complete checkpoint to resume from`)
     const positions = resumeFrom !== undefined ? readPositions(baseDirOf(resumeFrom.dir))
       : c.model !== null ? readPositions(c.model) : c.init.nPositions
-    const data = await this.prepare(positions)
+    const positionsFrom = resumeFrom !== undefined ? path.join(baseDirOf(resumeFrom.dir), 'config.json')
+      : c.model !== null ? path.join(c.model, 'config.json') : '--init-n-positions'
+    const data = await this.prepare(positions, positionsFrom)
     run.meta = data.meta
     run.save = { dtype: SAVE_DTYPES[c.saveDtype], maxShardBytes: parseSize(c.maxShardSize) ?? undefined }
     const modelOptions = { device, precision: c.precision, maxBatch: microBatch, maxSeqLen: data.maxLength - 1, loraSeed: c.seed }
@@ -189,7 +211,7 @@ export class Trainer extends EventEmitter {
         targets: resolveLoraTargets(readConfig(c.model).arch, c.loraTargets), seed: c.seed } : undefined
       model = c.model !== null ? await loadModel(c.model, { ...modelOptions, lora })
         : await initModel(freshConfig(c, data.tokenizer.vocabSize), { ...modelOptions, seed: c.seed })
-      run.create({ ...c, resume: null, allowDataChange: false })
+      run.create({ ...c, maxLength: c.maxLength > 0 ? data.maxLength : 0, resume: null, allowDataChange: false }) // the effective maxLength
       run.recordDataFiles([c.data, c.valData])
     }
     this.model = model
@@ -382,8 +404,13 @@ function checkResume(c: TrainConfig): void {
   const file = path.join(dir, 'config.json')
   const saved = readJsonFile<Record<string, unknown>>(file, 'run configuration')
   const free = new Set(['resume', 'out', 'device', 'overwrite', 'allowDataChange'])
+  // maxLength compares as the effective length (capped at the model's positions): runs record that one
+  const newest = new RunDir(dir).checkpoints().pop()
+  const positions = newest !== undefined ? readPositions(baseDirOf(newest.dir)) : null
+  const effective = (x: unknown) => typeof x !== 'number' || positions === null ? x : x > 0 ? Math.min(x, positions) : positions
   // paths saved relative by older versions are compared as the resume's own (absolute) paths
   const same = (k: string) => {
+    if (k === 'maxLength') return effective(c.maxLength) === effective(saved[k])
     const now = (c as unknown as Record<string, unknown>)[k]
     const then = typeof saved[k] === 'string' && ['model', 'data', 'valData'].includes(k) ? path.resolve(saved[k] as string) : saved[k]
     return JSON.stringify(now) === JSON.stringify(then)
@@ -398,6 +425,13 @@ function checkResume(c: TrainConfig): void {
 
 function readPositions(modelDir: string): number {
   return maxPositions(readConfig(modelDir))
+}
+
+/** `dir` and its parents that do not exist yet, innermost first. */
+function missingDirs(dir: string): string[] {
+  const out: string[] = []
+  for (let at = path.resolve(dir); !fs.existsSync(at) && path.dirname(at) !== at; at = path.dirname(at)) out.push(at)
+  return out
 }
 
 /** The config of a fresh model (no --model): `init` sizes in the `initArch` architecture. */
