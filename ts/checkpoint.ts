@@ -11,6 +11,7 @@ import * as path from 'node:path'
 import { ConfigError, ModelConfig, configFromHf, configToHf, engineName, fileKey } from './arch'
 import type { GPT2Config, ParameterInfo } from './native'
 import { openTensorDir, writeTensorDir, TensorDtype } from './tensor-dir'
+import { replaceFile } from './atomic-write'
 
 export type SaveDtype = TensorDtype
 
@@ -85,14 +86,11 @@ export function readWeights(dir: string, config: ModelConfig, expected: Paramete
 export function writeWeights(dir: string, config: ModelConfig, params: ParameterInfo[], read: (name: string) => Float32Array,
   o: { dtype?: SaveDtype; maxShardBytes?: number; extraConfig?: Record<string, unknown> } = {}): void {
   const dtype = o.dtype ?? 'F32'
-  fs.mkdirSync(dir, { recursive: true })
   writeTensorDir(dir, params.map((p) => ({ name: fileKey(config, p.name), shape: p.shape, read: () => read(p.name) })), {
     dtype, maxShardBytes: o.maxShardBytes,
   })
   const json = configToHf(config, { ...o.extraConfig })
   json.torch_dtype = TORCH_DTYPE[dtype]
   if ('dtype' in json) json.dtype = TORCH_DTYPE[dtype] // transformers >= 5 names it dtype
-  const tmp = path.join(dir, `.config.json.${process.pid}.tmp`)
-  fs.writeFileSync(tmp, JSON.stringify(json, null, 2) + '\n')
-  fs.renameSync(tmp, path.join(dir, 'config.json'))
+  replaceFile(path.join(dir, 'config.json'), JSON.stringify(json, null, 2) + '\n')
 }

@@ -8,6 +8,7 @@ export {
 } from './arch'
 export { MODEL_SHAPES } from './arch/shapes'
 export * from './safetensors'
+export { WriteError, type SaveInfo } from './atomic-write'
 export * from './data'
 // Both the engine's and the data layer's Batch exist; the data layer's is the superset the trainer uses.
 export type { Batch } from './data'

@@ -10,6 +10,7 @@ import * as path from 'node:path'
 import { baseDirOf, loadModel } from './model'
 import { ModelConfig, vocabSize } from './arch'
 import { readConfig } from './checkpoint'
+import { writeFileSynced } from './atomic-write'
 import { HfTokenizer } from './data/hf-tokenizer'
 import { readJsonObject } from './json-keys'
 import { DataFormat } from './data/records'
@@ -29,7 +30,7 @@ export interface TrainingMeta {
 export const META_FILE = 'plwtune.json'
 
 export function writeMeta(dir: string, meta: TrainingMeta): void {
-  fs.writeFileSync(path.join(dir, META_FILE), JSON.stringify(meta, null, 2) + '\n')
+  writeFileSynced(path.join(dir, META_FILE), JSON.stringify(meta, null, 2) + '\n')
 }
 
 export function readMeta(dir: string): TrainingMeta | null {

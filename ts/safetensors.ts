@@ -28,6 +28,7 @@
  */
 import * as fs from 'node:fs'
 import * as os from 'node:os'
+import { writeAll, writing } from './atomic-write'
 
 // Tensor bytes are little-endian; on a little-endian host they are copied, not converted.
 const LITTLE_ENDIAN = os.endianness() === 'LE'
@@ -79,7 +80,7 @@ export function isSupportedDtype(dtype: string): dtype is SafetensorsDType {
 const MAX_HEADER_BYTES = 100_000_000
 /** Elements converted per chunk while reading or writing (4 MiB of float32). */
 const CHUNK = 1 << 20
-/** Largest single read/write handed to the OS (Linux moves at most ~2 GiB per call). */
+/** Largest single read handed to the OS (Linux moves at most ~2 GiB per call). */
 const IO_BYTES = 1 << 30
 
 export class SafetensorsError extends Error {
@@ -161,11 +162,6 @@ function readFully(fd: number, buf: Uint8Array, position: number, path: string):
     if (n === 0) throw new SafetensorsError(path, `unexpected end of file at byte ${position + done}`)
     done += n
   }
-}
-
-function writeFully(fd: number, buf: Uint8Array, position: number): void {
-  let done = 0
-  while (done < buf.length) done += fs.writeSync(fd, buf, done, Math.min(buf.length - done, IO_BYTES), position + done)
 }
 
 const numelOf = (shape: number[]): number => shape.reduce((a, d) => a * d, 1)
@@ -325,17 +321,17 @@ function headerBytes(tensors: Array<{ name: string; shape: number[] }>, dtype: S
   return { head, dataBytes: offset }
 }
 
-/** Converts and writes one tensor's values at `position`, CHUNK elements at a time. */
-function writeData(fd: number, position: number, data: Float32Array, dtype: SafetensorsDType): void {
+/** Converts and writes one tensor's values at `position` of `file`, CHUNK elements at a time. */
+function writeData(fd: number, position: number, data: Float32Array, dtype: SafetensorsDType, file: string): void {
   const n = data.length
   if (dtype === 'F32') {
     if (LITTLE_ENDIAN) {
-      writeFully(fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), position)
+      writeAll(fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), position, file)
       return
     }
     for (let i0 = 0; i0 < n; i0 += CHUNK) {
       const chunk = Buffer.from(data.slice(i0, Math.min(n, i0 + CHUNK)).buffer).swap32()
-      writeFully(fd, chunk, position + 4 * i0)
+      writeAll(fd, chunk, position + 4 * i0, file)
     }
     return
   }
@@ -349,7 +345,7 @@ function writeData(fd: number, position: number, data: Float32Array, dtype: Safe
     else for (let i = 0; i < m; i++) dst[i] = f32BitsToF16(src[i0 + i])
     const chunk = bytes.subarray(0, 2 * m)
     if (!LITTLE_ENDIAN) chunk.swap16()
-    writeFully(fd, chunk, position + 2 * i0)
+    writeAll(fd, chunk, position + 2 * i0, file)
   }
 }
 
@@ -364,7 +360,8 @@ export interface WriteSafetensorsOptions {
  * Writes tensors to `path` (created or truncated; not atomic: callers write a temporary name
  * and rename), in safetensors' order (by name), calling each `read()` once, when its data is
  * written, and keeping no reference to it afterwards. fsyncs before returning. Returns the
- * file's size in bytes.
+ * file's size in bytes. A failure removes the partly written file; a file system error (a full
+ * disk) is a WriteError (ts/atomic-write.ts) naming `path`.
  */
 export function writeSafetensorsLazy(path: string, tensors: Iterable<LazyTensor>, o: WriteSafetensorsOptions = {}): number {
   const dtype = o.dtype ?? 'F32'
@@ -380,10 +377,11 @@ export function writeSafetensorsLazy(path: string, tensors: Iterable<LazyTensor>
   // One dtype per file: the library's (dtype, name) order reduces to the name order.
   list.sort((a, b) => compareNames(a.name, b.name))
   const { head, dataBytes } = headerBytes(list, dtype, o.metadata === undefined ? { format: 'pt' } : o.metadata)
-  const fd = fs.openSync(path, 'w')
+  const fd = writing(path, () => fs.openSync(path, 'w'))
+  let position = 0
   try {
-    writeFully(fd, head, 0)
-    let position = head.length
+    writeAll(fd, head, 0, path)
+    position = head.length
     for (const t of list) {
       const data = t.read()
       const n = numelOf(t.shape)
@@ -393,15 +391,23 @@ export function writeSafetensorsLazy(path: string, tensors: Iterable<LazyTensor>
         throw new SafetensorsError(path, `tensor "${t.name}": read() gave ${isF32 ? `${data.length} float32 values` :
           'no Float32Array'} for shape [${t.shape}] (${n} values)`)
       }
-      writeData(fd, position, data, dtype)
+      writeData(fd, position, data, dtype, path)
       position += n * BYTES[dtype]
     }
     if (position !== head.length + dataBytes) throw new SafetensorsError(path, 'internal error: data size differs from the header')
-    fs.fsyncSync(fd)
-    return position
-  } finally {
-    fs.closeSync(fd)
+    writing(path, () => fs.fsyncSync(fd))
+  } catch (err) {
+    try { fs.closeSync(fd) } catch { /* the first error is the one to report */ }
+    fs.rmSync(path, { force: true }) // a partial file is garbage, and it holds the space a full disk needs
+    throw err
   }
+  try {
+    writing(path, () => fs.closeSync(fd))
+  } catch (err) {
+    fs.rmSync(path, { force: true })
+    throw err
+  }
+  return position
 }
 
 /** The size in bytes of the file writeSafetensorsLazy would write, from names and shapes alone. */

@@ -27,6 +27,8 @@
  * A crash while writing leaves the previous save as it was; a crash during the renames leaves
  * the previous save readable too, except when both have the same shard count N > 1, where the
  * renames overwrite its shards one by one (the window is the few milliseconds of N renames).
+ * A failure while writing (a full disk) removes the temporary files, so the space is free again,
+ * and is reported as a WriteError (ts/atomic-write.ts) naming the file and the bytes needed.
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
@@ -34,6 +36,10 @@ import {
   LazyTensor, SafetensorsDType, SafetensorsError, SafetensorsFile, compareNames, dtypeBytes, isSupportedDtype, openSafetensors,
   writeSafetensorsLazy,
 } from './safetensors'
+import { WriteError, atDestination, fsyncDir, pidAlive, writeFileSynced, writing } from './atomic-write'
+
+// The write helpers every saver shares live in ts/atomic-write.ts; these two were first defined here.
+export { fsyncDir, pidAlive }
 
 export type TensorDtype = SafetensorsDType
 
@@ -273,41 +279,20 @@ export interface WriteTensorDirOptions {
   maxShardBytes?: number
 }
 
-/** Flushes a directory's entries (after renames into it); a no-op where the platform cannot. */
-export function fsyncDir(dir: string): void {
-  let fd: number | undefined
-  try {
-    fd = fs.openSync(dir, 'r')
-    fs.fsyncSync(fd)
-  } catch {
-    // Some platforms (Windows) cannot fsync a directory; the renames are still atomic there.
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd)
-  }
-}
-
-/** Whether a process with this id runs (signal 0 probes without sending): temp files of dead writers may go. */
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
 /**
  * Writes tensors into `dir` (created if needed) as model.safetensors, or as shards and an
  * index when they exceed maxShardBytes, replacing the weights of a previous save (other
  * files, config.json included, are left alone). Each tensor's read() is called once, in
- * shard order, and released before the next. Returns the plan written.
+ * shard order, and released before the next. Returns the plan written. A failure removes the
+ * temporary files and leaves the previous weights; a file system error (a full disk) is a
+ * WriteError naming the file and the bytes the weights need.
  */
 export function writeTensorDir(dir: string, tensors: Iterable<LazyTensor>, o: WriteTensorDirOptions = {}): ShardPlan {
   const dtype = o.dtype ?? 'F32'
   const list = [...tensors]
   const plan = planShards(list, dtype, o.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES)
   const byName = new Map(list.map((t) => [t.name, t]))
-  fs.mkdirSync(dir, { recursive: true })
+  writing(dir, () => fs.mkdirSync(dir, { recursive: true }))
 
   // Temporary files of saves that crashed (their process is gone) are garbage.
   for (const f of fs.readdirSync(dir)) {
@@ -316,36 +301,45 @@ export function writeTensorDir(dir: string, tensors: Iterable<LazyTensor>, o: Wr
   }
 
   const temp = (file: string): string => path.join(dir, `.${file}.${process.pid}.tmp`)
+  /** Writes `file` under its temporary name; a failure names it at its destination. */
+  const writeTemp = (file: string, write: (tmp: string) => void): void => {
+    try {
+      write(temp(file))
+    } catch (err) {
+      throw atDestination(err, temp(file), path.join(dir, file))
+    }
+  }
   const written: string[] = []
+  const failed = (err: unknown): never => {
+    for (const f of written) fs.rmSync(f, { force: true })
+    throw err instanceof WriteError ? err.with({ save: { what: 'the weights', bytes: plan.totalSize, dir } }) : err
+  }
   try {
     for (const s of plan.shards) {
       written.push(temp(s.file))
-      writeSafetensorsLazy(temp(s.file), s.names.map((n) => byName.get(n)!), { dtype, metadata: { format: 'pt' } })
+      writeTemp(s.file, (tmp) => writeSafetensorsLazy(tmp, s.names.map((n) => byName.get(n)!), { dtype, metadata: { format: 'pt' } }))
     }
     if (plan.shards.length > 1) {
       written.push(temp(INDEX_FILE))
-      const fd = fs.openSync(temp(INDEX_FILE), 'w')
-      try {
-        fs.writeSync(fd, indexJson(plan))
-        fs.fsyncSync(fd)
-      } finally {
-        fs.closeSync(fd)
-      }
+      writeTemp(INDEX_FILE, (tmp) => writeFileSynced(tmp, indexJson(plan)))
     }
   } catch (err) {
-    for (const f of written) fs.rmSync(f, { force: true })
-    throw err
+    failed(err)
   }
   fsyncDir(dir)
 
   // Commit. Until the last rename (or, for shards replacing a model.safetensors, its removal)
   // readers see the previous save; after it, the new one.
   const keep = new Set(plan.shards.map((s) => s.file))
-  for (const s of plan.shards) fs.renameSync(temp(s.file), path.join(dir, s.file))
-  if (plan.shards.length > 1) {
-    fsyncDir(dir)
-    fs.renameSync(temp(INDEX_FILE), path.join(dir, INDEX_FILE))
-    keep.add(INDEX_FILE)
+  try {
+    for (const s of plan.shards) writeTemp(s.file, (tmp) => fs.renameSync(tmp, path.join(dir, s.file)))
+    if (plan.shards.length > 1) {
+      fsyncDir(dir)
+      writeTemp(INDEX_FILE, (tmp) => fs.renameSync(tmp, path.join(dir, INDEX_FILE)))
+      keep.add(INDEX_FILE)
+    }
+  } catch (err) {
+    failed(err) // the temporary files not renamed yet go (removing a renamed one is a no-op)
   }
   fsyncDir(dir)
   const stale = fs.readdirSync(dir).filter((f) => !keep.has(f) && (f === SINGLE_FILE || f === INDEX_FILE || SHARD_NAME.test(f)))

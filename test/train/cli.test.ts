@@ -1,31 +1,12 @@
 /** The command line: flags and config files checked strictly, and Ctrl-C through a process group. */
-import { ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { loadConfig, parseTrainArgs } from '../../ts/cli'
+import { CLI as cli, trainChild } from '../support/cli-child'
 
-const cli = path.join(__dirname, '..', '..', 'dist', 'ts', 'cli.js')
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'plw-cli-'))
-
-/**
- * A demo-preset training child writing into `out` (its own process group when `group`), once
- * it has logged a few steps; stderr collected as it comes.
- */
-async function trainChild(out: string, group: boolean): Promise<{ child: ChildProcess; stderr: () => string; metricsFile: string }> {
-  const args = [cli, 'train', '--device', 'cpu', '--demo-records', '400', '--max-steps', '400', '--batch-size', '8',
-    '--init-n-layer', '1', '--init-n-embd', '16', '--init-n-head', '2', '--init-n-positions', '128', '--max-length', '128',
-    '--eval-every', '0', '--generate-eval', '0', '--out', out]
-  const child = spawn(process.execPath, args, { detached: group, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stderr = ''
-  child.stderr!.on('data', (d) => { stderr += String(d) })
-  const metricsFile = path.join(out, 'metrics.jsonl')
-  const deadline = Date.now() + 60000
-  while (!(fs.existsSync(metricsFile) && fs.readFileSync(metricsFile, 'utf8').split('\n').length > 3) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  return { child, stderr: () => stderr, metricsFile }
-}
 
 describe('plwtune train flags and config', () => {
   test('every flag the issue lists exists and maps to its key', () => {

@@ -3,7 +3,8 @@
  * Hugging Face model directory (W + scaling·B·A for every adapted layer; ts/model.ts
  * saveMerged), in the base's dtype unless --dtype says otherwise, with the tokenizer files
  * and plwtune.json of the adapter (else of the base). transformers and every plwtune command
- * load the result as any model. Written under a temporary name and renamed into place.
+ * load the result as any model. Written under a temporary name and renamed into place; a
+ * failure (a full disk) removes what it wrote and says which file, why, and the size needed.
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
@@ -14,6 +15,8 @@ import { META_FILE } from '../model-dir'
 import { CommandIO, fail, modelRefOf, STD_IO } from './common'
 import { parseFlags, UsageError } from './flags'
 import { prepareOutputDir } from '../output-path'
+import { replaceDir, writeFileSynced } from '../atomic-write'
+import { dtypeBytes } from '../safetensors'
 
 const FLAGS = { model: 'string', adapter: 'string', out: 'string', dtype: 'string', overwrite: 'boolean', help: 'boolean' } as const
 
@@ -51,23 +54,16 @@ export async function mergeCommand(argv: string[], io: CommandIO = STD_IO): Prom
     io.err.write(`merging ${adapter} into ${ref.adapter !== undefined ? ref.dir : 'its recorded base'} ...\n`)
     model = await loadModel(ref.dir, { adapter: ref.adapter, device: 'cpu', precision: 'f32' })
     const target = path.resolve(out)
-    const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.tmp`)
-    fs.rmSync(tmp, { recursive: true, force: true })
-    fs.mkdirSync(tmp)
-    try {
-      await model.saveMerged(tmp, { dtype })
-      const files = fs.existsSync(path.join(adapter, 'tokenizer.json')) ? adapter : (model.base?.dir ?? ref.dir)
+    const m = model
+    const onDisk = dtype === 'auto' ? m.sourceDtype : dtype
+    const bytes = m.baseParameters().reduce((s, p) => s + p.shape.reduce((a, d) => a * d, 1), 0) * (dtypeBytes(onDisk) ?? 4)
+    await replaceDir(target, async (tmp) => {
+      await m.saveMerged(tmp, { dtype })
+      const files = fs.existsSync(path.join(adapter, 'tokenizer.json')) ? adapter : (m.base?.dir ?? ref.dir)
       writeTokenizerFiles(tmp, { modelDir: files })
       const meta = path.join(adapter, META_FILE)
-      if (fs.existsSync(meta)) fs.copyFileSync(meta, path.join(tmp, META_FILE))
-      const old = `${target}.old-${process.pid}`
-      if (fs.existsSync(target)) fs.renameSync(target, old)
-      fs.renameSync(tmp, target)
-      fs.rmSync(old, { recursive: true, force: true })
-    } catch (err) {
-      fs.rmSync(tmp, { recursive: true, force: true })
-      throw err
-    }
+      if (fs.existsSync(meta)) writeFileSynced(path.join(tmp, META_FILE), fs.readFileSync(meta))
+    }, { what: 'the merged model', bytes, dir: path.dirname(target) })
     const lora = model.lora!
     io.out.write(`wrote ${out}: ${model.describe()}, LoRA r=${lora.r} alpha=${lora.alpha} on ${lora.targets.join(',')} merged ` +
       `(${model.adapterParameters().length / 2} layers)\n`)

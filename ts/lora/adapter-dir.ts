@@ -26,7 +26,7 @@ import * as path from 'node:path'
 import { ModelConfig, engineName, fileKey } from '../arch'
 import { CheckpointError } from '../checkpoint'
 import { SafetensorsError, SafetensorsFile, openSafetensors, writeSafetensorsLazy } from '../safetensors'
-import { fsyncDir, pidAlive } from '../tensor-dir'
+import { WriteError, atDestination, fsyncDir, pidAlive, writeFileSynced, writing } from '../atomic-write'
 import { BaseFingerprint, parseFingerprint } from './fingerprint'
 import { ALL_LINEAR, LINEAR_MODULES, LoraSettings, validateLoraSettings } from './settings'
 
@@ -199,16 +199,6 @@ export interface WriteAdapterOptions {
 
 const TEMP_NAME = /^\.(adapter_config\.json|adapter_model\.safetensors|plwtune_base\.json)\.(\d+)\.tmp$/
 
-function writeTextSynced(file: string, text: string): void {
-  const fd = fs.openSync(file, 'w')
-  try {
-    fs.writeSync(fd, text)
-    fs.fsyncSync(fd)
-  } finally {
-    fs.closeSync(fd)
-  }
-}
-
 /** The adapter tensors a model with these settings has: names (engine) and shapes, in block order. */
 export function adapterTensors(config: ModelConfig, settings: Pick<LoraSettings, 'r' | 'targets'>): Array<{ name: string; shape: number[] }> {
   return linearModules(config).filter((m) => settings.targets.includes(m.leaf)).flatMap((m) => [
@@ -222,6 +212,8 @@ export function adapterTensors(config: ModelConfig, settings: Pick<LoraSettings,
  * plwtune_base.json when `base` is given, adapter_config.json — each under a temporary name,
  * fsynced, then renamed into place, adapter_config.json last (it is what makes a directory an
  * adapter directory). The tensors given must be exactly the adapters of `settings` on `config`.
+ * A failure removes the temporary files and leaves a previous adapter as it was; a file system
+ * error (a full disk) is a WriteError naming the file and the bytes the adapter needs.
  */
 export function writeAdapterDir(dir: string, o: WriteAdapterOptions): void {
   const { config, settings } = o
@@ -243,26 +235,37 @@ export function writeAdapterDir(dir: string, o: WriteAdapterOptions): void {
   const missing = [...expected.keys()].filter((n) => !given.has(n))
   if (missing.length) throw new AdapterDirError(`${dir}: no tensor given for ${missing.slice(0, 3).join(', ')}${missing.length > 3 ? `, … (${missing.length})` : ''}`)
 
-  fs.mkdirSync(dir, { recursive: true })
+  writing(dir, () => fs.mkdirSync(dir, { recursive: true }))
   for (const f of fs.readdirSync(dir)) {
     const m = TEMP_NAME.exec(f)
     if (m && Number(m[2]) !== process.pid && !pidAlive(Number(m[2]))) fs.rmSync(path.join(dir, f), { force: true })
   }
   const temp = (file: string): string => path.join(dir, `.${file}.${process.pid}.tmp`)
   const files = [ADAPTER_WEIGHTS, ...(o.base ? [BASE_FINGERPRINT] : []), ADAPTER_CONFIG]
+  const dtype = o.dtype ?? 'F32'
+  const bytes = o.tensors.reduce((s, t) => s + t.shape.reduce((a, d) => a * d, 1), 0) * (dtype === 'F32' ? 4 : 2)
+  /** Writes (or renames) `file` under its temporary name; a failure names it at its destination. */
+  const step = (file: string, write: (tmp: string) => void): void => {
+    try {
+      write(temp(file))
+    } catch (err) {
+      throw atDestination(err, temp(file), path.join(dir, file))
+    }
+  }
   try {
-    writeSafetensorsLazy(temp(ADAPTER_WEIGHTS), o.tensors.map((t) => ({
+    step(ADAPTER_WEIGHTS, (tmp) => writeSafetensorsLazy(tmp, o.tensors.map((t) => ({
       name: adapterFileKey(config, t.name), shape: t.shape, read: () => o.read(t.name),
-    })), { dtype: o.dtype ?? 'F32', metadata: { format: 'pt' } })
-    if (o.base) writeTextSynced(temp(BASE_FINGERPRINT), JSON.stringify(o.base, null, 2) + '\n')
-    writeTextSynced(temp(ADAPTER_CONFIG), pyJson(adapterConfigJson(o.arch, settings, path.resolve(o.baseModel))))
+    })), { dtype, metadata: { format: 'pt' } }))
+    if (o.base) step(BASE_FINGERPRINT, (tmp) => writeFileSynced(tmp, JSON.stringify(o.base, null, 2) + '\n'))
+    step(ADAPTER_CONFIG, (tmp) => writeFileSynced(tmp, pyJson(adapterConfigJson(o.arch, settings, path.resolve(o.baseModel)))))
+    fsyncDir(dir)
+    for (const f of files) step(f, (tmp) => fs.renameSync(tmp, path.join(dir, f)))
   } catch (err) {
     for (const f of files) fs.rmSync(temp(f), { force: true })
     if (err instanceof SafetensorsError) throw new AdapterDirError(err.message)
+    if (err instanceof WriteError) throw err.with({ save: { what: 'the adapter', bytes, dir } })
     throw err
   }
-  fsyncDir(dir)
-  for (const f of files) fs.renameSync(temp(f), path.join(dir, f))
   // A fingerprint of an earlier save would now describe the wrong base.
   if (!o.base) fs.rmSync(path.join(dir, BASE_FINGERPRINT), { force: true })
   fsyncDir(dir)

@@ -10,9 +10,11 @@
  *   final/                 the model at the end of the run
  *   .plwtune-run           the marker that says this directory is a plwtune run
  *   data-files.json        size and SHA-256 of the data files (a resume checks them)
- * Every directory is written under a temporary name and renamed into place (a rename is
- * atomic), and trainer_state.json is written last, so a crash never leaves a checkpoint that
- * looks complete but is not.
+ * Every file and directory is written under a temporary name and renamed into place (a rename
+ * is atomic; ts/atomic-write.ts), and trainer_state.json is written last, so a crash never
+ * leaves a checkpoint that looks complete but is not. A save that fails (a full disk) removes
+ * what it wrote, leaves the previous checkpoint as it was, and says which file failed, why, how
+ * much the save needs, and which checkpoint --resume continues from.
  *
  * A new run is written only into a new or empty directory; a plwtune run is continued with
  * --resume or replaced with --overwrite; anything else is refused (RunDir.prepareFresh).
@@ -20,8 +22,8 @@
 import * as crypto from 'node:crypto'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { openSafetensors, writeSafetensors } from '../safetensors'
-import { pidAlive } from '../tensor-dir'
+import { dtypeBytes, openSafetensors, writeSafetensors } from '../safetensors'
+import { WriteError, appendFileRestoring, pidAlive, replaceDir, replaceFile, writeFileSynced } from '../atomic-write'
 import { LoadOptions, Model, SaveOptions, loadModel } from '../model'
 import { writeTokenizerFiles } from './tokenizer-files'
 import { TrainingMeta, writeMeta } from '../model-dir'
@@ -84,11 +86,12 @@ export function readJsonFile<T>(file: string, what: string): T {
   }
 }
 
-function replaceDir(tmp: string, target: string): void {
-  const old = `${target}.old-${process.pid}`
-  if (fs.existsSync(target)) fs.renameSync(target, old)
-  fs.renameSync(tmp, target)
-  fs.rmSync(old, { recursive: true, force: true })
+const numel = (ps: Array<{ shape: number[] }>): number => ps.reduce((s, p) => s + p.shape.reduce((a, d) => a * d, 1), 0)
+
+/** The bytes of the tensors `model.save(dir, save)` writes: a LoRA model's adapters (f32 unless told), else every parameter. */
+function modelSaveBytes(model: Model, save: SaveOptions): number {
+  const dtype = save.dtype !== undefined && save.dtype !== 'auto' ? save.dtype : model.lora ? 'F32' : model.sourceDtype
+  return numel(model.lora ? model.adapterParameters() : model.parameters()) * (dtypeBytes(dtype) ?? 4)
 }
 
 /** The marker file of a run directory (written first, by create()). */
@@ -140,12 +143,14 @@ export class RunDir {
     for (const e of entries) fs.rmSync(path.join(dir, e), { recursive: true, force: true })
   }
 
+  /** The marker first: a directory with anything of a run in it is then a run (--overwrite can replace it). */
   create(config: object): void {
-    fs.mkdirSync(this.checkpointsDir, { recursive: true })
-    fs.writeFileSync(path.join(this.dir, RUN_MARKER), JSON.stringify({ plwtune: 'run', created: new Date().toISOString() }) + '\n')
-    const tmp = path.join(this.dir, `.config.json.${process.pid}.tmp`)
-    fs.writeFileSync(tmp, JSON.stringify(config, null, 2) + '\n')
-    fs.renameSync(tmp, path.join(this.dir, 'config.json'))
+    this.writeRunFile(() => {
+      fs.mkdirSync(this.dir, { recursive: true })
+      replaceFile(path.join(this.dir, RUN_MARKER), JSON.stringify({ plwtune: 'run', created: new Date().toISOString() }) + '\n')
+      fs.mkdirSync(this.checkpointsDir, { recursive: true })
+      replaceFile(path.join(this.dir, 'config.json'), JSON.stringify(config, null, 2) + '\n')
+    })
   }
 
   readConfig(): Record<string, unknown> {
@@ -158,9 +163,7 @@ export class RunDir {
   recordDataFiles(files: Array<string | null>): void {
     const record: Record<string, { bytes: number; sha256: string }> = {}
     for (const f of files) if (f !== null) record[f] = fileDigest(f)
-    const tmp = path.join(this.dir, `.data-files.json.${process.pid}.tmp`)
-    fs.writeFileSync(tmp, JSON.stringify(record, null, 2) + '\n')
-    fs.renameSync(tmp, path.join(this.dir, 'data-files.json'))
+    this.writeRunFile(() => replaceFile(path.join(this.dir, 'data-files.json'), JSON.stringify(record, null, 2) + '\n'))
   }
 
   /** The recorded data files that differ now ("FILE changed (N bytes, was M)"); none when nothing was recorded. */
@@ -177,71 +180,119 @@ export class RunDir {
     return out
   }
 
+  /** One line of metrics.jsonl; an append that fails (a full disk) cuts the file back, never leaving half a line. */
   appendMetrics(line: object): void {
-    fs.appendFileSync(path.join(this.dir, 'metrics.jsonl'), JSON.stringify(line) + '\n')
+    this.writeRunFile(() => appendFileRestoring(path.join(this.dir, 'metrics.jsonl'), JSON.stringify(line) + '\n'))
   }
 
-  /** Metrics logged so far (used to redraw the plot after a resume). */
+  /**
+   * Metrics logged so far (used to redraw the plot after a resume). A last line without its
+   * newline that is not JSON (a power cut in the middle of an append) is dropped: the resume
+   * logs that step again.
+   */
   readMetrics(): Array<Record<string, unknown>> {
     const file = path.join(this.dir, 'metrics.jsonl')
     if (!fs.existsSync(file)) return []
-    return fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as Record<string, unknown>)
+    const text = fs.readFileSync(file, 'utf8')
+    const lines = text.split('\n')
+    return lines.flatMap((l, i) => {
+      if (l.trim() === '') return []
+      try {
+        return [JSON.parse(l) as Record<string, unknown>]
+      } catch (err) {
+        if (i === lines.length - 1) return [] // cut short: no newline after it
+        throw new RunDirError(`${file}:${i + 1}: not valid JSON (${(err as Error).message})`)
+      }
+    })
   }
 
   /** Drops metrics lines past `step`: a resumed run logs those steps again. */
   truncateMetrics(step: number): void {
     const kept = this.readMetrics().filter((m) => (m.step as number) <= step)
-    const tmp = path.join(this.dir, `.metrics.jsonl.${process.pid}.tmp`)
-    fs.writeFileSync(tmp, kept.map((m) => JSON.stringify(m) + '\n').join(''))
-    fs.renameSync(tmp, path.join(this.dir, 'metrics.jsonl'))
+    this.writeRunFile(() => replaceFile(path.join(this.dir, 'metrics.jsonl'), kept.map((m) => JSON.stringify(m) + '\n').join('')))
   }
 
   writePlot(svg: string): void {
-    const tmp = path.join(this.dir, `.loss.svg.${process.pid}.tmp`)
-    fs.writeFileSync(tmp, svg)
-    fs.renameSync(tmp, path.join(this.dir, 'loss.svg'))
+    this.writeRunFile(() => replaceFile(path.join(this.dir, 'loss.svg'), svg))
   }
 
-  /** A model directory (HF files + tokenizer) at `name` under the run dir, replaced atomically. */
+  /** Another file of the run (test_responses.jsonl), replaced atomically. */
+  writeFile(name: string, text: string): void {
+    this.writeRunFile(() => replaceFile(path.join(this.dir, name), text))
+  }
+
   /**
    * Model files are written with `save` (dtype, shard size); checkpoints always hold the f32
    * masters, so that a resume continues exactly.
    */
   save: SaveOptions = {}
 
-  async saveModelDir(name: string, model: Model, tokenizer: TokenizerSource, extra?: (tmp: string) => void,
-    save: SaveOptions = this.save): Promise<string> {
+  /**
+   * A model directory (HF files + tokenizer) at `name` under the run dir, replaced atomically;
+   * `extra` writes more files into it (`extra.bytes` of tensors). A failure leaves the previous
+   * directory and removes the new one's files; a full disk is a WriteError naming the file, the
+   * size of the save, and the checkpoint a resume continues from.
+   */
+  async saveModelDir(name: string, model: Model, tokenizer: TokenizerSource,
+    extra?: { write: (tmp: string) => void; bytes: number; what: string }, save: SaveOptions = this.save): Promise<string> {
     const target = path.join(this.dir, name)
-    const tmp = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.tmp`)
-    fs.rmSync(tmp, { recursive: true, force: true })
-    fs.mkdirSync(tmp, { recursive: true })
-    await model.save(tmp, save)
-    writeTokenizerFiles(tmp, tokenizer)
-    if (this.meta) writeMeta(tmp, this.meta)
-    if (extra) extra(tmp)
-    replaceDir(tmp, target)
+    const what = extra?.what ?? `${name}/`
+    const bytes = modelSaveBytes(model, save) + (extra?.bytes ?? 0)
+    try {
+      await replaceDir(target, async (tmp) => {
+        await model.save(tmp, save)
+        writeTokenizerFiles(tmp, tokenizer)
+        if (this.meta) writeMeta(tmp, this.meta)
+        if (extra) extra.write(tmp)
+      }, { what, bytes, dir: path.dirname(target) })
+    } catch (err) {
+      throw this.withResumeNote(err)
+    }
     return target
+  }
+
+  /** A write of the run that failed (a full disk), with what the user can do: the checkpoint a resume continues from. */
+  private withResumeNote(err: unknown): unknown {
+    if (!(err instanceof WriteError)) return err
+    const last = this.checkpoints().pop()
+    return err.with({ note: last !== undefined
+      ? `The last complete checkpoint, ${last.dir} (step ${last.step}), is intact: free some space, then --resume ${this.dir} continues from it`
+      : 'No checkpoint was saved yet: free some space and start the run again (--overwrite replaces this one)' })
+  }
+
+  /** Writes one of the run's files (`write`), a failure noted as withResumeNote does. */
+  private writeRunFile(write: () => void): void {
+    try {
+      write()
+    } catch (err) {
+      throw this.withResumeNote(err)
+    }
   }
 
   /** checkpoints/step-N with the optimizer and trainer state; prunes to the newest `keep`. */
   async saveCheckpoint(model: Model, tokenizer: TokenizerSource, state: TrainerState, keep: number): Promise<string> {
     const name = path.join('checkpoints', `step-${state.globalStep}`)
-    const dir = await this.saveModelDir(name, model, tokenizer, (tmp) => {
-      const moments = model.parameters().filter((p) => p.trainable).flatMap((p) => [
-        { name: `m.${p.name}`, shape: p.shape, data: model.read(p.name, 'm') },
-        { name: `v.${p.name}`, shape: p.shape, data: model.read(p.name, 'v') },
-      ])
-      writeSafetensors(path.join(tmp, 'optimizer.safetensors'), moments)
-      fs.writeFileSync(path.join(tmp, 'trainer_state.json'), JSON.stringify(state, null, 2) + '\n') // last: marks it complete
-    }, { ...this.save, dtype: 'F32' })
+    const trainable = model.parameters().filter((p) => p.trainable)
+    const dir = await this.saveModelDir(name, model, tokenizer, { what: `checkpoint step-${state.globalStep}`, bytes: 2 * 4 * numel(trainable),
+      write: (tmp) => {
+        const moments = trainable.flatMap((p) => [
+          { name: `m.${p.name}`, shape: p.shape, data: model.read(p.name, 'm') },
+          { name: `v.${p.name}`, shape: p.shape, data: model.read(p.name, 'v') },
+        ])
+        writeSafetensors(path.join(tmp, 'optimizer.safetensors'), moments)
+        writeFileSynced(path.join(tmp, 'trainer_state.json'), JSON.stringify(state, null, 2) + '\n') // last: marks it complete
+      } }, { ...this.save, dtype: 'F32' })
     for (const old of this.checkpoints().slice(0, -keep)) removeDir(old.dir)
     return dir
   }
 
   /**
-   * Removes what killed saves left behind: temporary directories (`.name.PID.tmp`), replaced
-   * ones (`name.old-PID`) and checkpoints half deleted (`.step-N.deleting-PID`) whose process
-   * is gone. Called when a run starts or resumes.
+   * Removes what killed saves left behind: temporary files and directories (`.name.PID.tmp`),
+   * replaced ones (`name.old-PID`) and checkpoints half deleted (`.step-N.deleting-PID`) whose
+   * process is gone. A directory caught between the two renames of its replacement (`name`
+   * gone, a complete `name.old-PID` there: a resume saving again the checkpoint it resumed
+   * from, a new best/) is renamed back instead, silently: it is what was there before the save.
+   * Called when a run starts or resumes; returns the paths removed.
    */
   cleanLeftovers(): string[] {
     const removed: string[] = []
@@ -250,6 +301,13 @@ export class RunDir {
       for (const name of fs.readdirSync(parent)) {
         const m = /^\..+\.(\d+)\.tmp$/.exec(name) ?? /\.old-(\d+)$/.exec(name) ?? /^\..+\.deleting-(\d+)$/.exec(name)
         if (!m || pidAlive(Number(m[1]))) continue
+        const old = /^(.+)\.old-\d+$/.exec(name)
+        const complete = (f: string) => fs.existsSync(path.join(parent, name, f))
+        if (old && !fs.existsSync(path.join(parent, old[1])) && (parent === this.checkpointsDir ? complete('trainer_state.json')
+          : complete('config.json') || complete('adapter_config.json'))) {
+          fs.renameSync(path.join(parent, name), path.join(parent, old[1]))
+          continue
+        }
         fs.rmSync(path.join(parent, name), { recursive: true, force: true })
         removed.push(path.join(parent, name))
       }

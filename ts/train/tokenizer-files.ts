@@ -6,6 +6,7 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
+import { writeFileSynced } from '../atomic-write'
 
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.json',
   'merges.txt', 'chat_template.jinja']
@@ -62,11 +63,12 @@ export function writeTokenizerFiles(dir: string, source: { modelDir: string } | 
   if ('modelDir' in source) {
     for (const f of TOKENIZER_FILES) {
       const from = path.join(source.modelDir, f)
-      if (fs.existsSync(from)) fs.copyFileSync(from, path.join(dir, f))
+      // read and written (not copyFileSync): a full disk is then reported naming the file, like every other save
+      if (fs.existsSync(from)) writeFileSynced(path.join(dir, f), fs.readFileSync(from))
     }
     return
   }
   for (const [name, json] of Object.entries(byteTokenizerFiles(source.byte.specialTokens, source.byte.maxLength))) {
-    fs.writeFileSync(path.join(dir, name), JSON.stringify(json, null, 2) + '\n')
+    writeFileSynced(path.join(dir, name), JSON.stringify(json, null, 2) + '\n')
   }
 }

@@ -373,7 +373,7 @@ export class Trainer extends EventEmitter {
           })
           answers = g.answers
           accuracy = g.accuracy
-          fs.writeFileSync(path.join(c.out, 'test_responses.jsonl'), answers.map((a) => JSON.stringify(a) + '\n').join(''))
+          run.writeFile('test_responses.jsonl', answers.map((a) => JSON.stringify(a) + '\n').join(''))
         }
         test = { accuracy, answers, loss }
       }
