@@ -252,13 +252,6 @@ export function fail(io: CommandIO, command: string, err: unknown): number {
   return err instanceof UsageError ? 2 : 1
 }
 
-/** Writes a file under a temporary name and renames it into place (a half-written file never looks complete). */
-export function writeFileAtomic(file: string, text: string): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`)
-  fs.writeFileSync(tmp, text)
-  fs.renameSync(tmp, file)
-}
-
 /** `12.3%`, or `—` for null. */
 export function pct(x: number | null | undefined, digits = 1): string {
   return typeof x === 'number' ? `${(100 * x).toFixed(digits)}%` : '—'

@@ -27,6 +27,7 @@ import { datasetStats } from '../data/stats'
 import { swapLongCompletions } from '../data/swap'
 import { loadTokenizer } from '../model-dir'
 import { OutputPathError, prepareOutputFile } from '../output-path'
+import { replaceFile } from '../atomic-write'
 import { UsageError, parseFlags } from './flags'
 import { CommandIo, describeTokenizer } from './stats'
 
@@ -72,7 +73,7 @@ export async function dataSwapCommand(argv: string[], io: CommandIo = { out: pro
     const out = result.records.map((r, i) => (result.swapped[i]
       ? { ...raws[i], instruction: r.instruction, input: r.input, output: r.output }
       : raws[i]))
-    await writeAtomic(opts.out, opts.kind === 'json' ? JSON.stringify(out, null, 2) + '\n' : out.map((o) => JSON.stringify(o)).join('\n') + '\n')
+    replaceFile(opts.out, opts.kind === 'json' ? JSON.stringify(out, null, 2) + '\n' : out.map((o) => JSON.stringify(o)).join('\n') + '\n')
     const before = datasetStats(alpaca, tokenizer)
     const after = datasetStats(result.records, tokenizer)
     const n = result.swapped.filter(Boolean).length
@@ -125,16 +126,3 @@ async function rawObjects(file: string, records: readonly DataRecord[]): Promise
   return records.map((r) => JSON.parse(lines[(r.source.line as number) - 1]) as Record<string, unknown>)
 }
 
-/** Writes `text` to a temporary file beside `file` (creating its folder), then renames it over `file`. */
-async function writeAtomic(file: string, text: string): Promise<void> {
-  const dir = path.dirname(path.resolve(file))
-  const tmp = path.join(dir, `.${path.basename(file)}.tmp-${process.pid}`)
-  try {
-    await fs.promises.mkdir(dir, { recursive: true })
-    await fs.promises.writeFile(tmp, text)
-    await fs.promises.rename(tmp, file)
-  } catch (err) {
-    await fs.promises.rm(tmp, { force: true })
-    throw new Error(`cannot write ${file}: ${(err as Error).message}`)
-  }
-}

@@ -25,9 +25,10 @@ import { choiceRequests, evaluateLoss, matchRates, scoreChoices } from '../train
 import { Progress } from '../train/progress'
 import {
   chooseSplit, CommandIO, fail, loadData, modelRefOf, num, pct, pickTemplate, readRun, readRunValData, RunInfo, selectSplit, SPLIT_FLAGS,
-  SplitChoice, STD_IO, trainingMeta, writeFileAtomic,
+  SplitChoice, STD_IO, trainingMeta,
 } from './common'
 import { parseFlags, UsageError } from './flags'
+import { replaceFile } from '../atomic-write'
 import { answerRecords, generationFlags, loadForGeneration, ResponseLine } from './generate'
 
 /** Scores in f32 on every device: a forward pass is cheap, and reported losses should not carry bf16 rounding. */
@@ -210,7 +211,7 @@ export async function evalCommand(argv: string[], io: CommandIO = STD_IO): Promi
         lines = responses.map((l) => JSON.stringify(l) + '\n')
       }
     }
-    if (out !== undefined) writeFileAtomic(out, lines.join(''))
+    if (out !== undefined) replaceFile(out, lines.join(''))
     io.out.write(v.json ? JSON.stringify(report) + '\n' : describeReport(report) + '\n')
     return 0
   } catch (err) {

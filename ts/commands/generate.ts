@@ -11,8 +11,6 @@
  * answered record by record; `--parallel N` loads N copies of the model, which generate
  * concurrently in the native thread pool (worth it on a GPU or many cores, not on 2).
  */
-import * as fs from 'node:fs'
-import * as path from 'node:path'
 import { readConfig } from '../checkpoint'
 import { maxPositions } from '../arch'
 import { baseDirOf, loadModel } from '../model'
@@ -30,10 +28,11 @@ import {
 import { Progress } from '../train/progress'
 import {
   chooseSplit, CommandIO, fail, loadData, ModelRef, modelRefOf, pct, pickTemplate, readRun, readRunValData, RunInfo, selectSplit, SPLIT_FLAGS, STD_IO,
-  trainingMeta, writeFileAtomic,
+  trainingMeta,
 } from './common'
 import { parseFlags, UsageError } from './flags'
 import { prepareOutputFile } from '../output-path'
+import { replaceFile } from '../atomic-write'
 
 const FLAGS = {
   model: 'string', adapter: 'string', ...SPLIT_FLAGS, prompt: 'string', instruction: 'string', input: 'string', raw: 'boolean', out: 'string',
@@ -228,7 +227,7 @@ export async function generateCommand(argv: string[], io: CommandIO = STD_IO): P
     const chunks: string[] = []
     const lines = await answerRecords({ models, tokenizer, template, records, options: gen, progress,
       write: out === '-' ? (text) => io.out.write(text) : (text) => chunks.push(text) })
-    if (out !== '-') writeFileAtomic(out, chunks.join(''))
+    if (out !== '-') replaceFile(out, chunks.join(''))
     const rates = matchRates(lines.map((l) => ({ response: l.response, expected: l.expected })))
     const truncated = lines.filter((l) => (l.prompt_truncated ?? 0) > 0).length
     progress.finish()

@@ -38,6 +38,7 @@
 import { abortOnSigint } from './interrupt'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
+import { replaceFile } from '../atomic-write'
 import { loadConfig, parseTrainArgs } from '../cli'
 import { ConfigError, DEFAULTS, kebab, resolveConfig, TrainConfig } from '../train/config'
 import { formatDuration, Progress } from '../train/progress'
@@ -440,12 +441,6 @@ export function sweepSvg(s: SweepSummary): string {
   })
 }
 
-function writeAtomic(file: string, text: string): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`)
-  fs.writeFileSync(tmp, text)
-  fs.renameSync(tmp, file)
-}
-
 /** The finished runs of the grid, read from their result.json. */
 export function readResults(spec: Pick<SweepSpec, 'out' | 'lambdas' | 'seeds'>): RunResult[] {
   const out: RunResult[] = []
@@ -462,9 +457,9 @@ export function readResults(spec: Pick<SweepSpec, 'out' | 'lambdas' | 'seeds'>):
 export function writeReports(spec: SweepSpec, command?: string): SweepSummary {
   const results = readResults(spec)
   const s = summarize(results, spec.lambdas, spec.seeds, metricInfo(spec.metric, spec.base))
-  writeAtomic(path.join(spec.out, 'results.md'), resultsMarkdown(s, results, spec.base, command))
-  writeAtomic(path.join(spec.out, 'results.csv'), resultsCsv(results))
-  writeAtomic(path.join(spec.out, 'sweep.svg'), sweepSvg(s))
+  replaceFile(path.join(spec.out, 'results.md'), resultsMarkdown(s, results, spec.base, command))
+  replaceFile(path.join(spec.out, 'results.csv'), resultsCsv(results))
+  replaceFile(path.join(spec.out, 'sweep.svg'), sweepSvg(s))
   return s
 }
 
@@ -500,7 +495,7 @@ function checkSweepFile(spec: SweepSpec): void {
       'empty directory, or continued in its own: choose another --out')
   }
   prepareOutputDir(spec.out, '--out')
-  writeAtomic(file, JSON.stringify({ config: shared }, null, 2) + '\n')
+  replaceFile(file, JSON.stringify({ config: shared }, null, 2) + '\n')
 }
 
 export type SweepEvent =
@@ -626,7 +621,7 @@ export async function runSweep(spec: SweepSpec, options: SweepOptions = {}): Pro
       steps: r.steps,
       seconds: Math.round((priorMs + ms) / 100) / 10,
     }
-    writeAtomic(resultFile, JSON.stringify(result, null, 2) + '\n')
+    replaceFile(resultFile, JSON.stringify(result, null, 2) + '\n')
     timings.push(ms)
     const left = grid.slice(k + 1).filter((g) => !fs.existsSync(path.join(runDirOf(spec.out, g.lambda, g.seed), 'result.json'))).length
     const mean = timings.reduce((a, b) => a + b, 0) / timings.length
