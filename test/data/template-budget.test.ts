@@ -107,6 +107,14 @@ describe('real templates are unchanged', () => {
     })
   }
 
+  test('strftime_now renders the time given (a run\'s start: a resumed run renders the same text)', () => {
+    const source = '{{ strftime_now("%d %b %Y") }}' + LOOP_THEN_MESSAGES
+    const at = new Date(2024, 6, 26, 12)
+    const text = (t: ReturnType<typeof jinjaChatTemplate>) => t.render(chat).segments.map((x) => x.text).join('')
+    expect(text(jinjaChatTemplate(source, { now: at }))).toMatch(/^26 Jul 2024user: Hi/)
+    expect(text(jinjaChatTemplate(source))).toContain(strftime(new Date(), '%d %b %Y'))
+  })
+
   test('strftime: the directives chat templates use, in English', () => {
     const d = new Date(2024, 6, 26, 9, 5, 3)
     expect(strftime(d, '%d %b %Y')).toBe('26 Jul 2024')

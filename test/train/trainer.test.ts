@@ -6,6 +6,7 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { Trainer, StepMetrics } from '../../ts/train/trainer'
+import { RunDir } from '../../ts/train/run-dir'
 import { initModel } from '../../ts/model'
 import { openSafetensors } from '../../ts/safetensors'
 import { ByteTokenizer } from '../../ts/data/tokenizer'
@@ -205,4 +206,20 @@ test('a resume refuses a data file changed since the run started, unless allowDa
   r.on('log', (l: string) => logs.push(l))
   expect((await r.fit()).stopReason).toBe('completed')
   expect(logs.some((l) => l.startsWith(`warning: ${data} changed`))).toBe(true)
+})
+
+test('the run\'s start (its marker) is kept across a resume: a chat template\'s strftime_now renders it', async () => {
+  const out = tmp()
+  const controller = new AbortController()
+  const t = new Trainer(config({ out, maxSteps: 4 }))
+  t.on('step', (m: StepMetrics) => { if (m.step === 2) controller.abort() })
+  const before = Date.now()
+  await t.fit({ signal: controller.signal })
+  const created = new RunDir(out).createdAt()
+  expect(created).not.toBeNull()
+  expect(created!.getTime()).toBeGreaterThanOrEqual(before - 1000)
+  await new Trainer(config({ out, maxSteps: 4, resume: out })).fit()
+  expect(new RunDir(out).createdAt()).toEqual(created)
+  fs.writeFileSync(path.join(out, '.plwtune-run'), '{"plwtune": "run"}')
+  expect(new RunDir(out).createdAt()).toBeNull() // a marker without the time: the resume renders today's date
 })

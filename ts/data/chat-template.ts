@@ -44,6 +44,12 @@ export interface ChatTemplateOptions {
   sourceFile?: string
   /** Limits of one render (defaults: DEFAULT_RENDER_BUDGET). */
   budget?: Partial<RenderBudget>
+  /**
+   * The time `strftime_now` renders (Llama 3.2's template writes today's date into every
+   * conversation). Training passes the run's start, so a resumed run renders the same text;
+   * default: the moment of each render.
+   */
+  now?: Date
 }
 
 /** The special-token variables of a tokenizer_config.json, as strings (they may be `{content: …}` objects). */
@@ -75,7 +81,7 @@ export function chatTemplateSource(config: Record<string, unknown>): string | nu
 
 export function jinjaChatTemplate(source: string, options: ChatTemplateOptions = {}): Template {
   const compiled = new BudgetedTemplate(source, options.sourceFile !== undefined ? `${options.sourceFile} (chat_template)` : 'chat_template',
-    options.budget)
+    options.budget, options.now)
   const variables = options.variables ?? {}
   const specials = [...new Set(options.specialTokens ?? [])].filter((s) => s !== '')
   const render = (messages: ChatMessage[], addGenerationPrompt: boolean): string =>

@@ -87,7 +87,8 @@ export class BudgetedTemplate {
   private readonly parsed: Template['parsed']
   readonly budget: RenderBudget
 
-  constructor(source: string, readonly where: string, budget: Partial<RenderBudget> = {}) {
+  /** `now`: the time `strftime_now` renders (default: the moment of each render). */
+  constructor(source: string, readonly where: string, budget: Partial<RenderBudget> = {}, private readonly now?: Date) {
     try {
       this.parsed = new Template(source).parsed
     } catch (err) {
@@ -136,7 +137,7 @@ export class BudgetedTemplate {
         }
         return Array.from({ length: count }, (_, i) => start + i * step)
       },
-      strftime_now: (format: unknown): string => strftime(new Date(), String(format)),
+      strftime_now: (format: unknown): string => strftime(this.now ?? new Date(), String(format)),
     }
   }
 }

@@ -19,6 +19,8 @@ export interface ResolveTemplateOptions {
   format?: DataFormat
   /** The model's tokenizer: an HfTokenizer brings its chat_template, template variables and special tokens. */
   tokenizer?: Tokenizer
+  /** The time a chat_template's strftime_now renders (see ChatTemplateOptions.now). */
+  now?: Date
 }
 
 interface ChatTemplateSource {
@@ -38,6 +40,7 @@ export function resolveTemplate(spec: string | undefined, options: ResolveTempla
   const model = modelChatTemplate(options.tokenizer)
   const fromModel = (m: ChatTemplateSource): Template => jinjaChatTemplate(m.chatTemplate as string, {
     variables: m.templateVariables, specialTokens: options.tokenizer?.specialTokens, sourceFile: m.chatTemplateFile ?? undefined,
+    now: options.now,
   })
   if (spec === undefined || spec === 'auto') {
     switch (options.format) {

@@ -114,6 +114,17 @@ export class RunDir {
     return path.join(this.dir, 'checkpoints')
   }
 
+  /** When the run was created (its marker's `created`); null for a run from before the marker, or a damaged one. */
+  createdAt(): Date | null {
+    try {
+      const marker = JSON.parse(fs.readFileSync(path.join(this.dir, RUN_MARKER), 'utf8')) as { created?: unknown }
+      const at = typeof marker.created === 'string' ? new Date(marker.created) : null
+      return at !== null && Number.isFinite(at.getTime()) ? at : null
+    } catch {
+      return null
+    }
+  }
+
   /** Whether `dir` is a plwtune run: its marker, or (runs from before the marker) config.json with metrics or checkpoints. */
   static isRun(dir: string): boolean {
     const has = (f: string) => fs.existsSync(path.join(dir, f))
@@ -144,10 +155,10 @@ export class RunDir {
   }
 
   /** The marker first: a directory with anything of a run in it is then a run (--overwrite can replace it). */
-  create(config: object): void {
+  create(config: object, created = new Date()): void {
     this.writeRunFile(() => {
       fs.mkdirSync(this.dir, { recursive: true })
-      replaceFile(path.join(this.dir, RUN_MARKER), JSON.stringify({ plwtune: 'run', created: new Date().toISOString() }) + '\n')
+      replaceFile(path.join(this.dir, RUN_MARKER), JSON.stringify({ plwtune: 'run', created: created.toISOString() }) + '\n')
       fs.mkdirSync(this.checkpointsDir, { recursive: true })
       replaceFile(path.join(this.dir, 'config.json'), JSON.stringify(config, null, 2) + '\n')
     })

@@ -105,7 +105,7 @@ export class Trainer extends EventEmitter {
   }
 
   /** Reads, splits and tokenizes the data; picks the tokenizer and template. `positionsFrom` names where nPositions comes from. */
-  async prepare(nPositions: number, positionsFrom = 'the model'): Promise<Prepared> {
+  async prepare(nPositions: number, positionsFrom = 'the model', startedAt?: Date): Promise<Prepared> {
     const c = this.config
     let tokenizer: Tokenizer
     let tokenizerSource: TokenizerSource
@@ -130,7 +130,8 @@ export class Trainer extends EventEmitter {
     if (c.data === null) this.log(`data: the built-in demo set, ${main.records.length} records (${describeRead(main.summary)})`)
     const splits = splitDataset(main.records, { val: c.valData !== null ? 0 : c.valSplit, test: c.testSplit, seed: c.dataSeed })
     const valRecords = c.valData !== null ? (await read(c.valData)).records : splits.val
-    const template = resolveTemplate(c.template === 'auto' ? undefined : c.template, { format: main.summary.format, tokenizer })
+    const template = resolveTemplate(c.template === 'auto' ? undefined : c.template, { format: main.summary.format, tokenizer,
+      now: startedAt })
     const maxLength = c.maxLength > 0 ? Math.min(c.maxLength, nPositions) : nPositions
     if (c.maxLength > nPositions) {
       this.log(`note: --max-length ${c.maxLength} is more than the model's ${nPositions} positions (${positionsFrom}); ` +
@@ -190,7 +191,9 @@ export class Trainer extends EventEmitter {
       : c.model !== null ? readPositions(c.model) : c.init.nPositions
     const positionsFrom = resumeFrom !== undefined ? path.join(baseDirOf(resumeFrom.dir), 'config.json')
       : c.model !== null ? path.join(c.model, 'config.json') : '--init-n-positions'
-    const data = await this.prepare(positions, positionsFrom)
+    // A chat template's strftime_now renders the run's start, also when it is resumed another day.
+    const startedAt = (c.resume !== null ? new RunDir(c.resume).createdAt() : null) ?? new Date()
+    const data = await this.prepare(positions, positionsFrom, startedAt)
     run.meta = data.meta
     run.save = { dtype: SAVE_DTYPES[c.saveDtype], maxShardBytes: parseSize(c.maxShardSize) ?? undefined }
     const modelOptions = { device, precision: c.precision, maxBatch: microBatch, maxSeqLen: data.maxLength - 1, loraSeed: c.seed }
@@ -211,7 +214,7 @@ export class Trainer extends EventEmitter {
         targets: resolveLoraTargets(readConfig(c.model).arch, c.loraTargets), seed: c.seed } : undefined
       model = c.model !== null ? await loadModel(c.model, { ...modelOptions, lora })
         : await initModel(freshConfig(c, data.tokenizer.vocabSize), { ...modelOptions, seed: c.seed })
-      run.create({ ...c, maxLength: c.maxLength > 0 ? data.maxLength : 0, resume: null, allowDataChange: false }) // the effective maxLength
+      run.create({ ...c, maxLength: c.maxLength > 0 ? data.maxLength : 0, resume: null, allowDataChange: false }, startedAt) // the effective maxLength
       run.recordDataFiles([c.data, c.valData])
     }
     this.model = model
