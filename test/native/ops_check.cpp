@@ -840,11 +840,16 @@ void bench() {
 
 }  // namespace
 
+// flash_attention_check.cpp: the tiled attention's checks and bench lines.
+void run_flash_attention_checks();
+void bench_flash_attention();
+
 int main(int argc, char** argv) {
     g_default_threads = omp_get_max_threads();
     if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) {
         bench();
         bench_llama_ops();
+        bench_flash_attention();
         return 0;
     }
     Rng r(20261121);
@@ -916,6 +921,7 @@ int main(int argc, char** argv) {
     test_decode(70, 12, 12, 64, r);
 
     run_llama_op_checks();
+    run_flash_attention_checks();
 
     std::printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed ? 1 : 0;
