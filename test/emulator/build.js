@@ -26,6 +26,7 @@ const allPrograms = [
   { name: 'test_loss', args: [] },
   { name: 'test_linear_adamw', args: [] },
   { name: 'test_attention', args: [] },
+  { name: 'test_flash_attention', args: [] },
   { name: 'test_engine', args: [] },
   { name: 'test_llama_ops', args: [] },
   { name: 'test_lora_ops', args: [] },
