@@ -3,7 +3,9 @@
  * Llama 3: GQA, tied head, llama3 RoPE scaling; a Qwen3: q/k norms, head_dim 24, untied head): the same weights and batch give
  * the same loss and gradients, and 50 steps on a fixed batch follow the CPU's loss curve; and
  * LoRA (r 8 on every linear layer, dropout 0.1: the same masks on both) on the Llama 3 and
- * GPT-2 models, the frozen base held in bf16 only under bf16.
+ * GPT-2 models, the frozen base held in bf16 only under bf16. Recomputation: a Llama 3 with
+ * 64-wide heads (a size the fused CUDA kernels take) under `attention` and `block`, so the fused
+ * attention runs inside the engine on the GPU, against the CPU's own fused kernels.
  * Skipped, with the reason printed, where CUDA cannot run.
  *
  * Both precisions run against the same f32 CPU engine.
@@ -15,7 +17,7 @@
  * bits (2^-9 relative) once per op, ~30 roundings deep through 3 layers forward and back, so
  * the loss agrees to 1e-2 relative and each gradient tensor to 8e-2; the curve to 5e-2.
  */
-import { Batch } from '../ts/native'
+import { Batch, Recompute } from '../ts/native'
 import { initModel, Model, ModelConfig } from '../ts/model'
 import { llamaConfig } from '../ts/arch'
 import { announceCudaSkip, describeCuda } from './support/devices'
@@ -36,6 +38,9 @@ const LORA_CASES: Array<[string, ModelConfig, string[]]> = [
   ['Llama 3 + LoRA', MODELS[1][1], ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']],
   ['GPT-2 + LoRA', MODELS[0][1], ['c_attn', 'c_proj', 'c_fc']],
 ]
+const RECOMPUTE_CASES: Array<[string, ModelConfig, Recompute]> = (['attention', 'block'] as const).map((r) => [
+  `Llama 3 hs64, recompute ${r}`, llamaConfig({ vocabSize: V, hiddenSize: 64, numLayers: 3, numHeads: 4, numKvHeads: 2, headDim: 64,
+    intermediateSize: 160, maxPositions: 64 }), r])
 const opt = { lr: 3e-3, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1, maxGradNorm: 1 }
 const seed = Date.now() % 100000
 
@@ -51,10 +56,11 @@ function batch(B: number, T: number, s: number): Batch {
 type Precision = 'f32' | 'bf16'
 const tolerance = { f32: { loss: 1e-3, grad: 2e-2, curve: 2e-2 }, bf16: { loss: 1e-2, grad: 8e-2, curve: 5e-2 } }
 
-async function twin(cfg: ModelConfig, precision: Precision, targets?: string[]): Promise<[Model, Model]> {
+async function twin(cfg: ModelConfig, precision: Precision, targets?: string[], recompute: Recompute = 'auto'): Promise<[Model, Model]> {
   const lora = targets ? { ...LORA, targets } : undefined
-  const cpu = await initModel(cfg, { seed, device: 'cpu', maxBatch: 4, maxSeqLen: 32, lora })
-  const cuda = await initModel(cfg, { seed: seed + 1, device: 'cuda', precision, maxBatch: 4, maxSeqLen: 32, lora })
+  const cpu = await initModel(cfg, { seed, device: 'cpu', maxBatch: 4, maxSeqLen: 32, lora, recompute })
+  const cuda = await initModel(cfg, { seed: seed + 1, device: 'cuda', precision, maxBatch: 4, maxSeqLen: 32, lora, recompute })
+  if (recompute !== 'auto') expect(cuda.info.spec.recompute).toBe(recompute)
   expect(cuda.precision).toBe(precision)
   const r = rng(seed + 5)
   for (const p of cpu.adapterParameters()) { // B is zero at init: give the adapters something to do
@@ -64,17 +70,19 @@ async function twin(cfg: ModelConfig, precision: Precision, targets?: string[]):
   return [cpu, cuda]
 }
 
+type Case = [string, ModelConfig, string[] | undefined, Recompute]
 const CASES = [
-  ...MODELS.map(([label, cfg]) => [label, cfg, undefined] as [string, ModelConfig, string[] | undefined]),
-  ...LORA_CASES,
-].flatMap(([label, cfg, targets]) => (['f32', 'bf16'] as Precision[]).map((p) => [label, cfg, p, targets] as
-  [string, ModelConfig, Precision, string[] | undefined]))
+  ...MODELS.map(([label, cfg]): Case => [label, cfg, undefined, 'auto']),
+  ...LORA_CASES.map(([label, cfg, targets]): Case => [label, cfg, targets, 'auto']),
+  ...RECOMPUTE_CASES.map(([label, cfg, recompute]): Case => [label, cfg, undefined, recompute]),
+].flatMap(([label, cfg, targets, recompute]) => (['f32', 'bf16'] as Precision[]).map((p) => [label, cfg, p, targets, recompute] as
+  [string, ModelConfig, Precision, string[] | undefined, Recompute]))
 
-describeCuda.each(CASES)(`%s engine: CUDA matches CPU (%#, seed ${seed})`, (_label, cfg, precision, targets) => {
+describeCuda.each(CASES)(`%s engine: CUDA matches CPU (%#, seed ${seed})`, (_label, cfg, precision, targets, recompute) => {
   const tol = tolerance[precision]
 
   test('one micro-step: loss sums and every gradient tensor', async () => {
-    const [cpu, cuda] = await twin(cfg, precision, targets)
+    const [cpu, cuda] = await twin(cfg, precision, targets, recompute)
     const b = batch(4, 32, seed)
     const norm = b.weights.reduce((s, w) => s + w, 0)
     const a = await cpu.accumulate(b, norm)
@@ -90,7 +98,7 @@ describeCuda.each(CASES)(`%s engine: CUDA matches CPU (%#, seed ${seed})`, (_lab
   })
 
   test('50 steps on a fixed batch follow the CPU loss curve', async () => {
-    const [cpu, cuda] = await twin(cfg, precision, targets)
+    const [cpu, cuda] = await twin(cfg, precision, targets, recompute)
     const b = batch(4, 32, seed + 7)
     for (let s = 0; s < 50; s++) {
       const a = await cpu.step(b, opt)
@@ -104,7 +112,7 @@ describeCuda.each(CASES)(`%s engine: CUDA matches CPU (%#, seed ${seed})`, (_lab
   })
 
   test('evaluate and logits agree with the CPU', async () => {
-    const [cpu, cuda] = await twin(cfg, precision, targets)
+    const [cpu, cuda] = await twin(cfg, precision, targets, recompute)
     const b = batch(2, 32, seed + 3)
     const a = await cpu.evaluate(b)
     const c = await cuda.evaluate(b)
@@ -114,7 +122,7 @@ describeCuda.each(CASES)(`%s engine: CUDA matches CPU (%#, seed ${seed})`, (_lab
   })
 
   test('generation with the KV cache: deterministic, and the CPU greedy tokens in f32', async () => {
-    const [cpu, cuda] = await twin(cfg, precision, targets)
+    const [cpu, cuda] = await twin(cfg, precision, targets, recompute)
     const prompt = [5, 17, 42, 7]
     const first = (await cuda.generate(prompt, { maxNewTokens: 20 })).tokens
     expect((await cuda.generate(prompt, { maxNewTokens: 20 })).tokens).toEqual(first)

@@ -5,7 +5,7 @@
  */
 import {
   Batch, createNativeModel, Device, GenerateOptions, GPT2Config, guardNative, LossReport, ModelBuffer, ModelInfo,
-  NativeModel, OptimizerSettings, ParameterInfo, Precision, TrainStepReport, cudaAvailable, planNativeMemory,
+  NativeModel, OptimizerSettings, ParameterInfo, Precision, Recompute, TrainStepReport, cudaAvailable, planNativeMemory,
 } from './native'
 import { ModelConfig, describeConfig, maxPositions, nativeSpec, normalizeConfig } from './arch'
 import { SaveDtype, readConfig, readWeights, writeWeights } from './checkpoint'
@@ -39,6 +39,8 @@ export interface ModelOptions {
    * seeds the adapters' init (loadModel) and the dropout masks (default 0).
    */
   lora?: LoraSettings & { seed?: number }
+  /** Training's memory/compute trade (docs/memory.md): default 'auto', the first that fits of the device's order. */
+  recompute?: Recompute
 }
 
 /** Where a LoRA model's frozen base came from: recorded in its adapter directories. */
@@ -87,7 +89,7 @@ export class Model {
       validateLoraSettings(settings, 'lora')
       lora = settings
     }
-    const spec = { ...nativeSpec(c), lora: lora ? { ...lora, seed: options.lora?.seed ?? 0 } : null }
+    const spec = { ...nativeSpec(c), lora: lora ? { ...lora, seed: options.lora?.seed ?? 0 } : null, recompute: options.recompute ?? 'auto' }
     const native = await createNativeModel(spec, device, options.maxBatch ?? 1, options.maxSeqLen ?? maxPositions(c),
       resolvePrecision(options.precision, device))
     return new Model(native, { ...c }, lora)
@@ -290,11 +292,11 @@ export type GPT2Model = Model
  * can plan for a GPU it does not have.
  */
 export function planMemory(config: ModelConfig | GPT2Config, options: { device?: Device; maxBatch?: number; maxSeqLen?: number;
-  precision?: Precision | 'auto'; lora?: LoraSettings } = {}): ModelInfo['memory'] {
+  precision?: Precision | 'auto'; lora?: LoraSettings; recompute?: Recompute } = {}): ModelInfo['memory'] {
   const c = normalizeConfig(config)
   const device = options.device ?? 'cuda'
   const lora = options.lora ? { ...options.lora, seed: 0 } : null
-  return planNativeMemory({ ...nativeSpec(c), lora }, device, options.maxBatch ?? 1, options.maxSeqLen ?? maxPositions(c),
+  return planNativeMemory({ ...nativeSpec(c), lora, recompute: options.recompute ?? 'auto' }, device, options.maxBatch ?? 1, options.maxSeqLen ?? maxPositions(c),
     resolvePrecision(options.precision, device))
 }
 

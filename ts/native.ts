@@ -102,7 +102,19 @@ export interface NativeSpec {
   slidingWindow?: number
   /** LoRA adapters on the linear layers named in targets (the base is then frozen); null: full fine-tuning. */
   lora?: NativeLora | null
+  /** Training's memory/compute trade (docs/memory.md); default 'none'. */
+  recompute?: Recompute
 }
+
+/**
+ * How training trades compute for memory: 'none' keeps every activation and the attention
+ * probabilities; 'attention' fuses attention (memory linear in T); 'block' also keeps only
+ * each layer's output and recomputes the layer in the backward; 'auto' takes the first that
+ * fits the free memory of: attention, block on the CPU; none, attention, block on CUDA
+ * (docs/memory.md).
+ */
+export type Recompute = 'none' | 'attention' | 'block' | 'auto'
+export const RECOMPUTE_MODES: readonly Recompute[] = ['none', 'attention', 'block', 'auto']
 
 /** The engine's LoRA settings (PEFT's LoraConfig; targets are module leaf names, all-linear expanded). */
 export interface NativeLora {
@@ -183,7 +195,8 @@ export type Precision = 'f32' | 'bf16'
 
 export interface ModelInfo {
   /** The engine's view of the model: architecture and dimensions. */
-  spec: Pick<NativeSpec, 'arch' | 'vocabSize' | 'hidden' | 'layers' | 'heads' | 'kvHeads' | 'headDim' | 'intermediate' | 'maxPositions'>
+  spec: Pick<NativeSpec, 'arch' | 'vocabSize' | 'hidden' | 'layers' | 'heads' | 'kvHeads' | 'headDim' | 'intermediate' | 'maxPositions'> &
+    { recompute: Exclude<Recompute, 'auto'> }
   device: Device
   precision: Precision
   maxBatch: number

@@ -204,6 +204,15 @@ engine::ModelSpec read_spec(const Napi::Object& c) {
             s.lora.targets.push_back(v.As<Napi::String>().Utf8Value());
         }
     }
+    Napi::Value rc = c.Get("recompute");
+    if (!rc.IsNull() && !rc.IsUndefined()) {
+        const std::string r = rc.IsString() ? rc.As<Napi::String>().Utf8Value() : "";
+        if (r == "none") s.recompute = engine::Recompute::None;
+        else if (r == "attention") s.recompute = engine::Recompute::Attention;
+        else if (r == "block") s.recompute = engine::Recompute::Block;
+        else if (r == "auto") s.recompute = engine::Recompute::Auto;
+        else throw ArgError("Expected 'none', 'attention', 'block' or 'auto' for spec.recompute but received " + received(rc));
+    }
     return s;
 }
 
@@ -218,6 +227,7 @@ Napi::Object spec_to_js(Napi::Env env, const engine::ModelSpec& s) {
     o.Set("headDim", s.head_dim);
     o.Set("intermediate", s.intermediate);
     o.Set("maxPositions", s.max_positions);
+    o.Set("recompute", engine::recompute_name(s.recompute));
     return o;
 }
 

@@ -7,12 +7,16 @@
 #include <cstdio>
 #include <cstring>
 #include <new>
+#include <vector>
+
+#include <omp.h>
 
 #include "../cpu/adamw.h"
 #include "../cpu/attention.h"
 #include "../cpu/convert.h"
 #include "../cpu/decode.h"
 #include "../cpu/embedding.h"
+#include "../cpu/flash_attention.h"
 #include "../cpu/fused_head.h"
 #include "../cpu/gelu.h"
 #include "../cpu/layernorm.h"
@@ -24,6 +28,7 @@
 #include "../cpu/rope.h"
 #include "../cpu/swiglu.h"
 #include "../common/layout.h"
+#include "spec.h"
 #include "../cuda/runtime.h"
 
 #if PLW_WITH_CUDA
@@ -32,6 +37,7 @@
 #include "../cuda/convert.h"
 #include "../cuda/decode.h"
 #include "../cuda/embedding.h"
+#include "../cuda/flash_attention.h"
 #include "../cuda/fused_head.h"
 #include "../cuda/gelu.h"
 #include "../cuda/layernorm.h"
@@ -53,7 +59,8 @@ namespace plw::engine {
     X(fused_head_cross_entropy_forward) X(fused_head_cross_entropy_backward) X(adamw_update) \
     X(grad_sum_squares) X(attention_decode_forward) X(head_logits_forward) X(convert)             \
     X(rmsnorm_forward) X(rmsnorm_backward) X(rope_forward) X(rope_backward) X(swiglu_forward)   \
-    X(swiglu_backward) X(lora_forward) X(lora_backward) X(dropout_forward) X(dropout_backward)
+    X(swiglu_backward) X(lora_forward) X(lora_backward) X(dropout_forward) X(dropout_backward)       \
+    X(flash_attention_forward) X(flash_attention_backward)
 
 struct CpuBackend {
     static constexpr const char* name = "cpu";
@@ -85,7 +92,14 @@ struct CpuBackend {
     static size_t fused_head_scratch_bytes(int chunk, int V, size_t /*elem_size*/) {
         return sizeof(float) * cpu::fused_head_scratch_floats(chunk, V);
     }
-    static size_t attention_scratch_bytes(int /*T*/, int /*NH*/, size_t /*elem_size*/) { return 0; }
+    // The unfused attention takes no scratch; the fused one a few tiles per thread.
+    static size_t attention_scratch_bytes(int /*B*/, int T, int NH, int hs, size_t /*elem_size*/, bool fused) {
+        return fused ? cpu::flash_attention_scratch_bytes(T, NH, hs, omp_get_max_threads()) : 0;
+    }
+    static bool fused_attention_supported(int /*hs*/) { return true; }
+    // recompute 'auto', in order of preference: fused attention is the CPU's faster attention
+    // (docs/memory.md), so it comes first; block when that does not fit.
+    static std::vector<Recompute> auto_order() { return {Recompute::Attention, Recompute::Block}; }
     static int default_head_chunk() { return 256; }
     // Rows of the stored token table / head: the CPU gains nothing from padding.
     static int padded_vocab(int V) { return V; }
@@ -110,9 +124,13 @@ struct CudaBackend {
         return cuda::fused_head_scratch_bytes(chunk, V, elem_size);
     }
     // Held by the attention op from the scratch pool, not by the engine's arenas.
-    static size_t attention_scratch_bytes(int T, int NH, size_t elem_size) {
-        return cuda::attention_scratch_bytes(T, NH, elem_size);
+    static size_t attention_scratch_bytes(int B, int T, int NH, int hs, size_t elem_size, bool fused) {
+        return fused ? cuda::flash_attention_scratch_bytes(B, T, NH, hs) : cuda::attention_scratch_bytes(T, NH, elem_size);
     }
+    static bool fused_attention_supported(int hs) { return cuda::flash_attention_supports(hs); }
+    // recompute 'auto', in order of preference: the unfused attention (cuBLASLt tensor-core
+    // GEMMs) while the fused kernels are unmeasured on a GPU, then fused, then block.
+    static std::vector<Recompute> auto_order() { return {Recompute::None, Recompute::Attention, Recompute::Block}; }
     static int default_head_chunk() { return 2048; }
     // The CUDA kernels like rows of 128 floats.
     static int padded_vocab(int V) { return (V + 127) / 128 * 128; }

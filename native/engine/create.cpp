@@ -19,6 +19,24 @@ std::unique_ptr<Model> make(const ModelSpec& spec, BatchShape max, bool plan_onl
     throw Error("unknown architecture");
 }
 
+// Recompute::Auto: the first of the backend's auto_order() whose bill fits the free memory
+// (0: unknown, taken as fitting); the last one when none fits (its refusal is the clearest).
+template <typename BK, typename Act>
+ModelSpec resolve_recompute(ModelSpec spec, BatchShape max) {
+    if (spec.recompute != Recompute::Auto) return spec;
+    const size_t free = BK::free_memory();
+    for (Recompute r : BK::auto_order()) {
+        spec.recompute = r;
+        if (free == 0 || make<BK, Act>(spec, max, true)->memory().total() <= free) break;
+    }
+    return spec;
+}
+
+template <typename BK, typename Act>
+std::unique_ptr<Model> make_resolved(const ModelSpec& spec, BatchShape max) {
+    return make<BK, Act>(resolve_recompute<BK, Act>(spec, max), max);
+}
+
 }  // namespace
 
 std::unique_ptr<Model> create_model(const ModelSpec& spec, const std::string& device, BatchShape max_batch,
@@ -26,20 +44,24 @@ std::unique_ptr<Model> create_model(const ModelSpec& spec, const std::string& de
     if (device == "cpu") {
         PLW_CHECK(precision == Precision::F32,
                   "bf16 mixed precision runs on CUDA only; the CPU engine computes in f32 (use precision 'f32')");
-        return make<CpuBackend, float>(spec, max_batch);
+        return make_resolved<CpuBackend, float>(spec, max_batch);
     }
     if (device == "cuda") {
         std::string reason;
         if (!cuda::available(&reason)) throw Error("CUDA backend unavailable: " + reason);
 #if PLW_WITH_CUDA
-        if (precision == Precision::BF16) return make<CudaBackend, bf16>(spec, max_batch);
-        return make<CudaBackend, float>(spec, max_batch);
+        if (precision == Precision::BF16) return make_resolved<CudaBackend, bf16>(spec, max_batch);
+        return make_resolved<CudaBackend, float>(spec, max_batch);
 #endif
     }
     throw Error("unknown device '" + device + "' (expected 'cpu' or 'cuda')");
 }
 
-MemoryReport plan_memory(const ModelSpec& spec, const std::string& device, BatchShape max_batch, Precision precision) {
+MemoryReport plan_memory(const ModelSpec& requested, const std::string& device, BatchShape max_batch, Precision precision) {
+    ModelSpec spec = requested;  // a plan is for a device that may not be here: Auto plans the backend's first choice
+    if (spec.recompute == Recompute::Auto) {
+        spec.recompute = device == "cpu" ? CpuBackend::auto_order().front() : Recompute::None;  // CudaBackend's, also without nvcc
+    }
     if (device == "cpu") {
         PLW_CHECK(precision == Precision::F32, "the CPU engine computes in f32 only");
         return make<CpuBackend, float>(spec, max_batch, true)->memory();

@@ -10,10 +10,10 @@
 //   static void validate(const ModelSpec&)   throws on a spec it cannot run
 //   void carve(Arena&, BatchShape)       its activation buffers (dry run or real)
 //   void carve_decode(Arena&)            its one-row decode buffers
-//   void forward(const Inputs&)          -> hidden(): the final norm's output (N, C)
+//   void forward(const Inputs&, KvCache* = nullptr)   -> hidden(): the final norm's output (N, C);
+//                                        with a cache (one row), each layer's K/V of rows 0..T-1 into it
 //   void backward(const Inputs&, const Act* dhidden)   parameter gradients +=
 //   int head_entry() const               the table entry whose rows are the LM head (V, C)
-//   void store_kv(int T, KvCache&)       after forward() of one row: K/V of rows 0..T-1 into the cache
 //   void decode_step(const DecodeInputs&, KvCache&, float* out)   one token; out (C) = final norm, f32
 //   int kv_width() const                 NKV * hs, a cache row
 //   std::string describe() const         for messages ("Llama (16 layers, 2048 channels)")
@@ -230,9 +230,9 @@ public:
 
 private:
     // A forward without dropout (evaluation, scoring, generation's prefill).
-    void forward_eval(const Inputs& in) {
+    void forward_eval(const Inputs& in, KvCache* cache = nullptr) {
         lora_.begin_pass(/*training=*/false, 0);
-        arch_.forward(in);
+        arch_.forward(in, cache);
     }
 
     static void add(LossReport* a, const LossReport& b) {
@@ -267,7 +267,8 @@ private:
         head_scratch_ = a.template take<uint8_t>(BK::fused_head_scratch_bytes(chunk_, spec_.vocab_size, sizeof(Act)),
                                                  &MemoryReport::scratch);
         // Held by the attention op itself (the CUDA scratch pool), but part of the bill.
-        bill_->scratch += BK::attention_scratch_bytes(max_.T, spec_.heads, sizeof(Act));
+        bill_->scratch += BK::attention_scratch_bytes(max_.B, max_.T, spec_.heads, spec_.head_dim, sizeof(Act),
+                                                      arch_.fused_attention());
     }
 
     void plan(MemoryReport* bill) {
@@ -295,7 +296,9 @@ private:
                         " does not fit on " + BK::name + ": it needs about " + mib(plan.total()) + " (parameters " +
                         mib(plan.parameters) + ", gradients " + mib(plan.gradients) + ", AdamW " + mib(plan.optimizer) +
                         ", activations " + mib(plan.activations) + ", loss scratch " + mib(plan.scratch) + ")" +
-                        lora_note() + "; use a smaller batch or sequence length. (" + e.what() + ")");
+                        lora_note() + recompute_note() + "; use a smaller batch or sequence length" +
+                        (spec_.recompute != Recompute::Block ? ", or recomputation (recompute 'block')" : "") + ". (" +
+                        e.what() + ")");
         }
     }
 
@@ -305,6 +308,13 @@ private:
         return " with LoRA r=" + std::to_string(spec_.lora.r) + ": the base is frozen" +
                (kMixed ? " and held in bf16 only" : "") + ", gradients and AdamW cover the " +
                std::to_string(table_.trainable_count()) + " adapter parameters only";
+    }
+
+    // For the refusal: how the activations were already traded for compute.
+    std::string recompute_note() const {
+        const char* attention = arch_.fused_attention() ? "fused attention (no T x T probabilities)" : "attention probabilities kept";
+        return std::string("; recompute ") + recompute_name(spec_.recompute) + ": " + attention +
+               (spec_.recompute == Recompute::Block ? ", one layer's activations and each layer's output kept" : "");
     }
 
     // ------------------------------------------------------------------ batches
@@ -432,8 +442,7 @@ private:
         std::vector<int32_t> zeros;
         std::vector<float> w;
         const Inputs in = upload_batch(single_row(seq, &zeros, &w), /*eval=*/true);
-        forward_eval(in);
-        arch_.store_kv(T, cache_);
+        forward_eval(in, &cache_);
         to_f32(dec_hidden_, arch_.hidden() + static_cast<size_t>(T - 1) * spec_.hidden, spec_.hidden);
         head_logits(out);
     }

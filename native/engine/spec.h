@@ -33,6 +33,26 @@ struct LoraSpec {
     double scaling() const { return rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / r; }
 };
 
+// How training trades compute for memory (not part of config.json; docs/memory.md).
+//   None       every activation is kept; attention keeps its (B, NH, T, T) probabilities
+//   Attention  fused attention: only each query row's log-sum-exp is kept and the backward
+//              recomputes the probabilities tile by tile (memory linear in T)
+//   Block      fused attention, and of each block only its output is kept: the backward
+//              runs the block's forward again first (the same ops: bitwise the same values)
+//   Auto       resolved by create_model: Attention, or Block where Attention's bill does not
+//              fit the device's free memory
+// Where the backend has no fused kernel for the head size, attention stays as in None.
+enum class Recompute { None, Attention, Block, Auto };
+inline const char* recompute_name(Recompute r) {
+    switch (r) {
+        case Recompute::None: return "none";
+        case Recompute::Attention: return "attention";
+        case Recompute::Block: return "block";
+        case Recompute::Auto: return "auto";
+    }
+    return "?";
+}
+
 struct ModelSpec {
     Arch arch = Arch::GPT2;
     int vocab_size = 0;     // vocab_size (real; exported checkpoints have this many rows)
@@ -54,6 +74,7 @@ struct ModelSpec {
     bool qk_norm = false;       // Qwen3: RMSNorm of each head of q and k before RoPE
     int sliding_window = 0;     // Mistral: sliding_window (0 = none); longer sequences are refused
     LoraSpec lora;              // adapters (not part of config.json: adapter_config.json)
+    Recompute recompute = Recompute::None;  // training's memory/compute trade (not part of config.json)
 };
 
 // Shapes of one optimizer micro-step's activations: B rows of T tokens.

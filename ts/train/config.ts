@@ -70,6 +70,12 @@ export interface TrainConfig {
   device: 'cpu' | 'cuda' | 'auto'
   /** Activations' arithmetic: 'auto' is bf16 mixed precision on cuda, f32 on cpu (see docs/precision.md). */
   precision: 'f32' | 'bf16' | 'auto'
+  /**
+   * Memory/compute trade (docs/memory.md): none | attention (fused, no T×T probabilities) |
+   * block (also recompute each layer in the backward) | auto (the first that fits: cpu attention, block;
+   * cuda none, attention, block).
+   */
+  recompute: 'none' | 'attention' | 'block' | 'auto'
   /** The run directory. */
   out: string
   /** Continue the run in this directory exactly where it stopped (the command line's --resume only, never a config file). */
@@ -146,6 +152,7 @@ export const DEFAULTS: TrainConfig = {
   logEvery: 1,
   device: 'auto',
   precision: 'auto',
+  recompute: 'auto',
   out: 'runs/latest',
   resume: null,
   overwrite: false,
@@ -203,6 +210,7 @@ const ENUMS: Partial<Record<keyof TrainConfig, readonly string[]>> = {
   lrSchedule: ['cosine', 'linear', 'constant'],
   device: ['cpu', 'cuda', 'auto'],
   precision: ['f32', 'bf16', 'auto'],
+  recompute: ['none', 'attention', 'block', 'auto'],
   initArch: ['gpt2', 'llama', 'qwen2', 'qwen3', 'mistral'],
   saveDtype: ['auto', 'float32', 'bfloat16', 'float16'],
 }

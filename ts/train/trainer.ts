@@ -196,7 +196,8 @@ export class Trainer extends EventEmitter {
     const data = await this.prepare(positions, positionsFrom, startedAt)
     run.meta = data.meta
     run.save = { dtype: SAVE_DTYPES[c.saveDtype], maxShardBytes: parseSize(c.maxShardSize) ?? undefined }
-    const modelOptions = { device, precision: c.precision, maxBatch: microBatch, maxSeqLen: data.maxLength - 1, loraSeed: c.seed }
+    const modelOptions = { device, precision: c.precision, recompute: c.recompute, maxBatch: microBatch, maxSeqLen: data.maxLength - 1,
+      loraSeed: c.seed }
     if (resumeFrom !== undefined) {
       const loaded = await RunDir.loadCheckpoint(resumeFrom.dir, modelOptions)
       model = loaded.model
@@ -223,7 +224,8 @@ export class Trainer extends EventEmitter {
     const params = count(model.baseParameters())
     this.log(`model: ${describeConfig(model.config)}, ` +
       `${(params / 1e6).toFixed(2)}M parameters on ${info.device} (${info.precision}); memory ${(info.memory.total / 2 ** 20).toFixed(0)} MiB ` +
-      `(activations ${(info.memory.activations / 2 ** 20).toFixed(0)} MiB for ${microBatch} × ${data.maxLength - 1})`)
+      `(activations ${(info.memory.activations / 2 ** 20).toFixed(0)} MiB for ${microBatch} × ${data.maxLength - 1}, recompute ` +
+      `${info.spec.recompute}${c.recompute === 'auto' ? ' (auto)' : ''})`)
     if (model.lora) {
       const trainable = count(model.adapterParameters())
       this.log(`LoRA r=${model.lora.r} alpha=${model.lora.alpha}${model.lora.rslora ? ' (rsLoRA)' : ''} dropout=${model.lora.dropout} on ` +
@@ -406,7 +408,7 @@ function checkResume(c: TrainConfig): void {
   if (!fs.existsSync(path.join(dir, 'config.json'))) throw new RunDirError(`resume ${dir}: no config.json there (not a plwtune run directory)`)
   const file = path.join(dir, 'config.json')
   const saved = readJsonFile<Record<string, unknown>>(file, 'run configuration')
-  const free = new Set(['resume', 'out', 'device', 'overwrite', 'allowDataChange'])
+  const free = new Set(['resume', 'out', 'device', 'recompute', 'overwrite', 'allowDataChange'])
   // maxLength compares as the effective length (capped at the model's positions): runs record that one
   const newest = new RunDir(dir).checkpoints().pop()
   const positions = newest !== undefined ? readPositions(baseDirOf(newest.dir)) : null

@@ -9,6 +9,9 @@
 // buffer (dres) that flows backward through the layers, each op adding into it.
 // LayerNorm and the embedding read the f32 masters (p); the GEMMs read the working copy (w).
 // Every linear layer is a Proj (projection.h): base weight, bias, and a LoRA adapter if targeted.
+// Recomputation (spec.recompute, spec.h): fused attention keeps lse instead of att; Block
+// keeps each layer's res3 only, all other activations are one set shared by the layers that
+// the backward refills by running the layer's forward again.
 #pragma once
 #include <string>
 #include <vector>
@@ -33,7 +36,8 @@ class Gpt2 {
         float* ln1_rstd;  // (N)
         Act* qkv;       // (N, 3C)  rows [q | k | v]
         Act* atty;      // (N, C)
-        Act* att;       // (B, NH, T, T)
+        Act* att;       // (B, NH, T, T)  probabilities (unfused attention only)
+        float* lse;     // (B, NH, T)     log-sum-exp of each query row (fused attention only)
         Act* attproj;   // (N, C)
         Act* res2;      // (N, C)
         Act* ln2;       // (N, C)
@@ -89,19 +93,33 @@ public:
     int kv_width() const { return s_.hidden; }
     const Act* hidden() const { return lnf_; }
 
+    // Whether attention runs fused (keeps lse, not att) for this spec and backend.
+    bool fused_attention() const {
+        return s_.recompute != Recompute::None && BK::fused_attention_supported(s_.hidden / s_.heads);
+    }
+
     void carve(Arena<BK>& a, BatchShape max) {
         const size_t C = s_.hidden, NH = s_.heads, B = max.B, T = max.T, N = B * T;
         constexpr auto act = &MemoryReport::activations;
+        fused_ = fused_attention();
+        block_ = s_.recompute == Recompute::Block;
         encoded_ = a.template take<Act>(N * C, act);
         acts_.clear();
         for (int l = 0; l < s_.layers; l++) {
+            if (block_ && l > 0) {  // layer 0's set, shared; only the block's output is its own
+                Acts x = acts_[0];
+                x.res3 = a.template take<Act>(N * C, act);
+                acts_.push_back(x);
+                continue;
+            }
             Acts x{};
             x.ln1 = a.template take<Act>(N * C, act);
             x.ln1_mean = a.template take<float>(N, act);
             x.ln1_rstd = a.template take<float>(N, act);
             x.qkv = a.template take<Act>(N * 3 * C, act);
             x.atty = a.template take<Act>(N * C, act);
-            x.att = a.template take<Act>(B * NH * T * T, act);
+            if (fused_) x.lse = a.template take<float>(B * NH * T, act);
+            else x.att = a.template take<Act>(B * NH * T * T, act);
             x.attproj = a.template take<Act>(N * C, act);
             x.res2 = a.template take<Act>(N * C, act);
             x.ln2 = a.template take<Act>(N * C, act);
@@ -123,24 +141,16 @@ public:
         dfch_gelu_ = a.template take<Act>(N * 4 * C, act);
     }
 
-    void forward(const Inputs& in) {
-        const int B = in.B, T = in.T, N = in.N, C = s_.hidden, NH = s_.heads, hs = C / NH;
+    // cache: when given (generation's prefill, one row), each layer's K and V go into it as the
+    // layer is computed (with Block recomputation its qkv is overwritten by the next layer).
+    void forward(const Inputs& in, KvCache* cache = nullptr) {
+        const int N = in.N, C = s_.hidden;
         BK::embedding_forward(encoded_, in.tokens, in.positions, P(wte_), P(wpe_), N, C);
         const Act* x = encoded_;
         for (int l = 0; l < s_.layers; l++) {
-            const Layer& o = layers_[l];
-            const Acts& a = acts_[l];
-            BK::layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, P(o.ln1w), P(o.ln1b), N, C);
-            lin_.forward(a.qkv, a.ln1, o.qkv, N, C, 3 * C);
-            BK::attention_forward(a.atty, a.att, a.qkv, a.qkv + C, a.qkv + 2 * C, in.segments, B, T, NH, NH, hs, 3 * C, 3 * C);
-            lin_.forward(a.attproj, a.atty, o.attproj, N, C, C);
-            BK::residual_forward(a.res2, x, a.attproj, static_cast<size_t>(N) * C);
-            BK::layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, P(o.ln2w), P(o.ln2b), N, C);
-            lin_.forward(a.fch, a.ln2, o.fc, N, C, 4 * C);
-            BK::gelu_forward(a.fch_gelu, a.fch, static_cast<size_t>(N) * 4 * C);
-            lin_.forward(a.fcproj, a.fch_gelu, o.fcproj, N, 4 * C, C);
-            BK::residual_forward(a.res3, a.res2, a.fcproj, static_cast<size_t>(N) * C);
-            x = a.res3;
+            forward_layer(in, l, x);
+            if (cache) store_kv(l, in.T, *cache);
+            x = acts_[l].res3;
         }
         BK::layernorm_forward(lnf_, lnf_mean_, lnf_rstd_, x, P(lnfw_), P(lnfb_), N, C);
     }
@@ -155,6 +165,7 @@ public:
             const Layer& o = layers_[l];
             const Acts& a = acts_[l];
             const Act* x_in = l == 0 ? encoded_ : acts_[l - 1].res3;
+            if (block_ && l != s_.layers - 1) forward_layer(in, l, x_in);  // the shared set holds the last layer's
             // res3 = res2 + fcproj: dres is d(fcproj) and flows on to res2.
             BK::zero(dfch_gelu_, 4 * NC * sizeof(Act));
             lin_.backward(dfch_gelu_, dres_, a.fch_gelu, o.fcproj, N, 4 * C, C);
@@ -167,8 +178,13 @@ public:
             BK::zero(dbuf_, NC * sizeof(Act));  // d(atty)
             lin_.backward(dbuf_, dres_, a.atty, o.attproj, N, C, C);
             BK::zero(dqkv_, 3 * NC * sizeof(Act));
-            BK::attention_backward(dqkv_, dqkv_ + C, dqkv_ + 2 * C, dbuf_, a.qkv, a.qkv + C, a.qkv + 2 * C, a.att,
-                                   in.segments, B, T, NH, NH, hs, 3 * C, 3 * C);
+            if (fused_) {
+                BK::flash_attention_backward(dqkv_, dqkv_ + C, dqkv_ + 2 * C, dbuf_, a.atty, a.lse, a.qkv, a.qkv + C, a.qkv + 2 * C,
+                                             in.segments, B, T, NH, NH, hs, 3 * C, 3 * C);
+            } else {
+                BK::attention_backward(dqkv_, dqkv_ + C, dqkv_ + 2 * C, dbuf_, a.qkv, a.qkv + C, a.qkv + 2 * C, a.att,
+                                       in.segments, B, T, NH, NH, hs, 3 * C, 3 * C);
+            }
             BK::zero(dbuf_, NC * sizeof(Act));  // d(ln1)
             lin_.backward(dbuf_, dqkv_, a.ln1, o.qkv, N, C, 3 * C);
             BK::layernorm_backward(dres_, GD(o.ln1w, 0), GD(o.ln1b, 1), dbuf_, x_in, P(o.ln1w), a.ln1_mean, a.ln1_rstd, N, C);
@@ -190,18 +206,6 @@ public:
         d_.res = a.template take<float>(C, act);
         d_.fch = a.template take<float>(4 * C, act);
         d_.fch_gelu = a.template take<float>(4 * C, act);
-    }
-
-    // After forward() of one row of T tokens: K and V of every layer into the cache.
-    void store_kv(int T, KvCache& cache) {
-        const int C = s_.hidden;
-        for (int l = 0; l < s_.layers; l++) {
-            for (int t = 0; t < T; t++) {  // qkv rows are [q | k | v]
-                const Act* row = acts_[l].qkv + static_cast<size_t>(t) * 3 * C;
-                to_f32(cache.k_layer(l) + static_cast<size_t>(t) * C, row + C, C);
-                to_f32(cache.v_layer(l) + static_cast<size_t>(t) * C, row + 2 * C, C);
-            }
-        }
     }
 
     // The forward of one new token, attending over the cache; mirrors forward() op for op with N = 1.
@@ -230,6 +234,37 @@ public:
     }
 
 private:
+    // Layer l's forward from its input x into acts_[l] (the shared set under Block).
+    void forward_layer(const Inputs& in, int l, const Act* x) {
+        const int B = in.B, T = in.T, N = in.N, C = s_.hidden, NH = s_.heads, hs = C / NH;
+        const Layer& o = layers_[l];
+        const Acts& a = acts_[l];
+        BK::layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, P(o.ln1w), P(o.ln1b), N, C);
+        lin_.forward(a.qkv, a.ln1, o.qkv, N, C, 3 * C);
+        if (fused_) {
+            BK::flash_attention_forward(a.atty, a.lse, a.qkv, a.qkv + C, a.qkv + 2 * C, in.segments, B, T, NH, NH, hs, 3 * C, 3 * C);
+        } else {
+            BK::attention_forward(a.atty, a.att, a.qkv, a.qkv + C, a.qkv + 2 * C, in.segments, B, T, NH, NH, hs, 3 * C, 3 * C);
+        }
+        lin_.forward(a.attproj, a.atty, o.attproj, N, C, C);
+        BK::residual_forward(a.res2, x, a.attproj, static_cast<size_t>(N) * C);
+        BK::layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, P(o.ln2w), P(o.ln2b), N, C);
+        lin_.forward(a.fch, a.ln2, o.fc, N, C, 4 * C);
+        BK::gelu_forward(a.fch_gelu, a.fch, static_cast<size_t>(N) * 4 * C);
+        lin_.forward(a.fcproj, a.fch_gelu, o.fcproj, N, 4 * C, C);
+        BK::residual_forward(a.res3, a.res2, a.fcproj, static_cast<size_t>(N) * C);
+    }
+
+    // Layer l's K and V of rows 0..T-1 (one batch row) into the cache; qkv rows are [q | k | v].
+    void store_kv(int l, int T, KvCache& cache) {
+        const int C = s_.hidden;
+        for (int t = 0; t < T; t++) {
+            const Act* row = acts_[l].qkv + static_cast<size_t>(t) * 3 * C;
+            to_f32(cache.k_layer(l) + static_cast<size_t>(t) * C, row + C, C);
+            to_f32(cache.v_layer(l) + static_cast<size_t>(t) * C, row + 2 * C, C);
+        }
+    }
+
     float* P(int e) const { return t_.param(e); }
     float* G(int e) const { return t_.grad(e); }
     float* GD(int e, int slot) const { return t_.grad_or_discard(e, slot); }  // norms always write a gradient
@@ -252,6 +287,8 @@ private:
     Act *dres_ = nullptr, *dbuf_ = nullptr;            // (N, C)
     Act* dqkv_ = nullptr;                              // (N, 3C)
     Act *dfch_ = nullptr, *dfch_gelu_ = nullptr;       // (N, 4C)
+    bool fused_ = false;  // attention fused (lse kept, not att)
+    bool block_ = false;  // Block recomputation: one shared activation set
     Dec d_{};
 };
 

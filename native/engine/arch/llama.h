@@ -16,6 +16,8 @@
 // zeroed before the op that accumulates into them; dres carries the residual gradient down.
 // Norms and the embedding read the f32 masters (P); the GEMMs read the working copy. Every
 // linear layer is a Proj (projection.h): base weight, optional bias, a LoRA adapter if targeted.
+// Recomputation (spec.recompute) as in gpt2.h: fused attention keeps lse instead of att;
+// Block keeps each layer's res3 and shares one set of the other activations.
 #pragma once
 #include <cmath>
 #include <string>
@@ -73,7 +75,8 @@ class Llama {
         Act* q;          // (N, Q)  after norm and RoPE: the attention's input
         Act* k;          // (N, KV)
         Act* v;          // (N, KV)
-        Act* att;        // (B, NH, T, T) probabilities
+        Act* att;        // (B, NH, T, T) probabilities (unfused attention only)
+        float* lse;      // (B, NH, T)    log-sum-exp of each query row (fused attention only)
         Act* atty;       // (N, Q)
         Act* attproj;    // (N, C)  o_proj output
         Act* res2;       // (N, C)  x + attention
@@ -140,13 +143,24 @@ public:
     int kv_width() const { return s_.kv_heads * s_.head_dim; }
     const Act* hidden() const { return norm_out_; }
 
+    // Whether attention runs fused (keeps lse, not att) for this spec and backend.
+    bool fused_attention() const { return s_.recompute != Recompute::None && BK::fused_attention_supported(s_.head_dim); }
+
     void carve(Arena<BK>& a, BatchShape max) {
         const size_t B = max.B, T = max.T, N = B * T, C = s_.hidden, NH = s_.heads, NKV = s_.kv_heads,
                      Q = NH * s_.head_dim, KV = NKV * s_.head_dim, F = s_.intermediate;
         constexpr auto act = &MemoryReport::activations;
+        fused_ = fused_attention();
+        block_ = s_.recompute == Recompute::Block;
         embedded_ = a.template take<Act>(N * C, act);
         acts_.clear();
         for (int l = 0; l < s_.layers; l++) {
+            if (block_ && l > 0) {  // layer 0's set, shared; only the block's output is its own
+                Acts x = acts_[0];
+                x.res3 = a.template take<Act>(N * C, act);
+                acts_.push_back(x);
+                continue;
+            }
             Acts x{};
             x.ln1 = a.template take<Act>(N * C, act);
             x.ln1_rstd = a.template take<float>(N, act);
@@ -159,7 +173,8 @@ public:
             x.q = a.template take<Act>(N * Q, act);
             x.k = a.template take<Act>(N * KV, act);
             x.v = a.template take<Act>(N * KV, act);
-            x.att = a.template take<Act>(B * NH * T * T, act);
+            if (fused_) x.lse = a.template take<float>(B * NH * T, act);
+            else x.att = a.template take<Act>(B * NH * T * T, act);
             x.atty = a.template take<Act>(N * Q, act);
             x.attproj = a.template take<Act>(N * C, act);
             x.res2 = a.template take<Act>(N * C, act);
@@ -194,38 +209,17 @@ public:
         }
     }
 
-    void forward(const Inputs& in) {
-        const int B = in.B, T = in.T, N = in.N, C = s_.hidden, NH = s_.heads, NKV = s_.kv_heads, hs = s_.head_dim,
-                  Q = NH * hs, KV = NKV * hs, F = s_.intermediate;
+    // cache: when given (generation's prefill, one row), each layer's K (after RoPE) and V go
+    // into it as the layer is computed (with Block recomputation the next layer overwrites them).
+    void forward(const Inputs& in, KvCache* cache = nullptr) {
+        const int N = in.N, C = s_.hidden;
         const float eps = static_cast<float>(s_.norm_eps);
         BK::embedding_forward(embedded_, in.tokens, nullptr, P(embed_), nullptr, N, C);
         const Act* x = embedded_;
         for (int l = 0; l < s_.layers; l++) {
-            const Layer& o = layers_[l];
-            const Acts& a = acts_[l];
-            BK::rmsnorm_forward(a.ln1, a.ln1_rstd, x, P(o.ln1), N, C, eps);
-            if (s_.qk_norm) {
-                lin_.forward(a.q_lin, a.ln1, o.q, N, C, Q);
-                lin_.forward(a.k_lin, a.ln1, o.k, N, C, KV);
-                BK::rmsnorm_forward(a.q, a.q_rstd, a.q_lin, P(o.qnorm), N * NH, hs, eps);
-                BK::rmsnorm_forward(a.k, a.k_rstd, a.k_lin, P(o.knorm), N * NKV, hs, eps);
-            } else {
-                lin_.forward(a.q, a.ln1, o.q, N, C, Q);
-                lin_.forward(a.k, a.ln1, o.k, N, C, KV);
-            }
-            lin_.forward(a.v, a.ln1, o.v, N, C, KV);
-            BK::rope_forward(a.q, in.positions, inv_freq_, N, NH, hs);
-            BK::rope_forward(a.k, in.positions, inv_freq_, N, NKV, hs);
-            BK::attention_forward(a.atty, a.att, a.q, a.k, a.v, in.segments, B, T, NH, NKV, hs, Q, KV);
-            lin_.forward(a.attproj, a.atty, o.o, N, Q, C);
-            BK::residual_forward(a.res2, x, a.attproj, static_cast<size_t>(N) * C);
-            BK::rmsnorm_forward(a.ln2, a.ln2_rstd, a.res2, P(o.ln2), N, C, eps);
-            lin_.forward(a.gate, a.ln2, o.gate, N, C, F);
-            lin_.forward(a.up, a.ln2, o.up, N, C, F);
-            BK::swiglu_forward(a.act, a.gate, a.up, static_cast<size_t>(N) * F);
-            lin_.forward(a.mlp, a.act, o.down, N, F, C);
-            BK::residual_forward(a.res3, a.res2, a.mlp, static_cast<size_t>(N) * C);
-            x = a.res3;
+            forward_layer(in, l, x);
+            if (cache) store_kv(l, in.T, *cache);
+            x = acts_[l].res3;
         }
         BK::rmsnorm_forward(norm_out_, norm_rstd_, x, P(norm_), N, C, eps);
     }
@@ -242,6 +236,7 @@ public:
             const Layer& o = layers_[l];
             const Acts& a = acts_[l];
             const Act* x_in = l == 0 ? embedded_ : acts_[l - 1].res3;
+            if (block_ && l != s_.layers - 1) forward_layer(in, l, x_in);  // the shared set holds the last layer's
             // res3 = res2 + mlp: dres is d(mlp) and flows on to res2.
             BK::zero(dact_, NF * sizeof(Act));
             lin_.backward(dact_, dres_, a.act, o.down, N, F, C);
@@ -258,7 +253,12 @@ public:
             BK::zero(dq_, NQ * sizeof(Act));
             BK::zero(dk_, NKVs * sizeof(Act));
             BK::zero(dv_, NKVs * sizeof(Act));
-            BK::attention_backward(dq_, dk_, dv_, datty_, a.q, a.k, a.v, a.att, in.segments, B, T, NH, NKV, hs, Q, KV);
+            if (fused_) {
+                BK::flash_attention_backward(dq_, dk_, dv_, datty_, a.atty, a.lse, a.q, a.k, a.v, in.segments, B, T, NH, NKV, hs,
+                                             Q, KV);
+            } else {
+                BK::attention_backward(dq_, dk_, dv_, datty_, a.q, a.k, a.v, a.att, in.segments, B, T, NH, NKV, hs, Q, KV);
+            }
             BK::rope_backward(dq_, in.positions, inv_freq_, N, NH, hs);
             BK::rope_backward(dk_, in.positions, inv_freq_, N, NKV, hs);
             const Act* dq = dq_;
@@ -297,15 +297,6 @@ public:
         d_.gate = a.template take<float>(F, act);
         d_.up = a.template take<float>(F, act);
         d_.act = a.template take<float>(F, act);
-    }
-
-    // After forward() of one row of T tokens: K (after RoPE) and V of every layer into the cache.
-    void store_kv(int T, KvCache& cache) {
-        const size_t n = static_cast<size_t>(T) * kv_width();
-        for (int l = 0; l < s_.layers; l++) {
-            to_f32(cache.k_layer(l), acts_[l].k, n);
-            to_f32(cache.v_layer(l), acts_[l].v, n);
-        }
     }
 
     // The forward of one new token over the cache; mirrors forward() op for op with N = 1.
@@ -347,6 +338,45 @@ public:
     }
 
 private:
+    // Layer l's forward from its input x into acts_[l] (the shared set under Block).
+    void forward_layer(const Inputs& in, int l, const Act* x) {
+        const int B = in.B, T = in.T, N = in.N, C = s_.hidden, NH = s_.heads, NKV = s_.kv_heads, hs = s_.head_dim,
+                  Q = NH * hs, KV = NKV * hs, F = s_.intermediate;
+        const float eps = static_cast<float>(s_.norm_eps);
+        const Layer& o = layers_[l];
+        const Acts& a = acts_[l];
+        BK::rmsnorm_forward(a.ln1, a.ln1_rstd, x, P(o.ln1), N, C, eps);
+        if (s_.qk_norm) {
+            lin_.forward(a.q_lin, a.ln1, o.q, N, C, Q);
+            lin_.forward(a.k_lin, a.ln1, o.k, N, C, KV);
+            BK::rmsnorm_forward(a.q, a.q_rstd, a.q_lin, P(o.qnorm), N * NH, hs, eps);
+            BK::rmsnorm_forward(a.k, a.k_rstd, a.k_lin, P(o.knorm), N * NKV, hs, eps);
+        } else {
+            lin_.forward(a.q, a.ln1, o.q, N, C, Q);
+            lin_.forward(a.k, a.ln1, o.k, N, C, KV);
+        }
+        lin_.forward(a.v, a.ln1, o.v, N, C, KV);
+        BK::rope_forward(a.q, in.positions, inv_freq_, N, NH, hs);
+        BK::rope_forward(a.k, in.positions, inv_freq_, N, NKV, hs);
+        if (fused_) BK::flash_attention_forward(a.atty, a.lse, a.q, a.k, a.v, in.segments, B, T, NH, NKV, hs, Q, KV);
+        else BK::attention_forward(a.atty, a.att, a.q, a.k, a.v, in.segments, B, T, NH, NKV, hs, Q, KV);
+        lin_.forward(a.attproj, a.atty, o.o, N, Q, C);
+        BK::residual_forward(a.res2, x, a.attproj, static_cast<size_t>(N) * C);
+        BK::rmsnorm_forward(a.ln2, a.ln2_rstd, a.res2, P(o.ln2), N, C, eps);
+        lin_.forward(a.gate, a.ln2, o.gate, N, C, F);
+        lin_.forward(a.up, a.ln2, o.up, N, C, F);
+        BK::swiglu_forward(a.act, a.gate, a.up, static_cast<size_t>(N) * F);
+        lin_.forward(a.mlp, a.act, o.down, N, F, C);
+        BK::residual_forward(a.res3, a.res2, a.mlp, static_cast<size_t>(N) * C);
+    }
+
+    // Layer l's K and V of rows 0..T-1 (one batch row) into the cache.
+    void store_kv(int l, int T, KvCache& cache) {
+        const size_t n = static_cast<size_t>(T) * kv_width();
+        to_f32(cache.k_layer(l), acts_[l].k, n);
+        to_f32(cache.v_layer(l), acts_[l].v, n);
+    }
+
     float* P(int e) const { return t_.param(e); }
     float* G(int e) const { return t_.grad(e); }
     float* GD(int e) const { return t_.grad_or_discard(e); }  // the norms always write a weight gradient
@@ -371,6 +401,8 @@ private:
     Act *dk_ = nullptr, *dv_ = nullptr, *dk_lin_ = nullptr;     // (N, KV)
     Act *dact_ = nullptr, *dgate_ = nullptr, *dup_ = nullptr;   // (N, F)
     float* inv_freq_ = nullptr;                                 // (hs/2) RoPE inverse frequencies
+    bool fused_ = false;  // attention fused (lse kept, not att)
+    bool block_ = false;  // Block recomputation: one shared activation set
     Dec d_{};
 };
 
