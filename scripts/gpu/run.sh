@@ -21,6 +21,14 @@ node "$jest" -c jest.dist.config.js 'cuda(-engine)?\.test' 2>&1 | tee "$OUT/cuda
 compute-sanitizer --tool memcheck --error-exitcode 3 node "$jest" -c jest.dist.config.js dist/test/cuda.test.js > "$OUT/sanitizer.log" 2>&1
 echo "compute-sanitizer exit $?" | tee -a "$OUT/gpu.txt"
 tail -5 "$OUT/sanitizer.log"
+# The fused attention inside the engine (f32 and bf16, one micro-step): racecheck and memcheck.
+for tool in racecheck memcheck; do
+  compute-sanitizer --tool $tool --error-exitcode 3 node "$jest" -c jest.dist.config.js dist/test/cuda-engine.test.js \
+    -t 'recompute block.*one micro-step' > "$OUT/sanitizer-flash-$tool.log" 2>&1
+  echo "compute-sanitizer $tool (fused attention) exit $?" | tee -a "$OUT/gpu.txt"
+done
+# The fused kernels against the cuBLASLt attention, per --recompute mode (docs/memory.md).
+node dist/bench/recompute.js --device cuda 2>&1 | tee "$OUT/recompute-bench.md"
 # Llama-family models saved by plwtune, loaded by transformers: logits compared (bench/RESULTS.md).
 node dist/bench/export-for-transformers.js "$OUT/hf" > "$OUT/hf-export.log" 2>&1 \
   && python3 scripts/gpu/llama_check.py --out "$OUT/llama-check.json" "$OUT"/hf/*.json 2>&1 | tail -5
