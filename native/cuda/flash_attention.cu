@@ -312,6 +312,40 @@ __device__ __forceinline__ void accumulate_cols(float (&acc)[RA][DN], const floa
     }
 }
 
+// The backward's view of a (query tile, key tile) pair, this thread's part of it (rows
+// t0 .. t0+RM-1 of the tile's queries, keys t2 = k0 + tx + 16c): S = Q K^T and dP = dO V^T
+// (dot_rows), P = exp(S * scale - lse) where allowed (exactly 0 elsewhere), dS = P (dP - D);
+// dS into sDS and, with kStoreP, P into sP (both this thread's first row, rows of ldp,
+// column tx). sQ, sDO: this thread's first row; sK, sV: key tx; rows of ld. row_lse, D:
+// indexed by the row i < RM (registers or shared memory); seg_q, seg_k: the ids of row t0
+// and of key tx (read only with segments, seg_b != null). Shared by the dq and the dk/dv
+// kernels: the same operations in the same order, so P and dS are bitwise the same in both.
+// (The forward's S and mask stay written out in its kernel: routing them through helpers
+// changed ptxas's register allocation there, e.g. HS = 64 bf16 from 128 to 159 registers.)
+template <int RM, int CN, int HS, bool kStoreP, typename Rows>
+__device__ __forceinline__ void backward_p_ds(float* sP, float* sDS, int ldp, const float* sQ, const float* sDO,
+                                              const float* sK, const float* sV, int ld, const Rows& row_lse,
+                                              const Rows& D, const int32_t* seg_b, const int32_t* seg_q,
+                                              const int32_t* seg_k, int t0, int k0, int tx, int T, float scale) {
+    float s[RM][CN], dp[RM][CN];
+    dot_rows<RM, CN, HS>(s, sQ, sK, ld);
+    dot_rows<RM, CN, HS>(dp, sDO, sV, ld);
+#pragma unroll
+    for (int i = 0; i < RM; ++i) {
+        const int t = t0 + i;
+#pragma unroll
+        for (int c = 0; c < CN; ++c) {
+            const int t2 = k0 + tx + c * kTX;
+            const bool allowed = t < T && t2 <= t && (seg_b == nullptr || seg_k[c * kTX] == seg_q[i]);
+            const float p = allowed ? expf(__fmul_rn(s[i][c], scale) - row_lse[i]) : 0.0f;
+            if constexpr (kStoreP) {
+                sP[i * ldp + c * kTX] = p;
+            }
+            sDS[i * ldp + c * kTX] = p * (dp[i][c] - D[i]);
+        }
+    }
+}
+
 // ----------------------------------------------------------------------------
 // CUDA kernels
 
@@ -523,21 +557,9 @@ __global__ void __launch_bounds__(kThreads)
         load_segments<BC>(sSegK, seg_b, k0, T);
         __syncthreads();  // K, V loaded
 
-        float s[RM][CN], dp[RM][CN];
-        dot_rows<RM, CN, HS>(s, sQ + r0 * kLd, sK + tx * kLd, kLd);
-        dot_rows<RM, CN, HS>(dp, sDO + r0 * kLd, sV + tx * kLd, kLd);
-#pragma unroll
-        for (int i = 0; i < RM; ++i) {
-            const int t = q0 + r0 + i;
-#pragma unroll
-            for (int c = 0; c < CN; ++c) {
-                const int t2 = k0 + tx + c * kTX;
-                const bool allowed = t < T && t2 <= t &&
-                                     (seg_b == nullptr || sSegK[tx + c * kTX] == sSegQ[r0 + i]);
-                const float p = allowed ? expf(__fmul_rn(s[i][c], scale) - row_lse[i]) : 0.0f;
-                sDS[(r0 + i) * kLdP + tx + c * kTX] = p * (dp[i][c] - D[i]);
-            }
-        }
+        backward_p_ds<RM, CN, HS, false>(nullptr, sDS + r0 * kLdP + tx, kLdP, sQ + r0 * kLd, sDO + r0 * kLd,
+                                         sK + tx * kLd, sV + tx * kLd, kLd, row_lse, D, seg_b, sSegQ + r0,
+                                         sSegK + tx, q0 + r0, k0, tx, T, scale);
         __syncthreads();  // dS written
         accumulate_rows<RM, DN, BC>(acc, sDS + r0 * kLdP, kLdP, sK + tx, kLd);
         __syncthreads();  // K and dS read by all before the next tile overwrites them
@@ -626,24 +648,11 @@ __global__ void __launch_bounds__(kThreads)
             load_segments<BR>(sSegQ, seg_b, q0, T);
             __syncthreads();  // Q, dO, lse, D loaded (and, the first time, K and V)
 
-            float s[RM][CN], dp[RM][CN];
-            dot_rows<RM, CN, HS>(s, sQ + r0 * kLd, sK + tx * kLd, kLd);
-            dot_rows<RM, CN, HS>(dp, sDO + r0 * kLd, sV + tx * kLd, kLd);
-#pragma unroll
-            for (int i = 0; i < RM; ++i) {
-                const int t = q0 + r0 + i;
-#pragma unroll
-                for (int c = 0; c < CN; ++c) {
-                    const int t2 = k0 + tx + c * kTX;
-                    const bool allowed =
-                        t < T && t2 <= t &&
-                        (seg_b == nullptr || sSegK[tx + c * kTX] == sSegQ[r0 + i]);
-                    const float p =
-                        allowed ? expf(__fmul_rn(s[i][c], scale) - sLse[r0 + i]) : 0.0f;
-                    sP[(r0 + i) * kLdP + tx + c * kTX] = p;
-                    sDS[(r0 + i) * kLdP + tx + c * kTX] = p * (dp[i][c] - sD[r0 + i]);
-                }
-            }
+            const float* row_lse = sLse + r0;
+            const float* row_D = sD + r0;
+            backward_p_ds<RM, CN, HS, true>(sP + r0 * kLdP + tx, sDS + r0 * kLdP + tx, kLdP, sQ + r0 * kLd,
+                                            sDO + r0 * kLd, sK + tx * kLd, sV + tx * kLd, kLd, row_lse, row_D,
+                                            seg_b, sSegQ + r0, sSegK + tx, q0 + r0, k0, tx, T, scale);
             __syncthreads();  // P, dS written
             accumulate_cols<RK, DN, BR>(acc_v, sP + kr0, kLdP, sDO + tx, kLd);
             accumulate_cols<RK, DN, BR>(acc_k, sDS + kr0, kLdP, sQ + tx, kLd);

@@ -4,8 +4,9 @@
 // (check.h), on shapes that cross the kernel's tiles (T = 1, 7, 37, 100, 300: T not a multiple
 // of a tile, several query and key tiles), head sizes 20, 64, 80, 96, 128, GQA n_rep 1, 2, 7,
 // GPT-2's fused [q|k|v] rows and separate q/k/v buffers with padded rows:
-//   forward       out vs attention_forward (attention.h) and vs a float64 reference written
-//                 here from the math; lse vs the float64 log-sum-exp of the allowed scores
+//   forward       out vs attention_forward (attention.h) and vs the float64 reference
+//                 (attention_reference.h, shared with ops_check.cpp); lse vs the float64
+//                 log-sum-exp of the allowed scores
 //   backward      vs a float64 analytic backward, vs attention_backward, and vs central finite
 //                 differences of L = sum(g * out) (g random, fixed), L computed in double from
 //                 the float forward of the kernel itself
@@ -31,6 +32,7 @@
 
 #include "../../native/cpu/attention.h"
 #include "../../native/cpu/flash_attention.h"
+#include "attention_reference.h"
 #include "check.h"
 
 using namespace plw_check;
@@ -43,39 +45,23 @@ namespace {
 // peaky x_scale = 3 case (scores ~9 N(0,1)); kTolRef (2e-5) keeps a 14x margin over the worst.
 constexpr double kTolVsAttention = kTolRef;
 
-// Where q, k, v live (and dq, dk, dv, at the same places of the gradient buffer): one buffer X
-// in one of two layouts (as in ops_check.cpp):
-//   fused     rows [q (NH*hs) | k (NKV*hs) | v (NKV*hs)], q_stride = kv_stride = (NH+2*NKV)*hs
-//   separate  the q rows (NH*hs + pad floats), then the k rows and the v rows (NKV*hs + pad)
-struct Layout {
-    int B, T, NH, NKV, hs;
-    bool fused;
-    int pad = 0;
+// q, k, v (and dq, dk, dv) in one buffer X of an AttLayout (attention_reference.h, with
+// ops_check.cpp's float64 reference); here one row padding for q and for k, v.
+AttLayout layout(int B, int T, int NH, int NKV, int hs, bool fused, int pad = 0) {
+    return AttLayout{B, T, NH, NKV, hs, fused, pad, pad};
+}
 
-    int q_stride() const { return fused ? (NH + 2 * NKV) * hs : NH * hs + pad; }
-    int kv_stride() const { return fused ? q_stride() : NKV * hs + pad; }
-    size_t rows() const { return static_cast<size_t>(B) * T; }
-    size_t k_off() const { return fused ? static_cast<size_t>(NH) * hs : rows() * q_stride(); }
-    size_t v_off() const { return fused ? static_cast<size_t>(NH + NKV) * hs : k_off() + rows() * kv_stride(); }
-    size_t size() const { return fused ? rows() * q_stride() : v_off() + rows() * kv_stride(); }
-    size_t n_out() const { return rows() * NH * hs; }
-    size_t n_lse() const { return rows() * NH; }
-    size_t qi(int b, int t, int h) const { return (static_cast<size_t>(b) * T + t) * q_stride() + static_cast<size_t>(h) * hs; }
-    size_t ki(int b, int t, int j) const { return k_off() + (static_cast<size_t>(b) * T + t) * kv_stride() + static_cast<size_t>(j) * hs; }
-    size_t vi(int b, int t, int j) const { return v_off() + (static_cast<size_t>(b) * T + t) * kv_stride() + static_cast<size_t>(j) * hs; }
-    size_t oi(int b, int t, int h) const { return (static_cast<size_t>(b) * T + t) * NH * hs + static_cast<size_t>(h) * hs; }
-    std::string tag() const {
-        return fmt("B=%d T=%d NH=%d NKV=%d hs=%d ", B, T, NH, NKV, hs) +
-               (fused ? std::string("fused") : fmt("separate (pad %d)", pad));
-    }
-};
+std::string tag_of(const AttLayout& L) {
+    return fmt("B=%d T=%d NH=%d NKV=%d hs=%d ", L.B, L.T, L.NH, L.NKV, L.hs) +
+           (L.fused ? std::string("fused") : fmt("separate (pad %d)", L.pad_q));
+}
 
-void flash_forward(const Layout& L, Vec& out, Vec& lse, const Vec& X, const int32_t* seg) {
+void flash_forward(const AttLayout& L, Vec& out, Vec& lse, const Vec& X, const int32_t* seg) {
     plw::cpu::flash_attention_forward(out.data(), lse.data(), X.data(), X.data() + L.k_off(), X.data() + L.v_off(),
                                       seg, L.B, L.T, L.NH, L.NKV, L.hs, L.q_stride(), L.kv_stride());
 }
 
-void flash_backward(const Layout& L, Vec& dX, const Vec& g, const Vec& out, const Vec& lse, const Vec& X,
+void flash_backward(const AttLayout& L, Vec& dX, const Vec& g, const Vec& out, const Vec& lse, const Vec& X,
                     const int32_t* seg) {
     plw::cpu::flash_attention_backward(dX.data(), dX.data() + L.k_off(), dX.data() + L.v_off(), g.data(), out.data(),
                                        lse.data(), X.data(), X.data() + L.k_off(), X.data() + L.v_off(), seg, L.B,
@@ -83,13 +69,13 @@ void flash_backward(const Layout& L, Vec& dX, const Vec& g, const Vec& out, cons
 }
 
 // Forward then backward onto dX, as a training step runs them.
-void flash_both(const Layout& L, Vec& out, Vec& lse, Vec& dX, const Vec& g, const Vec& X, const int32_t* seg) {
+void flash_both(const AttLayout& L, Vec& out, Vec& lse, Vec& dX, const Vec& g, const Vec& X, const int32_t* seg) {
     flash_forward(L, out, lse, X, seg);
     flash_backward(L, dX, g, out, lse, X, seg);
 }
 
 // attention.h on the same buffers: out, and dX += its gradient.
-void attention_both(const Layout& L, Vec& out, Vec& dX, const Vec& g, const Vec& X, const int32_t* seg) {
+void attention_both(const AttLayout& L, Vec& out, Vec& dX, const Vec& g, const Vec& X, const int32_t* seg) {
     Vec att(static_cast<size_t>(L.B) * L.NH * L.T * L.T);
     plw::cpu::attention_forward(out.data(), att.data(), X.data(), X.data() + L.k_off(), X.data() + L.v_off(), seg,
                                 L.B, L.T, L.NH, L.NKV, L.hs, L.q_stride(), L.kv_stride());
@@ -98,84 +84,18 @@ void attention_both(const Layout& L, Vec& out, Vec& dX, const Vec& g, const Vec&
                                  L.hs, L.q_stride(), L.kv_stride());
 }
 
-// Forward and backward in double, straight from the definition: query head h uses KV head
-// j = h / (NH/NKV); s = q.k / sqrt(hs) over the allowed keys (t2 <= t, same segment),
-// lse = log sum exp s, P = exp(s - lse), out = P v; dP = g v, dS = P (dP - sum P dP) / sqrt(hs),
-// dq = dS k, dk = dS q, dv = P g (a KV head's gradient sums its query heads').
-void attention_ref(DVec& out, DVec& lse, DVec& dX, const Vec& X, const Vec& g, const Layout& L, const int32_t* seg) {
-    const int T = L.T, hs = L.hs, n_rep = L.NH / L.NKV;
-    const double scale = 1.0 / std::sqrt(static_cast<double>(hs));
-    out.assign(L.n_out(), 0.0);
-    lse.assign(L.n_lse(), 0.0);
-    dX.assign(L.size(), 0.0);
-    DVec s(T), p(T), dp(T);
-    for (int b = 0; b < L.B; b++) {
-        for (int h = 0; h < L.NH; h++) {
-            const int j = h / n_rep;
-            for (int t = 0; t < T; t++) {
-                auto allowed = [&](int t2) { return t2 <= t && (!seg || seg[b * T + t2] == seg[b * T + t]); };
-                const size_t qo = L.qi(b, t, h), oo = L.oi(b, t, h);
-                double m = -INFINITY;
-                for (int t2 = 0; t2 < T; t2++) {
-                    s[t2] = 0.0;
-                    if (!allowed(t2)) continue;
-                    for (int i = 0; i < hs; i++) s[t2] += static_cast<double>(X[qo + i]) * X[L.ki(b, t2, j) + i];
-                    s[t2] *= scale;
-                    m = std::max(m, s[t2]);
-                }
-                double z = 0.0;
-                for (int t2 = 0; t2 < T; t2++) z += allowed(t2) ? std::exp(s[t2] - m) : 0.0;
-                lse[(static_cast<size_t>(b) * L.NH + h) * T + t] = m + std::log(z);
-                double pd = 0.0;
-                for (int t2 = 0; t2 < T; t2++) {
-                    p[t2] = allowed(t2) ? std::exp(s[t2] - m) / z : 0.0;
-                    dp[t2] = 0.0;
-                    const size_t vo = L.vi(b, t2, j);
-                    for (int i = 0; i < hs; i++) {
-                        out[oo + i] += p[t2] * X[vo + i];
-                        dp[t2] += static_cast<double>(g[oo + i]) * X[vo + i];
-                        dX[vo + i] += p[t2] * g[oo + i];
-                    }
-                    pd += p[t2] * dp[t2];
-                }
-                for (int t2 = 0; t2 < T; t2++) {
-                    const double ds = p[t2] * (dp[t2] - pd) * scale;  // 0 where masked
-                    const size_t ko = L.ki(b, t2, j);
-                    for (int i = 0; i < hs; i++) {
-                        dX[qo + i] += ds * X[ko + i];
-                        dX[ko + i] += ds * X[qo + i];
-                    }
-                }
-            }
-        }
-    }
-}
-
-// true at X's row padding (separate layout), which the backward must leave as it was.
-std::vector<bool> padding_of(const Layout& L) {
-    std::vector<bool> pad(L.size(), false);
-    if (L.fused) return pad;
-    for (size_t row = 0; row < L.rows(); row++) {
-        for (int i = L.NH * L.hs; i < L.q_stride(); i++) pad[row * L.q_stride() + i] = true;
-        for (int i = L.NKV * L.hs; i < L.kv_stride(); i++) {
-            pad[L.k_off() + row * L.kv_stride() + i] = true;
-            pad[L.v_off() + row * L.kv_stride() + i] = true;
-        }
-    }
-    return pad;
-}
-
 // x_scale: the std of q, k, v (scores s ~ x_scale^2 * N(0, 1)); 3 makes the softmax peaky and
 // the running max move from key tile to key tile.
-void test_flash(const Layout& L, const IVec& segments, const char* seg_desc, Rng& r, float x_scale = 1.0f) {
-    const std::string tag = L.tag() + " " + seg_desc + (x_scale != 1.0f ? fmt(" x_scale=%g", x_scale) : "");
+void test_flash(const AttLayout& L, const IVec& segments, const char* seg_desc, Rng& r, float x_scale = 1.0f) {
+    const std::string tag = tag_of(L) + " " + seg_desc + (x_scale != 1.0f ? fmt(" x_scale=%g", x_scale) : "");
     const int32_t* seg = segments.empty() ? nullptr : segments.data();
     Vec X = randn(L.size(), r, x_scale);
     const Vec g = randn(L.n_out(), r);
     Vec out(L.n_out(), NAN), lse(L.n_lse(), NAN), dX(L.size(), 0.0f);  // out, lse: written whole
     flash_both(L, out, lse, dX, g, X, seg);
-    DVec rout, rlse, rdX;
-    attention_ref(rout, rlse, rdX, X, g, L, seg);
+    DVec rout, ratt, rlse, rdX;
+    attention_ref(rout, ratt, X, L, seg, &rlse);
+    attention_backward_ref(rdX, g, X, ratt, L);
     Vec aout(L.n_out()), adX(L.size(), 0.0f);
     attention_both(L, aout, adX, g, X, seg);
 
@@ -197,10 +117,8 @@ void test_flash(const Layout& L, const IVec& segments, const char* seg_desc, Rng
     flash_backward(L, acc, g, out, lse, X, seg);
     check_err("flash attention backward accumulates (+=) " + tag, rel_err(acc, add(g0, dX)), kTolAccum);
     if (!L.fused) {
-        const std::vector<bool> pad = padding_of(L);
-        bool untouched = true;
-        for (size_t i = 0; i < L.size(); i++) untouched = untouched && (!pad[i] || acc[i] == g0[i]);
-        report(untouched, "flash attention backward leaves the row padding of dq, dk, dv untouched " + tag);
+        report(padding_untouched(acc, g0, L),
+               "flash attention backward leaves the row padding of dq, dk, dv untouched " + tag);
     }
 
     check_threads("flash attention " + tag, [&] {
@@ -210,29 +128,12 @@ void test_flash(const Layout& L, const IVec& segments, const char* seg_desc, Rng
     });
 }
 
-// Rows [t0, t0 + len) of a B = 1 buffer X of layout L, as a buffer of the same layout with
-// B = 1, T = len.
-Vec rows_of(const Vec& X, const Layout& L, int t0, int len) {
-    Layout S = L;
-    S.T = len;
-    Vec Y(S.size());
-    const size_t qs = L.q_stride(), kvs = L.kv_stride();
-    for (int t = 0; t < len; t++) {
-        std::copy_n(&X[(t0 + t) * qs], qs, &Y[t * qs]);  // fused: the whole row
-        if (!L.fused) {
-            std::copy_n(&X[L.k_off() + (t0 + t) * kvs], kvs, &Y[S.k_off() + t * kvs]);
-            std::copy_n(&X[L.v_off() + (t0 + t) * kvs], kvs, &Y[S.v_off() + t * kvs]);
-        }
-    }
-    return Y;
-}
-
 // A packed row [segment A (ids 7, length TA) | segment B (ids 3)] vs A and B each alone in a
 // row: out, lse and the gradients agree to f32 rounding (the segment alone meets other tile
 // boundaries, so the online softmax groups its keys otherwise). L has B = 1.
-void test_flash_isolation(const Layout& L, int TA, Rng& r) {
+void test_flash_isolation(const AttLayout& L, int TA, Rng& r) {
     const int T = L.T, C = L.NH * L.hs;
-    const std::string tag = L.tag() + fmt(" = %d + %d", TA, T - TA);
+    const std::string tag = tag_of(L) + fmt(" = %d + %d", TA, T - TA);
     const Vec X = randn(L.size(), r), g = randn(L.n_out(), r);
     IVec seg(T);
     for (int t = 0; t < T; t++) seg[t] = t < TA ? 7 : 3;
@@ -241,8 +142,7 @@ void test_flash_isolation(const Layout& L, int TA, Rng& r) {
     double err = 0.0;
     for (int part = 0; part < 2; part++) {
         const int t0 = part == 0 ? 0 : TA, len = part == 0 ? TA : T - TA;
-        Layout L1 = L;
-        L1.T = len;
+        const AttLayout L1 = L.with_rows(1, len);
         const Vec X1 = rows_of(X, L, t0, len);
         const Vec g1(g.begin() + static_cast<size_t>(t0) * C, g.begin() + static_cast<size_t>(t0 + len) * C);
         Vec o1(L1.n_out()), l1(L1.n_lse()), d1(L1.size(), 0.0f);
@@ -260,7 +160,7 @@ void test_flash_isolation(const Layout& L, int TA, Rng& r) {
 }
 
 // segments == nullptr is one segment per row: bitwise what all-equal ids give.
-void test_flash_null_segments(const Layout& L, Rng& r) {
+void test_flash_null_segments(const AttLayout& L, Rng& r) {
     const Vec X = randn(L.size(), r), g = randn(L.n_out(), r);
     const IVec seg(L.rows(), 5);
     std::vector<Vec> res;
@@ -271,48 +171,26 @@ void test_flash_null_segments(const Layout& L, Rng& r) {
     }
     bool same = true;
     for (int k = 0; k < 3; k++) same = same && res[k] == res[k + 3];
-    report(same, "flash attention segments=nullptr == all-equal segment ids, bitwise  " + L.tag());
+    report(same, "flash attention segments=nullptr == all-equal segment ids, bitwise  " + tag_of(L));
 }
 
 // GQA == multi-head attention on K and V with each KV head repeated NH/NKV times: out, lse and
 // dq bitwise (each query head runs the same products on the same values, tile for tile), and
 // dk, dv the sums of the repeated heads' gradients (kTolAccum: the kernel adds the query heads'
 // parts in f32, the check in double).
-void test_flash_gqa_vs_repeat(const Layout& L, const IVec& segments, Rng& r) {
-    const int n_rep = L.NH / L.NKV;
-    const Layout M{L.B, L.T, L.NH, L.NH, L.hs, false};
+void test_flash_gqa_vs_repeat(const AttLayout& L, const IVec& segments, Rng& r) {
+    const AttLayout M = repeat_kv_layout(L);
     const int32_t* seg = segments.empty() ? nullptr : segments.data();
     const Vec X = randn(L.size(), r), g = randn(L.n_out(), r);
-    Vec XM(M.size());
-    for (int b = 0; b < L.B; b++)
-        for (int t = 0; t < L.T; t++)
-            for (int h = 0; h < L.NH; h++) {
-                std::copy_n(&X[L.qi(b, t, h)], L.hs, &XM[M.qi(b, t, h)]);
-                std::copy_n(&X[L.ki(b, t, h / n_rep)], L.hs, &XM[M.ki(b, t, h)]);
-                std::copy_n(&X[L.vi(b, t, h / n_rep)], L.hs, &XM[M.vi(b, t, h)]);
-            }
+    const Vec XM = repeat_kv(X, L);
     Vec o(L.n_out()), l(L.n_lse()), d(L.size(), 0.0f), oM(M.n_out()), lM(M.n_lse()), dM(M.size(), 0.0f);
     flash_both(L, o, l, d, g, X, seg);
     flash_both(M, oM, lM, dM, g, XM, seg);
-    bool same = o == oM && l == lM;
-    DVec dkv, dkvM;
-    for (int b = 0; b < L.B; b++)
-        for (int t = 0; t < L.T; t++) {
-            for (int h = 0; h < L.NH; h++)
-                same = same && std::equal(&d[L.qi(b, t, h)], &d[L.qi(b, t, h)] + L.hs, &dM[M.qi(b, t, h)]);
-            for (int j = 0; j < L.NKV; j++)
-                for (int i = 0; i < L.hs; i++) {
-                    double sk = 0.0, sv = 0.0;
-                    for (int rr = 0; rr < n_rep; rr++) {
-                        sk += dM[M.ki(b, t, j * n_rep + rr) + i];
-                        sv += dM[M.vi(b, t, j * n_rep + rr) + i];
-                    }
-                    dkv.insert(dkv.end(), {d[L.ki(b, t, j) + i], d[L.vi(b, t, j) + i]});
-                    dkvM.insert(dkvM.end(), {sk, sv});
-                }
-        }
-    report(same, "flash attention GQA == MHA on repeated KV heads: out, lse, dq bitwise  " + L.tag());
-    check_err("flash attention GQA dk, dv == sums over the repeated heads " + L.tag(), rel_err(dkv, dkvM), kTolAccum);
+    DVec dkv, dkvM;  // dk, dv of L and the sums over the repeated heads of M
+    const bool same_dq = compare_repeat_kv_grads(dkv, dkvM, d, dM, L);
+    const bool same = o == oM && l == lM && same_dq;
+    report(same, "flash attention GQA == MHA on repeated KV heads: out, lse, dq bitwise  " + tag_of(L));
+    check_err("flash attention GQA dk, dv == sums over the repeated heads " + tag_of(L), rel_err(dkv, dkvM), kTolAccum);
 }
 
 }  // namespace
@@ -320,18 +198,18 @@ void test_flash_gqa_vs_repeat(const Layout& L, const IVec& segments, Rng& r) {
 void run_flash_attention_checks() {
     Rng r(20261205);
     // tiny and odd shapes, GPT-2's fused layout and separate padded buffers
-    test_flash(Layout{1, 1, 1, 1, 4, true}, {}, "segments=null", r);
-    test_flash(Layout{2, 7, 3, 3, 20, true}, {}, "segments=null", r);
-    test_flash(Layout{1, 37, 7, 1, 20, false, 3}, {}, "segments=null", r);  // n_rep 7
-    test_flash(Layout{2, 37, 4, 2, 64, false, 0}, {}, "segments=null", r);  // n_rep 2
+    test_flash(layout(1, 1, 1, 1, 4, true), {}, "segments=null", r);
+    test_flash(layout(2, 7, 3, 3, 20, true), {}, "segments=null", r);
+    test_flash(layout(1, 37, 7, 1, 20, false, 3), {}, "segments=null", r);  // n_rep 7
+    test_flash(layout(2, 37, 4, 2, 64, false, 0), {}, "segments=null", r);  // n_rep 2
     // several query and key tiles, T not a multiple of a tile, the head sizes of real models
-    test_flash(Layout{1, 100, 2, 2, 64, true}, {}, "segments=null", r);
-    test_flash(Layout{1, 300, 2, 1, 64, false, 5}, {}, "segments=null", r);
-    test_flash(Layout{1, 130, 4, 2, 80, false, 0}, {}, "segments=null", r);
-    test_flash(Layout{2, 70, 2, 1, 96, false, 0}, {}, "segments=null", r);
-    test_flash(Layout{1, 150, 2, 2, 128, true}, {}, "segments=null", r);
-    test_flash(Layout{3, 90, 7, 1, 16, false, 1}, {}, "segments=null", r);  // 3 pairs
-    test_flash(Layout{1, 200, 2, 1, 32, false, 0}, {}, "segments=null", r, 3.0f);  // peaky softmax
+    test_flash(layout(1, 100, 2, 2, 64, true), {}, "segments=null", r);
+    test_flash(layout(1, 300, 2, 1, 64, false, 5), {}, "segments=null", r);
+    test_flash(layout(1, 130, 4, 2, 80, false, 0), {}, "segments=null", r);
+    test_flash(layout(2, 70, 2, 1, 96, false, 0), {}, "segments=null", r);
+    test_flash(layout(1, 150, 2, 2, 128, true), {}, "segments=null", r);
+    test_flash(layout(3, 90, 7, 1, 16, false, 1), {}, "segments=null", r);  // 3 pairs
+    test_flash(layout(1, 200, 2, 1, 32, false, 0), {}, "segments=null", r, 3.0f);  // peaky softmax
     // packed rows: segments crossing tiles, a segment of length 1, padding sharing the last id,
     // interleaved ids (a segment that comes back later in the row)
     {
@@ -340,25 +218,25 @@ void run_flash_attention_checks() {
             const int u = t % 150;
             packed[t] = t < 150 ? (u < 40 ? 0 : u < 41 ? 1 : u < 110 ? 2 : 3) : (u < 90 ? 5 : 6);
         }
-        test_flash(Layout{2, 150, 4, 2, 32, false, 2}, packed, "packed", r);
-        test_flash(Layout{2, 150, 3, 3, 16, true}, packed, "packed", r);
+        test_flash(layout(2, 150, 4, 2, 32, false, 2), packed, "packed", r);
+        test_flash(layout(2, 150, 3, 3, 16, true), packed, "packed", r);
     }
     {
         IVec inter(97);
         for (int t = 0; t < 97; t++) inter[t] = (t * 7 / 5) % 3;  // runs of 1..2, ids coming back
-        test_flash(Layout{1, 97, 2, 1, 24, false, 0}, inter, "interleaved ids", r);
+        test_flash(layout(1, 97, 2, 1, 24, false, 0), inter, "interleaved ids", r);
     }
     {
         IVec runs(260);  // long runs of ids 4, 9, 4: the last segment sees keys of the first
         for (int t = 0; t < 260; t++) runs[t] = t < 70 ? 4 : t < 180 ? 9 : 4;
-        test_flash(Layout{1, 260, 2, 2, 16, true}, runs, "ids 4|9|4", r);
+        test_flash(layout(1, 260, 2, 2, 16, true), runs, "ids 4|9|4", r);
     }
-    test_flash_isolation(Layout{1, 41, 2, 1, 16, false, 1}, 17, r);
-    test_flash_isolation(Layout{1, 300, 2, 2, 32, true}, 131, r);
-    test_flash_null_segments(Layout{2, 19, 4, 2, 8, false, 0}, r);
-    test_flash_null_segments(Layout{1, 200, 2, 2, 16, true}, r);
-    test_flash_gqa_vs_repeat(Layout{2, 33, 4, 2, 16, false, 0}, {}, r);
-    test_flash_gqa_vs_repeat(Layout{1, 140, 7, 1, 20, false, 2}, {}, r);
+    test_flash_isolation(layout(1, 41, 2, 1, 16, false, 1), 17, r);
+    test_flash_isolation(layout(1, 300, 2, 2, 32, true), 131, r);
+    test_flash_null_segments(layout(2, 19, 4, 2, 8, false, 0), r);
+    test_flash_null_segments(layout(1, 200, 2, 2, 16, true), r);
+    test_flash_gqa_vs_repeat(layout(2, 33, 4, 2, 16, false, 0), {}, r);
+    test_flash_gqa_vs_repeat(layout(1, 140, 7, 1, 20, false, 2), {}, r);
 }
 
 void bench_flash_attention() {
@@ -368,7 +246,7 @@ void bench_flash_attention() {
     struct Shape { int B, T, NH, NKV, hs; };
     for (const Shape s : {Shape{4, 256, 12, 12, 64}, Shape{4, 256, 8, 2, 64}, Shape{4, 1024, 12, 12, 64},
                           Shape{4, 1024, 8, 2, 64}, Shape{4, 2048, 12, 12, 64}, Shape{4, 2048, 8, 2, 64}}) {
-        const Layout L{s.B, s.T, s.NH, s.NKV, s.hs, s.NKV == s.NH};
+        const AttLayout L{s.B, s.T, s.NH, s.NKV, s.hs, s.NKV == s.NH};
         const Vec X = randn(L.size(), r), g = randn(L.n_out(), r);
         Vec out(L.n_out()), lse(L.n_lse()), d(L.size(), 0.0f);
         const double ff = time_ms([&] { flash_forward(L, out, lse, X, nullptr); });

@@ -5,7 +5,8 @@
 //
 // For each op, on shapes that include the odd ones (C = 1, C = 37, T = 1, NH = 1, NKV = 1,
 // packed segments, segments == nullptr, padded row strides):
-//   forward       vs a float64 reference written here from the math (no kernel code shared)
+//   forward       vs a float64 reference written here from the math (no kernel code shared;
+//                 attention's in attention_reference.h, shared with flash_attention_check.cpp)
 //   backward      vs a float64 analytic backward, and vs central finite differences of
 //                 L = sum(g * out) (g random, fixed), L computed in double from the float
 //                 forward of the kernel itself
@@ -44,6 +45,7 @@
 #include "../../native/cpu/layernorm.h"
 #include "../../native/cpu/linear.h"
 #include "../../native/cpu/residual.h"
+#include "attention_reference.h"
 #include "check.h"
 
 using namespace plw_check;
@@ -409,43 +411,8 @@ void test_residual(size_t n, Rng& r) {
 }
 
 // ================================================================ attention
-// Where q, k, v live (and dq, dk, dv, at the same places of the gradient buffer): all in one
-// buffer X, in one of two layouts:
-//   fused     rows [q (NH*hs) | k (NKV*hs) | v (NKV*hs)], q_stride = kv_stride = (NH+2*NKV)*hs:
-//             GPT-2's qkv (NKV = NH: [q | k | v] of C each) and a fused GQA projection
-//   separate  three regions, the q rows (NH*hs + pad_q floats) then the k rows and the v rows
-//             (NKV*hs + pad_kv each): Llama's separate projections, here with padded rows so
-//             that the strides differ from the heads' width and the padding (which no kernel
-//             may write) is there to check
-struct AttLayout {
-    int B, T, NH, NKV, hs;
-    bool fused;
-    int pad_q = 0, pad_kv = 0;
-
-    int q_stride() const { return fused ? (NH + 2 * NKV) * hs : NH * hs + pad_q; }
-    int kv_stride() const { return fused ? q_stride() : NKV * hs + pad_kv; }
-    size_t rows() const { return static_cast<size_t>(B) * T; }
-    size_t k_off() const { return fused ? static_cast<size_t>(NH) * hs : rows() * q_stride(); }
-    size_t v_off() const { return fused ? static_cast<size_t>(NH + NKV) * hs : k_off() + rows() * kv_stride(); }
-    size_t size() const { return fused ? rows() * q_stride() : v_off() + rows() * kv_stride(); }
-    size_t n_out() const { return rows() * NH * hs; }
-    size_t n_att() const { return static_cast<size_t>(B) * NH * T * T; }
-    // first element of query head h / KV head j of row (b, t), and of out's head h
-    size_t qi(int b, int t, int h) const { return (static_cast<size_t>(b) * T + t) * q_stride() + static_cast<size_t>(h) * hs; }
-    size_t ki(int b, int t, int j) const { return k_off() + (static_cast<size_t>(b) * T + t) * kv_stride() + static_cast<size_t>(j) * hs; }
-    size_t vi(int b, int t, int j) const { return v_off() + (static_cast<size_t>(b) * T + t) * kv_stride() + static_cast<size_t>(j) * hs; }
-    size_t oi(int b, int t, int h) const { return (static_cast<size_t>(b) * T + t) * NH * hs + static_cast<size_t>(h) * hs; }
-    AttLayout with_rows(int b, int t) const {
-        AttLayout l = *this;
-        l.B = b;
-        l.T = t;
-        return l;
-    }
-    std::string tag() const {
-        return fmt("B=%d T=%d NH=%d NKV=%d hs=%d ", B, T, NH, NKV, hs) +
-               (fused ? std::string("fused") : fmt("separate (pad %d/%d)", pad_q, pad_kv));
-    }
-};
+// AttLayout, the float64 reference (attention_ref, attention_backward_ref), padding_of, rows_of
+// and the repeat_kv helpers: attention_reference.h.
 
 // GPT-2's call: qkv (B,T,3C), q = qkv, k = qkv + C, v = qkv + 2C, strides 3C, NKV = NH.
 AttLayout gpt2_layout(int B, int T, int C, int NH) { return AttLayout{B, T, NH, NH, C / NH, true}; }
@@ -459,93 +426,6 @@ void att_backward(const AttLayout& L, Vec& dX, const Vec& g, const Vec& X, const
     plw::cpu::attention_backward(dX.data(), dX.data() + L.k_off(), dX.data() + L.v_off(), g.data(), X.data(),
                                  X.data() + L.k_off(), X.data() + L.v_off(), att.data(), seg, L.B, L.T, L.NH,
                                  L.NKV, L.hs, L.q_stride(), L.kv_stride());
-}
-
-// Reference in double, straight from the definition: query head h uses KV head
-// j = h / (NH/NKV); P = softmax over allowed keys of q.k / sqrt(hs), allowed = (t2 <= t and
-// same segment); out = P v. att is (B,NH,T,T).
-void attention_ref(DVec& out, DVec& att, const Vec& X, const AttLayout& L, const int32_t* seg) {
-    const int B = L.B, T = L.T, NH = L.NH, hs = L.hs, n_rep = L.NH / L.NKV;
-    out.assign(L.n_out(), 0.0);
-    att.assign(L.n_att(), 0.0);
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            const int j = h / n_rep;
-            for (int t = 0; t < T; t++) {
-                auto allowed = [&](int t2) { return t2 <= t && (!seg || seg[b * T + t2] == seg[b * T + t]); };
-                const float* q = &X[L.qi(b, t, h)];
-                double* a = &att[((static_cast<size_t>(b) * NH + h) * T + t) * T];
-                double m = -INFINITY, sum = 0.0;
-                DVec s(T, 0.0);
-                for (int t2 = 0; t2 < T; t2++) {
-                    if (!allowed(t2)) continue;
-                    const float* k = &X[L.ki(b, t2, j)];
-                    for (int i = 0; i < hs; i++) s[t2] += static_cast<double>(q[i]) * k[i];
-                    s[t2] /= std::sqrt(static_cast<double>(hs));
-                    m = std::max(m, s[t2]);
-                }
-                for (int t2 = 0; t2 < T; t2++) {
-                    if (allowed(t2)) sum += a[t2] = std::exp(s[t2] - m);
-                }
-                for (int t2 = 0; t2 < T; t2++) a[t2] /= sum;
-                double* o = &out[L.oi(b, t, h)];
-                for (int t2 = 0; t2 < T; t2++) {
-                    const float* v = &X[L.vi(b, t2, j)];
-                    for (int i = 0; i < hs; i++) o[i] += a[t2] * v[i];
-                }
-            }
-        }
-    }
-}
-
-// dX: the gradient at X's places (dq, dk, dv; 0 in the padding); a KV head's gradient sums
-// its query heads'.
-void attention_backward_ref(DVec& dX, const Vec& g, const Vec& X, const DVec& att, const AttLayout& L) {
-    const int B = L.B, T = L.T, NH = L.NH, hs = L.hs, n_rep = L.NH / L.NKV;
-    const double scale = 1.0 / std::sqrt(static_cast<double>(hs));
-    dX.assign(L.size(), 0.0);
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            const int j = h / n_rep;
-            for (int t = 0; t < T; t++) {
-                const double* a = &att[((static_cast<size_t>(b) * NH + h) * T + t) * T];
-                const float* gt = &g[L.oi(b, t, h)];
-                const size_t qo = L.qi(b, t, h);
-                DVec dp(T, 0.0);
-                double pd = 0.0;
-                for (int t2 = 0; t2 < T; t2++) {
-                    const size_t vo = L.vi(b, t2, j);
-                    for (int i = 0; i < hs; i++) {
-                        dp[t2] += static_cast<double>(gt[i]) * X[vo + i];
-                        dX[vo + i] += a[t2] * gt[i];
-                    }
-                    pd += a[t2] * dp[t2];
-                }
-                for (int t2 = 0; t2 < T; t2++) {
-                    const double ds = a[t2] * (dp[t2] - pd) * scale;  // 0 where masked (a = 0)
-                    const size_t ko = L.ki(b, t2, j);
-                    for (int i = 0; i < hs; i++) {
-                        dX[qo + i] += ds * X[ko + i];
-                        dX[ko + i] += ds * X[qo + i];
-                    }
-                }
-            }
-        }
-    }
-}
-
-// true at X's row padding (separate layout), which the backward must leave as it was.
-std::vector<bool> padding_of(const AttLayout& L) {
-    std::vector<bool> pad(L.size(), false);
-    if (L.fused) return pad;
-    for (size_t row = 0; row < L.rows(); row++) {
-        for (int i = L.NH * L.hs; i < L.q_stride(); i++) pad[row * L.q_stride() + i] = true;
-        for (int i = L.NKV * L.hs; i < L.kv_stride(); i++) {
-            pad[L.k_off() + row * L.kv_stride() + i] = true;
-            pad[L.v_off() + row * L.kv_stride() + i] = true;
-        }
-    }
-    return pad;
 }
 
 void test_attention(const AttLayout& L, const IVec& segments, const char* seg_desc, Rng& r) {
@@ -580,10 +460,8 @@ void test_attention(const AttLayout& L, const IVec& segments, const char* seg_de
     att_backward(L, acc, g, X, att, seg);
     check_err("attention backward accumulates (+=) " + tag, rel_err(acc, add(g0, dX)), kTolAccum);
     if (!L.fused) {
-        const std::vector<bool> pad = padding_of(L);
-        bool untouched = true;
-        for (size_t i = 0; i < L.size(); i++) untouched = untouched && (!pad[i] || acc[i] == g0[i]);
-        report(untouched, "attention backward leaves the row padding of dq, dk, dv untouched " + tag);
+        report(padding_untouched(acc, g0, L),
+               "attention backward leaves the row padding of dq, dk, dv untouched " + tag);
     }
 
     check_threads("attention " + tag, [&] {
@@ -592,21 +470,6 @@ void test_attention(const AttLayout& L, const IVec& segments, const char* seg_de
         att_backward(L, d, g, X, a, seg);
         return std::vector<Vec>{o, a, d};
     });
-}
-
-// Rows [t0, t0 + len) of a B = 1 buffer X of layout L, as a buffer of L.with_rows(1, len).
-Vec rows_of(const Vec& X, const AttLayout& L, int t0, int len) {
-    const AttLayout S = L.with_rows(1, len);
-    Vec Y(S.size());
-    for (int t = 0; t < len; t++) {
-        const size_t qs = L.q_stride(), kvs = L.kv_stride();
-        std::copy_n(&X[(t0 + t) * qs], qs, &Y[t * qs]);  // fused: the whole row
-        if (!L.fused) {
-            std::copy_n(&X[L.k_off() + (t0 + t) * kvs], kvs, &Y[S.k_off() + t * kvs]);
-            std::copy_n(&X[L.v_off() + (t0 + t) * kvs], kvs, &Y[S.v_off() + t * kvs]);
-        }
-    }
-    return Y;
 }
 
 // A packed row [example A (len TA) | example B (len T - TA)] vs A and B each alone in a row:
@@ -704,40 +567,18 @@ void test_attention_layouts_bitwise(const AttLayout& F, const IVec& segments, Rn
 // products on the same values), and dk, dv the sums of the repeated heads' gradients
 // (accumulated in f32 in head order: kTolAccum).
 void test_attention_gqa_vs_repeat(const AttLayout& L, const IVec& segments, Rng& r) {
-    const int n_rep = L.NH / L.NKV;
-    const AttLayout M{L.B, L.T, L.NH, L.NH, L.hs, false};
+    const AttLayout M = repeat_kv_layout(L);
     const int32_t* seg = segments.empty() ? nullptr : segments.data();
     const Vec X = randn(L.size(), r), g = randn(L.n_out(), r);
-    Vec XM(M.size());
-    for (int b = 0; b < L.B; b++)
-        for (int t = 0; t < L.T; t++)
-            for (int h = 0; h < L.NH; h++) {
-                std::copy_n(&X[L.qi(b, t, h)], L.hs, &XM[M.qi(b, t, h)]);
-                std::copy_n(&X[L.ki(b, t, h / n_rep)], L.hs, &XM[M.ki(b, t, h)]);
-                std::copy_n(&X[L.vi(b, t, h / n_rep)], L.hs, &XM[M.vi(b, t, h)]);
-            }
+    const Vec XM = repeat_kv(X, L);
     Vec o(L.n_out()), a(L.n_att()), oM(M.n_out()), aM(M.n_att()), d(L.size(), 0.0f), dM(M.size(), 0.0f);
     att_forward(L, o, a, X, seg);
     att_forward(M, oM, aM, XM, seg);
     att_backward(L, d, g, X, a, seg);
     att_backward(M, dM, g, XM, aM, seg);
-    bool same = o == oM && a == aM;
     DVec dkv, dkvM;  // dk, dv of L and the sums over the repeated heads of M
-    for (int b = 0; b < L.B; b++)
-        for (int t = 0; t < L.T; t++) {
-            for (int h = 0; h < L.NH; h++)
-                same = same && std::equal(&d[L.qi(b, t, h)], &d[L.qi(b, t, h)] + L.hs, &dM[M.qi(b, t, h)]);
-            for (int j = 0; j < L.NKV; j++)
-                for (int i = 0; i < L.hs; i++) {
-                    double sk = 0.0, sv = 0.0;
-                    for (int rr = 0; rr < n_rep; rr++) {
-                        sk += dM[M.ki(b, t, j * n_rep + rr) + i];
-                        sv += dM[M.vi(b, t, j * n_rep + rr) + i];
-                    }
-                    dkv.insert(dkv.end(), {d[L.ki(b, t, j) + i], d[L.vi(b, t, j) + i]});
-                    dkvM.insert(dkvM.end(), {sk, sv});
-                }
-        }
+    const bool same_dq = compare_repeat_kv_grads(dkv, dkvM, d, dM, L);
+    const bool same = o == oM && a == aM && same_dq;
     report(same, "attention GQA == MHA on repeated KV heads: out, att, dq bitwise  " + L.tag());
     check_err("attention GQA dk, dv == sums over the repeated heads " + L.tag(), rel_err(dkv, dkvM), kTolAccum);
 }
