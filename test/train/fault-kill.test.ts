@@ -13,6 +13,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { RunDir } from '../../ts/train/run-dir'
 import { CliChild, runCli, spawnCli } from '../support/cli-child'
+import { rng } from '../support/reference'
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'plw-kill-'))
 
@@ -21,17 +22,6 @@ const SEEDS = [1, 2, 3, 4, 5, 6]
 /** Kills per seed before the last resume. */
 const KILLS = 3
 
-/** A small seeded generator (mulberry32): uniform in [0, 1). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const LEFTOVER = /(\.\d+\.tmp|\.old-\d+|\.deleting-\d+)$/
 const list = (dir: string): string[] => { try { return fs.readdirSync(dir) } catch { return [] } }

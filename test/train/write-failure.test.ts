@@ -91,6 +91,17 @@ function checkFailedRun(out: string, left: string, r: { status: number | null; s
   }
 }
 
+/** A tiny Qwen3-style base model with the byte tokenizer's files, saved in `dir` (returned). */
+async function tinyBaseModel(dir: string): Promise<string> {
+  const tok = new ByteTokenizer()
+  const m = await initModel(llamaConfig({ family: 'qwen3', vocabSize: tok.vocabSize, hiddenSize: 32, numLayers: 1, numHeads: 4,
+    numKvHeads: 2, headDim: 8, intermediateSize: 48, maxPositions: 64 }), { seed: 2 })
+  await m.save(dir)
+  m.dispose()
+  writeTokenizerFiles(dir, { byte: { specialTokens: tok.specialTokens, maxLength: 64 } })
+  return dir
+}
+
 describe('a full disk in the middle of a checkpoint (CLI)', () => {
   const dir = tmp()
   const data = alpacaFile(dir)
@@ -213,13 +224,7 @@ describe('a full disk at any point of a run (in process)', () => {
   })
 
   test('LoRA: a checkpoint\'s adapter_model.safetensors and optimizer state, final/ — the same', async () => {
-    const base = tmp()
-    const tok = new ByteTokenizer()
-    const m = await initModel(llamaConfig({ family: 'qwen3', vocabSize: tok.vocabSize, hiddenSize: 32, numLayers: 1, numHeads: 4,
-      numKvHeads: 2, headDim: 8, intermediateSize: 48, maxPositions: 64 }), { seed: 2 })
-    await m.save(base)
-    m.dispose()
-    writeTokenizerFiles(base, { byte: { specialTokens: tok.specialTokens, maxLength: 64 } })
+    const base = await tinyBaseModel(tmp())
     const config = (out: string, extra: object = {}) => tinyTrainConfig({ out, model: base, loraR: 4, loraAlpha: 8, maxSteps: 4,
       saveEvery: 2, keepCheckpoints: 1, evalEvery: 0, valSplit: 0, testSplit: 0, ...extra })
     const named = await fillAtEveryPoint(config, (total) => Array.from({ length: 6 }, (_, i) => Math.round(total * (i + 1) / 7)),
@@ -258,12 +263,7 @@ describe('each writer, on a full disk', () => {
   test('a LoRA adapter (writeAdapterDir) and plwtune merge: the previous adapter stays; no merged directory, no temporary one', async () => {
     const root = tmp()
     const base = path.join(root, 'base'), adapter = path.join(root, 'adapter'), merged = path.join(root, 'merged')
-    const tok = new ByteTokenizer()
-    const m = await initModel(llamaConfig({ family: 'qwen3', vocabSize: tok.vocabSize, hiddenSize: 32, numLayers: 1, numHeads: 4,
-      numKvHeads: 2, headDim: 8, intermediateSize: 48, maxPositions: 64 }), { seed: 2 })
-    await m.save(base)
-    m.dispose()
-    writeTokenizerFiles(base, { byte: { specialTokens: tok.specialTokens, maxLength: 64 } })
+    await tinyBaseModel(base)
     const lora = await loadModel(base, { lora: { r: 4, alpha: 8, dropout: 0, rslora: false, targets: ['q_proj', 'v_proj'], seed: 1 } })
     await lora.save(adapter)
     const before = snapshot(adapter)
