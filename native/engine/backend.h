@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <cstring>
 #include <new>
-#include <vector>
 
 #include <omp.h>
 
@@ -28,7 +27,6 @@
 #include "../cpu/rope.h"
 #include "../cpu/swiglu.h"
 #include "../common/layout.h"
-#include "spec.h"
 #include "../cuda/runtime.h"
 
 #if PLW_WITH_CUDA
@@ -97,9 +95,6 @@ struct CpuBackend {
         return fused ? cpu::flash_attention_scratch_bytes(T, NH, hs, omp_get_max_threads()) : 0;
     }
     static bool fused_attention_supported(int /*hs*/) { return true; }
-    // recompute 'auto', in order of preference: fused attention is the CPU's faster attention
-    // (docs/memory.md), so it comes first; block when that does not fit.
-    static std::vector<Recompute> auto_order() { return {Recompute::Attention, Recompute::Block}; }
     static int default_head_chunk() { return 256; }
     // Rows of the stored token table / head: the CPU gains nothing from padding.
     static int padded_vocab(int V) { return V; }
@@ -128,9 +123,6 @@ struct CudaBackend {
         return fused ? cuda::flash_attention_scratch_bytes(B, T, NH, hs) : cuda::attention_scratch_bytes(T, NH, elem_size);
     }
     static bool fused_attention_supported(int hs) { return cuda::flash_attention_supports(hs); }
-    // recompute 'auto', in order of preference: the unfused attention (cuBLASLt tensor-core
-    // GEMMs) while the fused kernels are unmeasured on a GPU, then fused, then block.
-    static std::vector<Recompute> auto_order() { return {Recompute::None, Recompute::Attention, Recompute::Block}; }
     static int default_head_chunk() { return 2048; }
     // The CUDA kernels like rows of 128 floats.
     static int padded_vocab(int V) { return (V + 127) / 128 * 128; }

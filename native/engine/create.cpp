@@ -1,5 +1,8 @@
 // create_model: the one place that picks an architecture, a backend and a precision, and
 // instantiates the engine for them.
+#include <string>
+#include <vector>
+
 #include "../common/check.h"
 #include "arch/gpt2.h"
 #include "arch/llama.h"
@@ -19,13 +22,21 @@ std::unique_ptr<Model> make(const ModelSpec& spec, BatchShape max, bool plan_onl
     throw Error("unknown architecture");
 }
 
-// Recompute::Auto: the first of the backend's auto_order() whose bill fits the free memory
+// Recompute::Auto on a device, in order of preference. The CPU's fused attention is faster
+// than its unfused one (docs/memory.md), so it comes first. On CUDA the unfused attention
+// (cuBLASLt tensor-core GEMMs) comes first while the fused kernels are unmeasured on a GPU.
+std::vector<Recompute> auto_order(const std::string& device) {
+    if (device == "cpu") return {Recompute::Attention, Recompute::Block};
+    return {Recompute::None, Recompute::Attention, Recompute::Block};
+}
+
+// Recompute::Auto: the first of the device's auto_order() whose bill fits the free memory
 // (0: unknown, taken as fitting); the last one when none fits (its refusal is the clearest).
 template <typename BK, typename Act>
 ModelSpec resolve_recompute(ModelSpec spec, BatchShape max) {
     if (spec.recompute != Recompute::Auto) return spec;
     const size_t free = BK::free_memory();
-    for (Recompute r : BK::auto_order()) {
+    for (Recompute r : auto_order(BK::name)) {
         spec.recompute = r;
         if (free == 0 || make<BK, Act>(spec, max, true)->memory().total() <= free) break;
     }
@@ -58,10 +69,8 @@ std::unique_ptr<Model> create_model(const ModelSpec& spec, const std::string& de
 }
 
 MemoryReport plan_memory(const ModelSpec& requested, const std::string& device, BatchShape max_batch, Precision precision) {
-    ModelSpec spec = requested;  // a plan is for a device that may not be here: Auto plans the backend's first choice
-    if (spec.recompute == Recompute::Auto) {
-        spec.recompute = device == "cpu" ? CpuBackend::auto_order().front() : Recompute::None;  // CudaBackend's, also without nvcc
-    }
+    ModelSpec spec = requested;  // a plan is for a device that may not be here: Auto plans the device's first choice
+    if (spec.recompute == Recompute::Auto) spec.recompute = auto_order(device).front();
     if (device == "cpu") {
         PLW_CHECK(precision == Precision::F32, "the CPU engine computes in f32 only");
         return make<CpuBackend, float>(spec, max_batch, true)->memory();
