@@ -1,6 +1,7 @@
 /** plwtune's public API. */
 export * from './native'
 export * from './model'
+export { GenerationStream, type StreamPiece, type StreamResult, type StreamStopReason, type StreamTextOptions } from './generate-stream'
 export * from './checkpoint'
 export {
   type ModelConfig, type Gpt2ModelConfig, type LlamaModelConfig, type LlamaFamily, type Llama3RopeScaling, llamaConfig,

@@ -13,6 +13,7 @@ import { LoraSettings, loraScaling, validateLoraSettings } from './lora/settings
 import { isAdapterDir, readAdapterDir, writeAdapterDir } from './lora/adapter-dir'
 import { BaseFingerprint, baseFingerprint, checkBase } from './lora/fingerprint'
 import { mergeDelta } from './lora/merge'
+import { GenerationStream, StreamTextOptions } from './generate-stream'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 
@@ -248,27 +249,19 @@ export class Model {
 
   /** Continues `prompt` (token ids) with a KV cache: greedy by default, or seeded sampling. */
   async generate(prompt: ArrayLike<number>, options: GenerateOptions = {}): Promise<Generation> {
-    // Checked here: Int32Array.from would turn 1.5 into 1 and NaN into 0 without a word.
-    for (let i = 0; i < prompt.length; i++) {
-      if (!Number.isInteger(prompt[i])) throw new TypeError(`generate: prompt[${i}] = ${prompt[i]} is not an integer token id`)
-    }
-    for (const key of ['maxNewTokens', 'topK', 'seed'] as const) {
-      const x = options[key]
-      if (x !== undefined && !(Number.isSafeInteger(x) && x >= 0)) throw new TypeError(`generate: ${key} must be an integer >= 0, got ${x}`)
-    }
-    for (const id of options.stopIds ?? []) {
-      if (!Number.isInteger(id)) throw new TypeError(`generate: stopIds holds ${id}, not an integer token id`)
-    }
-    const r = await guardNative(() => this.native.generate(Int32Array.from(prompt), {
-      maxNewTokens: options.maxNewTokens ?? 32,
-      temperature: options.temperature ?? 0,
-      topK: options.topK ?? 0,
-      topP: options.topP ?? 1,
-      seed: options.seed ?? 0,
-      stopIds: Int32Array.from(options.stopIds ?? []),
-      useCache: options.useCache ?? true,
-    }))
-    return { tokens: Array.from(r.tokens), stopReason: r.stopReason }
+    const args = generateArgs(prompt, options)
+    const r = await guardNative(() => this.native.generate(args.prompt, args.options))
+    return { tokens: Array.from(r.tokens), stopReason: r.stopReason as Generation['stopReason'] }
+  }
+
+  /**
+   * `generate` as an async iterator of tokens and their text (ts/generate-stream.ts): with
+   * `decode`, text deltas that never split a character and stop strings; cancelled by
+   * `signal` or by leaving the loop. `result` settles once the model is free again.
+   */
+  generateStream(prompt: ArrayLike<number>, options: GenerateOptions & StreamTextOptions = {}): GenerationStream {
+    const args = generateArgs(prompt, options)
+    return new GenerationStream((onToken) => guardNative(() => this.native.generate(args.prompt, args.options, onToken)), options)
   }
 
   zeroGrad(): void {
@@ -277,6 +270,33 @@ export class Model {
 
   dispose(): void {
     this.native.dispose()
+  }
+}
+
+/** generate's arguments checked and shaped for the binding (shared by generate and generateStream). */
+function generateArgs(prompt: ArrayLike<number>, options: GenerateOptions) {
+  // Checked here: Int32Array.from would turn 1.5 into 1 and NaN into 0 without a word.
+  for (let i = 0; i < prompt.length; i++) {
+    if (!Number.isInteger(prompt[i])) throw new TypeError(`generate: prompt[${i}] = ${prompt[i]} is not an integer token id`)
+  }
+  for (const key of ['maxNewTokens', 'topK', 'seed'] as const) {
+    const x = options[key]
+    if (x !== undefined && !(Number.isSafeInteger(x) && x >= 0)) throw new TypeError(`generate: ${key} must be an integer >= 0, got ${x}`)
+  }
+  for (const id of options.stopIds ?? []) {
+    if (!Number.isInteger(id)) throw new TypeError(`generate: stopIds holds ${id}, not an integer token id`)
+  }
+  return {
+    prompt: Int32Array.from(prompt),
+    options: {
+      maxNewTokens: options.maxNewTokens ?? 32,
+      temperature: options.temperature ?? 0,
+      topK: options.topK ?? 0,
+      topP: options.topP ?? 1,
+      seed: options.seed ?? 0,
+      stopIds: Int32Array.from(options.stopIds ?? []),
+      useCache: options.useCache ?? true,
+    },
   }
 }
 

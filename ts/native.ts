@@ -239,8 +239,10 @@ export interface NativeModel {
   trainStep(microBatches: Batch[], normalizer: number, options: OptimizerSettings): Promise<TrainStepReport>
   evaluate(batch: Batch, tokenLosses?: boolean): Promise<LossReport & { tokenLosses?: Float32Array }>
   logits(batch: Batch): Promise<Float32Array>
-  generate(prompt: Int32Array, options: Required<Omit<GenerateOptions, 'stopIds'>> & { stopIds: Int32Array }):
-    Promise<{ tokens: Int32Array; stopReason: 'stop' | 'max_tokens' | 'length' }>
+  /** `onToken(index, token)` runs as tokens are made; returning false stops at the next one ('cancelled'). */
+  generate(prompt: Int32Array, options: Required<Omit<GenerateOptions, 'stopIds'>> & { stopIds: Int32Array },
+    onToken?: (index: number, token: number) => boolean):
+    Promise<{ tokens: Int32Array; stopReason: 'stop' | 'max_tokens' | 'length' | 'cancelled' }>
   dispose(): void
 }
 

@@ -1,7 +1,9 @@
 // Model: JS wrapper of engine::Model (see model.h).
 #include "model.h"
 
+#include <atomic>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 #include "args.h"
@@ -539,7 +541,31 @@ Napi::Value Model::Logits(const Napi::CallbackInfo& info) {
     });
 }
 
-// generate(prompt: Int32Array, { maxNewTokens, temperature, topK, topP, seed, stopIds: Int32Array, useCache })
+// Tokens handed to JS as they are made: onToken(index, token) runs on the JS thread through a
+// thread-safe function (queued, never blocking the computing thread); when it returns false
+// the generation stops at its next token. The calls may still be queued when the Promise
+// settles: the result's tokens are the whole truth, the calls only an early look at them.
+struct TokenStream {
+    Napi::ThreadSafeFunction tsfn;
+    std::atomic<bool> cancelled{false};
+
+    // On the computing thread, after each token: false once JS has asked to stop. Each queued
+    // call holds the stream, which may outlive the job.
+    static bool deliver(const std::shared_ptr<TokenStream>& s, int index, int32_t token) {
+        s->tsfn.NonBlockingCall([s, index, token](Napi::Env env, Napi::Function fn) {
+            try {
+                Napi::Value keep = fn.Call({Napi::Number::New(env, index), Napi::Number::New(env, token)});
+                if (keep.IsBoolean() && !keep.As<Napi::Boolean>().Value()) s->cancelled = true;
+            } catch (const Napi::Error& e) {
+                s->cancelled = true;  // a throwing callback ends the stream; the exception is reported, not lost
+                e.ThrowAsJavaScriptException();
+            }
+        });
+        return !s->cancelled.load();
+    }
+};
+
+// generate(prompt: Int32Array, { maxNewTokens, temperature, topK, topP, seed, stopIds: Int32Array, useCache }, onToken?)
 //   -> Promise<{ tokens: Int32Array, stopReason }>
 Napi::Value Model::Generate(const Napi::CallbackInfo& info) {
     return guarded(info, "generate", [&]() -> Napi::Value {
@@ -571,9 +597,26 @@ Napi::Value Model::Generate(const Napi::CallbackInfo& info) {
         Napi::Value uc = o.Get("useCache");
         if (!uc.IsBoolean()) throw ArgError("Expected a boolean for options.useCache but received " + received(uc));
         g.use_cache = uc.As<Napi::Boolean>().Value();
+        if (info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsFunction())
+            throw ArgError("Expected a function for onToken but received " + received(info[2]));
+        // Made last: once it exists, only the queued work releases it (an unreleased one keeps
+        // the event loop alive).
+        std::shared_ptr<TokenStream> stream;
+        if (info.Length() > 2 && info[2].IsFunction()) {
+            stream = std::make_shared<TokenStream>();
+            stream->tsfn = Napi::ThreadSafeFunction::New(info.Env(), info[2].As<Napi::Function>(), "plwtune.generate.onToken", 0, 1);
+            g.on_token = [stream](int index, int32_t token) { return TokenStream::deliver(stream, index, token); };
+        }
         auto m = model_;
         auto out = std::make_shared<engine::GenerateResult>();
-        return queue_on_model(info, Value(), &busy_, "generate", [m, prompt, g, out] { *out = m->generate(*prompt, g); },
+        return queue_on_model(info, Value(), &busy_, "generate",
+            [m, prompt, g, out, stream] {
+                struct Release {
+                    TokenStream* s;
+                    ~Release() { if (s) s->tsfn.Release(); }
+                } release{stream.get()};
+                *out = m->generate(*prompt, g);
+            },
             [out](Napi::Env env) -> Napi::Value {
                 Napi::Object r = Napi::Object::New(env);
                 Napi::Int32Array t = Napi::Int32Array::New(env, out->tokens.size());

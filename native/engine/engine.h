@@ -217,6 +217,10 @@ public:
             }
             r.tokens.push_back(tok);
             seq.push_back(tok);
+            if (o.on_token && !o.on_token(static_cast<int>(r.tokens.size()) - 1, tok)) {
+                r.stop_reason = "cancelled";
+                break;
+            }
             if (static_cast<int>(r.tokens.size()) >= o.max_new_tokens) break;
             if (static_cast<int>(seq.size()) >= S) {
                 r.stop_reason = "length";

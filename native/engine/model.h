@@ -4,6 +4,7 @@
 // round trips cross into JS.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -81,11 +82,14 @@ struct GenerateOptions {
     uint64_t seed = 0;
     std::vector<int32_t> stop_ids;  // generation ends at the first of these (not included)
     bool use_cache = true;          // false recomputes the whole sequence each step (for tests)
+    // Called on the computing thread after each new token (index in the new tokens, id);
+    // returning false ends generation there with stop_reason "cancelled". Empty: no calls.
+    std::function<bool(int index, int32_t token)> on_token;
 };
 
 struct GenerateResult {
     std::vector<int32_t> tokens;  // the new tokens only
-    std::string stop_reason;      // "stop", "max_tokens" or "length" (n_positions reached)
+    std::string stop_reason;      // "stop", "max_tokens", "length" (n_positions reached) or "cancelled"
 };
 
 class Model {

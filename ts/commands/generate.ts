@@ -204,10 +204,20 @@ export async function generateCommand(argv: string[], io: CommandIO = STD_IO): P
         request = recordRequest(template, tokenizer, record)
       }
       models = await loadForGeneration(ref, 1, request.ids.length, gen.device)
-      const g = await generateOne(models[0], tokenizer, request, gen)
-      if (g.promptTruncated > 0) warn(`warning: the prompt lost its first ${g.promptTruncated} tokens to fit n_positions`)
-      io.out.write(g.response + '\n')
-      return 0
+      if (request.ids.length >= models[0].maxPositions) {
+        warn(`warning: the prompt is ${request.ids.length} tokens; its first ones are dropped to fit n_positions (${models[0].maxPositions})`)
+      }
+      // The answer is written as it is made; Ctrl-C ends it there.
+      const controller = new AbortController()
+      const onSigint = () => controller.abort()
+      process.once('SIGINT', onSigint)
+      try {
+        const g = await generateOne(models[0], tokenizer, request, { ...gen, signal: controller.signal, onText: (t) => io.out.write(t) })
+        io.out.write('\n')
+        return g.stopReason === 'aborted' ? 130 : 0
+      } finally {
+        process.off('SIGINT', onSigint)
+      }
     }
 
     const data = await loadData({ data: str(v, 'data'), run, format: str(v, 'format'), choices: 'auto' })

@@ -7,6 +7,7 @@
  * - multiple-choice accuracy by log-likelihood, as lm-evaluation-harness computes acc and
  *   acc_norm (docs/eval.md).
  */
+import { StreamStopReason } from '../generate-stream'
 import { ChoiceRecord } from '../data/choices'
 import { encodeTexts } from '../data/encode'
 import { BatchLoader } from '../data/loader'
@@ -200,9 +201,10 @@ export interface GenerationOptions {
 export interface Generated {
   /** The response: cut at a stop string, the template's completion prefix removed. */
   response: string
-  /** The decoded new tokens, uncut. */
+  /** The decoded new tokens (up to and with the stop string that ended them). */
   raw: string
-  stopReason: 'stop' | 'max_tokens' | 'length'
+  /** 'aborted' only when the caller's signal ended it. */
+  stopReason: StreamStopReason
   /** Prompt tokens dropped from the start to leave room for the answer (0 when none). */
   promptTruncated: number
   promptTokens: number
@@ -223,7 +225,8 @@ export interface GenerationRequest {
  * min(maxNewTokens, n_positions / 2) tokens (cut from the start, as training cuts prompts);
  * an empty prompt becomes the eos (GPT-2's beginning of text).
  */
-export async function generateOne(model: Model, tokenizer: Tokenizer, request: GenerationRequest, o: GenerationOptions & { index?: number }): Promise<Generated> {
+export async function generateOne(model: Model, tokenizer: Tokenizer, request: GenerationRequest,
+  o: GenerationOptions & { index?: number; onText?: (delta: string) => void; signal?: AbortSignal }): Promise<Generated> {
   if (!(Number.isInteger(o.maxNewTokens) && o.maxNewTokens >= 1)) {
     throw new RangeError(`generate: Expected an integer ≥ 1 for maxNewTokens but received ${o.maxNewTokens}`)
   }
@@ -234,12 +237,31 @@ export async function generateOne(model: Model, tokenizer: Tokenizer, request: G
     promptTruncated = ids.length - (n - Math.max(1, Math.min(o.maxNewTokens, Math.floor(n / 2))))
     ids = ids.slice(promptTruncated)
   }
-  const g = await model.generate(ids, {
+  // The stop strings end generation in the engine (nothing is computed past them).
+  const stream = model.generateStream(ids, {
     maxNewTokens: Math.min(o.maxNewTokens, n - ids.length), temperature: o.temperature ?? 0, topK: o.topK ?? 0, topP: o.topP ?? 1,
-    seed: (o.seed ?? 0) + (o.index ?? 0), stopIds: [tokenizer.eosId],
+    seed: (o.seed ?? 0) + (o.index ?? 0), stopIds: [tokenizer.eosId], stopStrings: [...request.stops],
+    decode: (t) => tokenizer.decode(t), signal: o.signal,
   })
+  const emit = o.onText ? withoutPrefix(o.onText, request.prefix ?? '') : null
+  for await (const piece of stream) if (piece.text !== '') emit?.(piece.text)
+  const g = await stream.result
   const raw = tokenizer.decode(g.tokens)
-  return { response: finishResponse(raw, request.stops, request.prefix), raw, stopReason: g.stopReason, promptTruncated, promptTokens: ids.length }
+  return { response: finishResponse(g.text, [], request.prefix), raw, stopReason: g.stopReason,
+    promptTruncated, promptTokens: ids.length }
+}
+
+/** Passes text deltas on with `prefix` removed from the start (when the text starts with it). */
+function withoutPrefix(emit: (delta: string) => void, prefix: string): (delta: string) => void {
+  let pending: string | null = prefix === '' ? null : ''
+  return (delta) => {
+    if (pending === null) { emit(delta); return }
+    pending += delta
+    if (pending.length < prefix.length && prefix.startsWith(pending)) return
+    const rest = pending.startsWith(prefix) ? pending.slice(prefix.length) : pending
+    pending = null
+    if (rest !== '') emit(rest)
+  }
 }
 
 /** The generation request of a record: its training template's prompt, stops and completion prefix. */
