@@ -2,7 +2,7 @@
  * Streaming generation: the same tokens as generate, text deltas that never split a UTF-8
  * character nor show a stop string, cancellation by signal and by leaving the loop.
  */
-import { GPT2Config } from '../ts/native'
+import { GPT2Config, NativeModel } from '../ts/native'
 import { initModel, GPT2Model } from '../ts/model'
 import { GenerationStream, StartGeneration, StreamPiece } from '../ts/generate-stream'
 import { ByteTokenizer } from '../ts/data/tokenizer'
@@ -90,6 +90,14 @@ describe('GenerationStream (scripted tokens)', () => {
     expect((await stream.result).text).toBe(decode(ids))
   })
 
+  test('invalid UTF-8 is held at most 4 tokens, then streamed as U+FFFD', async () => {
+    const ids = [...utf8('a'), 0xff, 0xfe, 0xfd, 0xfc, 0xfb, 0xfa, ...utf8('b')]
+    const pieces = await collect(new GenerationStream(scripted(ids), { decode }))
+    expect(pieces.map((p) => p.text).join('')).toBe(decode(ids))
+    // the first invalid byte's piece comes out with the 4th held token, not at the end
+    expect(pieces[4].text).toContain('\ufffd')
+  })
+
   test('stop strings need a decode function', () => {
     expect(() => new GenerationStream(scripted([1]), { stopStrings: ['x'] })).toThrow(/decode/)
   })
@@ -160,17 +168,17 @@ describe('generateStream (cpu engine)', () => {
     // The flag is set when the JS call runs, so the engine stops a few tokens later: room for
     // a thousand tokens makes "stopped early" certain, not a race.
     const m = await initModel({ ...cfg, nPositions: 1100 }, { seed: 5 })
-    const native = (m as unknown as { native: { generate: Function } }).native
+    const native = (m as unknown as { native: NativeModel }).native
     const seen: number[] = []
     const r = await native.generate(Int32Array.from([9]), { maxNewTokens: 1000, temperature: 1, topK: 0, topP: 1, seed: 0,
-      stopIds: new Int32Array(0), useCache: true }, (i: number, t: number) => { seen.push(t); return i < 4 })
+      stopIds: new Int32Array(0), useCache: true }, (i, t) => { seen.push(t); return i < 4 })
     expect(r.stopReason).toBe('cancelled')
     expect(r.tokens.length).toBeGreaterThanOrEqual(5)
     expect(r.tokens.length).toBeLessThan(1000)
     await new Promise((resolve) => setImmediate(resolve))
     expect(seen).toEqual(Array.from(r.tokens))
     expect(() => native.generate(Int32Array.from([9]), { maxNewTokens: 1, temperature: 0, topK: 0, topP: 1, seed: 0,
-      stopIds: new Int32Array(0), useCache: true }, 'no')).toThrow(/Expected a function for onToken/)
+      stopIds: new Int32Array(0), useCache: true }, 'no' as never)).toThrow(/Expected a function for onToken/)
     m.dispose()
   })
 })

@@ -6,7 +6,7 @@
  *
  * Text: `decode` is applied to all the tokens so far and the new part is handed out, except
  * - a trailing U+FFFD, which is a UTF-8 character whose bytes are not all here yet (held
- *   until the next token completes it, or until the end, where it is what it is), and
+ *   until a later token completes it; after 4 tokens, or at the end, it is what it is), and
  * - a tail that could be the start of a stop string (held until it cannot, or is one).
  * So the deltas concatenate to `result.text`, never split a character, and never show any
  * part of a stop string. Decoding everything each step costs O(n²) characters over n tokens
@@ -122,8 +122,10 @@ export class GenerationStream implements AsyncIterable<StreamPiece> {
     }
     // A token is handed out once all of its text is settled: holding is rare and short
     // (one character, or a stop string's first few), and no piece ever lacks its token.
+    // A character is at most 4 UTF-8 bytes and a token at least one: a U+FFFD still there
+    // after 4 held tokens is invalid text, not an unfinished character.
     let safe = this.text.length
-    if (safe > this.emitted && this.text.charCodeAt(safe - 1) === 0xfffd) return
+    if (safe > this.emitted && this.text.charCodeAt(safe - 1) === 0xfffd && this.held.length < 4) return
     safe -= this.stopPrefixLength(safe)
     if (safe === this.text.length) this.release(safe)
   }
