@@ -51,7 +51,7 @@ function expectTyped(run: () => void, types: Array<new (...a: never[]) => Error>
     refused++
     seen(err as Error)
     const ok = types.some((t) => err instanceof t) && (err as Error).message.length > 0
-    if (!ok) throw new Error(`${what}: untyped failure ${(err as Error).name}: ${(err as Error).message}\n${(err as Error).stack}`)
+    if (!ok) throw new Error(`${what}: untyped failure ${(err as Error).name}: ${(err as Error).message}\n${(err as Error).stack}`, { cause: err })
   }
 }
 
@@ -106,7 +106,7 @@ test('JSONL datasets: mutated files give records or a DataError', async () => {
       await readDataset(f)
     } catch (err) {
       failed++
-      if (!(err instanceof DataError)) throw new Error(`case ${i}: untyped failure ${(err as Error).name}: ${(err as Error).message}`)
+      if (!(err instanceof DataError)) throw new Error(`case ${i}: untyped failure ${(err as Error).name}: ${(err as Error).message}`, { cause: err })
     }
   }
   expect(failed).toBeGreaterThan(CASES / 4)

@@ -15,9 +15,11 @@ export * from './data'
 export type { Batch } from './data'
 export { Trainer, type TrainResult, type StepMetrics, type StopReason } from './train/trainer'
 export { resolveConfig, DEFAULTS, DEMO, ConfigError, type TrainConfig } from './train/config'
+export { evaluateLoss, type SplitLoss } from './train/evaluate'
 export {
-  evaluateLoss, generateAnswers, generateOne, generateMany, recordRequest, finishResponse, cutAtStop, exactMatch, containsMatch, matchRates,
-  encodePair, choiceRequests, scoreChoices, type SplitLoss, type Answer, type Generated, type GenerationOptions, type MatchRates,
-  type ChoiceScore, type ChoiceResult,
-} from './train/evaluate'
+  generateAnswers, generateOne, generateMany, recordRequest, finishResponse, cutAtStop, type Answer, type Generated, type GenerationOptions,
+} from './eval/generation'
+export { exactMatch, containsMatch, matchRates, type MatchRates } from './eval/match'
+export { encodePair, choiceRequests, scoreChoices, type ChoiceScore, type ChoiceResult } from './eval/choices'
 export { generateDemoRecords } from './demo/tasks'
+export { loadTokenizer } from './model-dir'

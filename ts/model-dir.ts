@@ -1,23 +1,19 @@
 /**
- * A trained model directory as the commands use it: weights (optional), tokenizer and the
- * template it was trained with. plwtune writes `plwtune.json` into every model directory it
+ * A trained model directory as the commands use it: its tokenizer and what it was trained
+ * with. plwtune writes `plwtune.json` into every model directory it
  * saves ({ template, format, promptLossWeight, maxLength }), so generation and evaluation
  * render prompts exactly as training did; a plain Hugging Face directory has none, and the
  * template then comes from the caller (or `auto`).
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { baseDirOf, loadModel } from './model'
 import { ModelConfig, vocabSize } from './arch'
 import { readConfig } from './checkpoint'
 import { writeFileSynced } from './atomic-write'
 import { HfTokenizer } from './data/hf-tokenizer'
 import { readJsonObject } from './json-keys'
 import { DataFormat } from './data/records'
-import { resolveTemplate } from './data/resolve-template'
-import { Template } from './data/template'
 import { ByteTokenizer, Tokenizer } from './data/tokenizer'
-import { Model, ModelOptions } from './model'
 
 export interface TrainingMeta {
   /** The template spec: a built-in name or a template string. */
@@ -70,26 +66,4 @@ export async function loadTokenizer(dir: string | null): Promise<Tokenizer> {
     throw new Error(`${dir}: no tokenizer.json (a model directory needs its Hugging Face tokenizer files)`)
   }
   return HfTokenizer.fromDir(dir)
-}
-
-export interface OpenedModel {
-  model: Model | null
-  tokenizer: Tokenizer
-  template: Template
-  meta: TrainingMeta | null
-}
-
-/**
- * Opens `dir`: its tokenizer, the template (`template` overrides the one it was trained
- * with; default: the trained one, else `auto` for `format`), and, unless `weights` is false,
- * the model on `options.device`.
- */
-export async function openModelDir(dir: string, o: { template?: string; format?: DataFormat; weights?: boolean } & ModelOptions = {}): Promise<OpenedModel> {
-  const meta = readMeta(dir)
-  const tokenizer = await loadTokenizer(dir)
-  const spec = o.template ?? meta?.template
-  const template = resolveTemplate(spec === undefined || spec === 'auto' ? undefined : spec, { format: o.format ?? meta?.format, tokenizer })
-  if (o.weights !== false) checkTokenizerFits(tokenizer, dir, baseDirOf(dir))
-  const model = o.weights === false ? null : await loadModel(dir, o)
-  return { model, tokenizer, template, meta }
 }

@@ -8,6 +8,7 @@
  */
 import * as path from 'node:path'
 import * as fs from 'node:fs'
+import { createRequire } from 'node:module'
 
 export type Device = 'cpu' | 'cuda'
 export type DType = 'float32' | 'bfloat16' | 'int32'
@@ -283,12 +284,13 @@ function loadBinding(): RawBinding {
     )
   }
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return require(found) as RawBinding
+    // Node's own loader for a .node file found at run time (an import names a module, not a path we find).
+    return createRequire(__filename)(found) as RawBinding
   } catch (err) {
     throw new Error(
       `plwtune: the native addon at ${found} failed to load: ${(err as Error).message}\n` +
         '  Rebuild it for this machine and Node version with `npm run build:native`. See docs/building.md.',
+      { cause: err },
     )
   }
 }

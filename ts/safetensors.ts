@@ -378,7 +378,7 @@ export function writeSafetensorsLazy(path: string, tensors: Iterable<LazyTensor>
   list.sort((a, b) => compareNames(a.name, b.name))
   const { head, dataBytes } = headerBytes(list, dtype, o.metadata === undefined ? { format: 'pt' } : o.metadata)
   const fd = writing(path, () => fs.openSync(path, 'w'))
-  let position = 0
+  let position: number
   try {
     writeAll(fd, head, 0, path)
     position = head.length

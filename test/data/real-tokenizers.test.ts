@@ -25,7 +25,7 @@ import {
   DataRecord, HfTokenizer, Template, alpacaTemplate, chatmlTemplate, completionTemplate, encodeDataset, encodeRecord, encodeTexts, jinjaChatTemplate,
   recordsFromObjects, resolveTemplate,
 } from '../../ts/data'
-import { promptIds } from '../../ts/train/evaluate'
+import { promptIds } from '../../ts/eval/generation'
 import { gpt2ByteChars, tempDir, tinyBpeTokenizer, TINY_MERGES } from './fixtures'
 
 type Json = Record<string, unknown>

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { loadConfig, parseTrainArgs } from '../../ts/cli'
+import { loadConfig, parseTrainArgs } from '../../ts/commands/train'
 import { CLI as cli, trainChild } from '../support/cli-child'
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'plw-cli-'))

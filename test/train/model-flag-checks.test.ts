@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs'
 import * as path from 'node:path'
-import { loadConfig, trainCommand } from '../../ts/cli'
+import { loadConfig, trainCommand } from '../../ts/commands/train'
 import { configFromHf } from '../../ts/arch'
 import { readConfig } from '../../ts/checkpoint'
 import { ByteTokenizer } from '../../ts/data/tokenizer'
@@ -142,8 +142,8 @@ describe('3. JSON keys that reach object prototypes are refused by name', () => 
     expect(() => loadConfig(['--constructor', '1'])).toThrow('unknown flag --constructor; see --help')
     expect(() => loadConfig(['--__proto__', '1'])).toThrow('unknown flag --__proto__')
     expect(() => loadConfig(['--init-__proto__', '1'])).toThrow(`command line: key "init.__proto__" is not allowed ${FORBIDDEN}`)
-    expect(() => parseFlags(['--constructor', '1'], { data: 'string' })).toThrow('unknown flag --constructor')
-    expect(() => parseFlags(['--toString', '1'], { data: 'string' })).toThrow('unknown flag --toString')
+    expect(() => parseFlags(['--constructor', '1'], { data: { kind: 'string', group: 'data', help: '' } })).toThrow('unknown flag --constructor')
+    expect(() => parseFlags(['--toString', '1'], { data: { kind: 'string', group: 'data', help: '' } })).toThrow('unknown flag --toString')
   })
 
   test('a run\'s saved config.json (--resume, eval --run) and a sweep\'s config file', async () => {

@@ -144,7 +144,6 @@ describe('Progress without a TTY', () => {
     }
     p.finish('summary line')
     const out = text()
-    // eslint-disable-next-line no-control-regex
     expect(out).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f]/)
     const lines = out.trimEnd().split('\n')
     expect(lines).toEqual([

@@ -23,7 +23,7 @@ import { Tokenizer } from '../data/tokenizer'
 import { generateDemoRecords } from '../demo/tasks'
 import { readMeta, TrainingMeta } from '../model-dir'
 import { ConfigError, DEFAULTS, resolveConfig, TrainConfig } from '../train/config'
-import { UsageError } from './flags'
+import { FlagTable, UsageError } from './flags'
 
 export interface CommandIO {
   /** Results: the response, the JSONL with --out -, the summary or the --json object. */
@@ -37,11 +37,38 @@ export const STD_IO: CommandIO = { out: process.stdout, err: process.stderr }
 export const SPLITS = ['train', 'val', 'test', 'all'] as const
 export type SplitName = (typeof SPLITS)[number]
 
-/** The flags of the split, as both commands take them. */
+/** The model flags of the commands that load one (generate, eval, serve, chat, export). */
+export const MODEL_FLAGS = {
+  model: { kind: 'string', group: 'model', placeholder: 'DIR',
+    help: 'a Hugging Face model directory, or a LoRA adapter directory (with --run: RUN_DIR/final)' },
+  adapter: { kind: 'string', group: 'model', placeholder: 'DIR', help: 'a PEFT LoRA adapter applied to --model (plwtune\'s or PEFT\'s own)' },
+} satisfies FlagTable
+
+/** The flags of the split, as generate and eval take them. */
 export const SPLIT_FLAGS = {
-  data: 'string', run: 'string', split: 'string', 'val-split': 'number', 'test-split': 'number', 'data-seed': 'integer',
-  limit: 'integer', format: 'string',
-} as const
+  data: { kind: 'string', group: 'data', placeholder: 'FILE', help: 'JSON or JSONL records (Alpaca, prompt/completion, chat or multiple choice)' },
+  run: { kind: 'string', group: 'data', placeholder: 'RUN_DIR', help: 'a training run: its data, split ratios, seed and template (config.json)' },
+  split: { kind: 'string', group: 'data', placeholder: 'NAME', help: 'train, val, test or all (with --run: test when the run has one; else all)' },
+  'val-split': { kind: 'number', group: 'data', default: DEFAULTS.valSplit, help: 'the trainer\'s validation fraction of --data (as train\'s flag)' },
+  'test-split': { kind: 'number', group: 'data', default: DEFAULTS.testSplit, help: 'the trainer\'s test fraction of --data (as train\'s flag)' },
+  'data-seed': { kind: 'integer', group: 'data', default: DEFAULTS.dataSeed, help: 'the seed of the trainer\'s split (as train\'s flag)' },
+  limit: { kind: 'integer', group: 'data', help: 'the first N records of the split' },
+  format: { kind: 'string', group: 'data', placeholder: 'FORMAT', help: 'auto, alpaca, prompt-completion or chat (with --run: the run\'s) [auto]' },
+} satisfies FlagTable
+
+/** Sampling: generate, serve and chat take these (with their own defaults where they say). */
+export const SAMPLING_FLAGS = {
+  'max-new-tokens': { kind: 'integer', group: 'generation', default: 128, help: 'tokens generated per response at most' },
+  temperature: { kind: 'number', group: 'generation', default: 0, help: 'sampling temperature; 0 is greedy' },
+  'top-k': { kind: 'integer', group: 'generation', default: 0, help: 'sample from the k most likely tokens; 0: all' },
+  'top-p': { kind: 'number', group: 'generation', default: 1, help: 'nucleus sampling: the smallest set of tokens with this probability' },
+  seed: { kind: 'integer', group: 'generation', default: 0, help: 'the sampling seed (record i of a dataset samples with seed + i)' },
+} satisfies FlagTable
+
+/** Where the model runs. */
+export const DEVICE_FLAGS = {
+  device: { kind: 'string', group: 'other', placeholder: 'DEV', default: 'auto', help: 'cpu, cuda or auto (cuda when there is one)' },
+} satisfies FlagTable
 
 /** A training run directory: its resolved configuration (config.json). */
 export interface RunInfo {

@@ -36,50 +36,48 @@ import { describeEncode, encodeDataset } from '../data/encode'
 import { formatSource } from '../data/errors'
 import { EncodedExample, KIND_COMPLETION, tokenWeight } from '../data/example'
 import { ReadResult, describeRead, readDataset, recordsFromObjects } from '../data/read'
-import { DataFormat } from '../data/records'
 import { resolveTemplate } from '../data/resolve-template'
 import { Template } from '../data/template'
 import { ByteTokenizer, Tokenizer } from '../data/tokenizer'
-import { openModelDir, readMeta } from '../model-dir'
-import { ConfigError, DEFAULTS, DEMO, TrainConfig, kebab, resolveConfig } from '../train/config'
-import { FlagKind, UsageError, parseFlags } from './flags'
-import { CommandIo, describeTokenizer } from './stats'
+import { loadTokenizer, readMeta } from '../model-dir'
+import { ConfigError, DEMO, TrainConfig, kebab, resolveConfig } from '../train/config'
+import { CommandIO, STD_IO } from './common'
+import { commandHelp, FlagDef, FlagTable, UsageError, parseFlags } from './flags'
+import { describeTokenizer } from './stats'
+import { trainFlag } from './train'
 
 /** The TrainConfig keys data inspect reads, taken as train takes them. */
 const TRAIN_KEYS = ['model', 'data', 'format', 'template', 'promptLossWeight', 'maxLength', 'skipInvalid', 'demoRecords', 'dataSeed'] as const
-type TrainKey = (typeof TRAIN_KEYS)[number]
-
-const flagKind = (key: TrainKey): FlagKind => {
-  const v = DEFAULTS[key]
-  return typeof v === 'boolean' ? 'boolean' : typeof v === 'number' ? 'number' : 'string'
-}
-
-const FLAGS: Record<string, FlagKind> = {
-  ...Object.fromEntries(TRAIN_KEYS.map((k) => [kebab(k), flagKind(k)])),
-  limit: 'integer', json: 'boolean', config: 'string', help: 'boolean',
-}
 
 /** Examples shown without -n. */
 export const DEFAULT_COUNT = 3
 
-export const DATA_INSPECT_USAGE = `Usage: plwtune data inspect [--model DIR] [--data FILE] [-n N] [--json] [train's data flags]
+const FLAGS = {
+  // Integers parsed as numbers: resolveConfig then refuses 1.5 with train's own message.
+  ...Object.fromEntries(TRAIN_KEYS.map((k) => {
+    const def = trainFlag(k)
+    return [kebab(k), def.kind === 'integer' ? { ...def, kind: 'number' } : def]
+  })) as Record<string, FlagDef>,
+  limit: { kind: 'integer', group: 'output', default: DEFAULT_COUNT, help: 'examples to show (also -n N)' },
+  json: { kind: 'boolean', group: 'output', help: 'one JSON object per example and line: {source, ids, tokens, weights, kinds, truncated}' },
+  config: { kind: 'string', group: 'other', placeholder: 'FILE', help: 'a train config (JSON); the flags above override it' },
+} satisfies FlagTable
 
-Prints the first N examples as training sees them, token by token: each token's id, the text it
+export const DATA_INSPECT_USAGE = commandHelp({
+  usage: 'plwtune data inspect [--model DIR] [--data FILE] [-n N] [--json] [train\'s data flags]',
+  summary: `Prints the first N examples as training sees them, token by token: each token's id, the text it
 decodes to, its kind (prompt or completion) and its loss weight (λ for prompt tokens, 1 for
 completion tokens and the eos, a chat message's own weight; 0 for the first token, which is never
 predicted). On a terminal prompt and completion tokens are coloured apart and weight-0 tokens dim.
-
-  --model DIR             the model's tokenizer.json and chat template (default: the built-in byte tokenizer)
-  --data FILE             JSON or JSONL records (default: the built-in demo set, as train)
-  -n N, --limit N         examples to show [${DEFAULT_COUNT}]
-  --json                  one JSON object per example and line: {source, ids, tokens, weights, kinds, truncated}
-  --template T            as train: alpaca, phi3, chatml, completion, chat_template, auto, or a template string
-  --prompt-loss-weight X  λ, as train [${DEFAULTS.promptLossWeight}]
-  --max-length N          as train: examples are truncated keeping the completion [the model's positions]
-  --format F              auto, alpaca, prompt-completion, chat [auto]
-  --skip-invalid          skip bad records (counted) instead of failing
-  --config FILE           a train config (JSON); the flags above override it
-  --demo-records N, --data-seed N   the built-in demo set, as train`
+The train flags below are train's own (same checks and defaults; a model plwtune trained supplies
+its template, λ and max length).`,
+  table: FLAGS,
+  examples: [
+    'plwtune data inspect                            # the built-in demo set',
+    'plwtune data inspect --model Qwen2.5-0.5B --data chats.jsonl --template chat_template -n 2',
+    'plwtune data inspect --data alpaca.json --prompt-loss-weight 0 --json',
+  ],
+})
 
 /** One example as data inspect shows it. */
 export interface InspectedExample {
@@ -101,7 +99,7 @@ interface InspectOptions {
   json: boolean
 }
 
-export async function dataInspectCommand(argv: string[], io: CommandIo = { out: process.stdout, err: process.stderr }): Promise<number> {
+export async function dataInspectCommand(argv: string[], io: CommandIO = STD_IO): Promise<number> {
   let opts: InspectOptions | null
   try {
     opts = parseInspectArgs(argv)
@@ -124,7 +122,10 @@ export async function dataInspectCommand(argv: string[], io: CommandIo = { out: 
     let tokenizer: Tokenizer
     let template: Template
     if (c.model !== null) {
-      ;({ tokenizer, template } = await openModelDir(c.model, { template: spec, format, weights: false }))
+      // The template flag (or config), else the one the model was trained with, else auto for the data's format.
+      tokenizer = await loadTokenizer(c.model)
+      const trained = spec ?? readMeta(c.model)?.template
+      template = resolveTemplate(trained === undefined || trained === 'auto' ? undefined : trained, { format, tokenizer })
     } else {
       tokenizer = new ByteTokenizer()
       template = resolveTemplate(spec, { format, tokenizer })
@@ -165,7 +166,6 @@ export async function dataInspectCommand(argv: string[], io: CommandIo = { out: 
 }
 
 function parseInspectArgs(argv: string[]): InspectOptions | null {
-  if (argv.includes('-h')) return null
   const args = argv.flatMap((a) => (a === '-n' ? ['--limit'] : /^-n\d+$/.test(a) ? ['--limit', a.slice(2)] : [a]))
   const { values, positional } = parseFlags(args, FLAGS)
   if (values.help === true) return null
@@ -173,7 +173,8 @@ function parseInspectArgs(argv: string[]): InspectOptions | null {
   const count = (values.limit as number | undefined) ?? DEFAULT_COUNT
   if (count < 1) throw new UsageError(`-n: expected an integer ≥ 1, received ${count}`)
   const flags: Record<string, unknown> = {}
-  for (const k of TRAIN_KEYS) if (values[kebab(k)] !== undefined) flags[k] = values[kebab(k)]
+  const given = values as Record<string, unknown>
+  for (const k of TRAIN_KEYS) if (given[kebab(k)] !== undefined) flags[k] = given[kebab(k)]
   const file = typeof values.config === 'string' ? readConfigFile(values.config) : null
   // Layers as train has them: the demo preset without model and data, else what a trained model recorded; then --config; then flags.
   const model = (flags.model ?? file?.model ?? null) as string | null

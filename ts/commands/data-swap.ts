@@ -28,26 +28,34 @@ import { swapLongCompletions } from '../data/swap'
 import { loadTokenizer } from '../model-dir'
 import { OutputPathError, prepareOutputFile } from '../output-path'
 import { replaceFile } from '../atomic-write'
-import { UsageError, parseFlags } from './flags'
-import { CommandIo, describeTokenizer } from './stats'
+import { CommandIO, STD_IO } from './common'
+import { commandHelp, FlagTable, UsageError, parseFlags } from './flags'
+import { describeTokenizer } from './stats'
 
-const FLAGS = { data: 'string', model: 'string', out: 'string', 'skip-invalid': 'boolean', help: 'boolean' } as const
+const FLAGS = {
+  model: { kind: 'string', group: 'model', placeholder: 'DIR',
+    help: 'count tokens with DIR\'s tokenizer.json (the model you will train); default: bytes' },
+  data: { kind: 'string', group: 'data', placeholder: 'FILE', help: 'Alpaca records, JSON or JSONL' },
+  'skip-invalid': { kind: 'boolean', group: 'data', help: 'skip bad records (counted) instead of failing' },
+  out: { kind: 'string', group: 'output', placeholder: 'FILE', help: 'the new dataset: .json (a JSON array) or .jsonl (JSON Lines)' },
+} satisfies FlagTable
 
-export const DATA_SWAP_USAGE = `Usage: plwtune data swap --data FILE --out FILE.json|FILE.jsonl [--model DIR] [--skip-invalid]
-
-The study's AlpacaDataShort construction: every Alpaca record whose completion is longer than
+export const DATA_SWAP_USAGE = commandHelp({
+  usage: 'plwtune data swap --data FILE --out FILE.json|FILE.jsonl [--model DIR] [--skip-invalid]',
+  summary: `The study's AlpacaDataShort construction: every Alpaca record whose completion is longer than
 its prompt (instruction + input), in tokens, becomes "predict the prompt that generated this
 output" (input = the old output, output = the old instruction; an old input goes into the
-instruction as context). Other records pass unchanged, in order.
-
-  --data FILE       Alpaca records, JSON or JSONL
-  --out FILE        the new dataset: .json (a JSON array) or .jsonl (JSON Lines)
-  --model DIR       count tokens with DIR's tokenizer.json (default: the built-in byte tokenizer)
-  --skip-invalid    skip bad records (counted) instead of failing`
+instruction as context). Other records pass unchanged, in order.`,
+  table: FLAGS,
+  examples: [
+    'plwtune data swap --data alpaca.json --out alpaca-short.json --model gpt2',
+    'plwtune data swap --data data.jsonl --out swapped.jsonl --skip-invalid',
+  ],
+})
 
 type OutputKind = 'json' | 'jsonl'
 
-export async function dataSwapCommand(argv: string[], io: CommandIo = { out: process.stdout, err: process.stderr }): Promise<number> {
+export async function dataSwapCommand(argv: string[], io: CommandIO = STD_IO): Promise<number> {
   let opts: ReturnType<typeof parseSwapArgs>
   try {
     opts = parseSwapArgs(argv)
@@ -94,7 +102,6 @@ export async function dataSwapCommand(argv: string[], io: CommandIo = { out: pro
 }
 
 function parseSwapArgs(argv: string[]): { data: string; out: string; kind: OutputKind; model: string | null; skipInvalid: boolean } | null {
-  if (argv.includes('-h')) return null
   const { values, positional } = parseFlags(argv, FLAGS)
   if (values.help === true) return null
   if (positional.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positional[0])} (flags start with --)`)

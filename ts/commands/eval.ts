@@ -21,49 +21,57 @@ import { formatSource } from '../data/errors'
 import { DataRecord } from '../data/records'
 import { checkTokenizerFits, loadTokenizer } from '../model-dir'
 import { Model } from '../model'
-import { choiceRequests, evaluateLoss, matchRates, scoreChoices } from '../train/evaluate'
+import { choiceRequests, scoreChoices } from '../eval/choices'
+import { matchRates } from '../eval/match'
+import { evaluateLoss } from '../train/evaluate'
 import { Progress } from '../train/progress'
 import {
-  chooseSplit, CommandIO, fail, loadData, modelRefOf, num, pct, pickTemplate, readRun, readRunValData, RunInfo, selectSplit, SPLIT_FLAGS,
+  chooseSplit, CommandIO, fail, loadData, modelRefOf, num, pct, pickTemplate, readRun, readRunValData, RunInfo, selectSplit, SPLIT_FLAGS, MODEL_FLAGS, DEVICE_FLAGS,
   SplitChoice, STD_IO, trainingMeta,
 } from './common'
-import { parseFlags, UsageError } from './flags'
+import { commandHelp, FlagTable, parseFlags, UsageError } from './flags'
 import { replaceFile } from '../atomic-write'
 import { answerRecords, generationFlags, loadForGeneration, ResponseLine } from './generate'
+import { judgeResponses, judgeSettingsOf } from '../eval/judge'
 
 /** Scores in f32 on every device: a forward pass is cheap, and reported losses should not carry bf16 rounding. */
 const EVAL_PRECISION = 'f32'
 
 const FLAGS = {
-  model: 'string', adapter: 'string', ...SPLIT_FLAGS, template: 'string', 'prompt-loss-weight': 'number', 'batch-size': 'integer', generate: 'boolean',
-  'max-new-tokens': 'integer', choices: 'boolean', json: 'boolean', out: 'string', device: 'string', parallel: 'integer', help: 'boolean',
-} as const
+  ...MODEL_FLAGS,
+  ...SPLIT_FLAGS,
+  choices: { kind: 'boolean', group: 'data', help: 'read the data as multiple-choice records (detected from the first record otherwise)' },
+  template: { kind: 'string', group: 'data', placeholder: 'SPEC', help: 'override the training template' },
+  'prompt-loss-weight': { kind: 'number', group: 'evaluation', placeholder: 'λ',
+    help: 'the weight of prompt tokens in the weighted loss (default: the model\'s, else 0.1)' },
+  'batch-size': { kind: 'integer', group: 'evaluation', default: 8, help: 'rows per forward pass' },
+  generate: { kind: 'boolean', group: 'evaluation', help: 'also generate greedy responses and score exact and contains match' },
+  'max-new-tokens': { kind: 'integer', group: 'generation', default: 128, help: 'tokens generated per response at most (with --run: the run\'s)' },
+  judge: { kind: 'string', group: 'evaluation', placeholder: 'URL',
+    help: 'score the responses 0-100 with an LLM judge at this OpenAI-compatible API base; implies --generate' },
+  'judge-model': { kind: 'string', group: 'evaluation', placeholder: 'NAME', help: 'the judge\'s model name, as the server knows it' },
+  'judge-key': { kind: 'string', group: 'evaluation', placeholder: 'ENV_VAR', help: 'the environment variable holding the judge\'s API key (a Bearer token)' },
+  'judge-concurrency': { kind: 'integer', group: 'evaluation', default: 4, help: 'judge requests at once' },
+  out: { kind: 'string', group: 'output', placeholder: 'FILE',
+    help: 'per-record results: the responses JSONL (judge scores kept and reused) or the choices\' scores' },
+  json: { kind: 'boolean', group: 'output', help: 'print one JSON object (progress goes to stderr)' },
+  ...DEVICE_FLAGS,
+  parallel: { kind: 'integer', group: 'other', default: 1, help: 'model copies generating at once' },
+} satisfies FlagTable
 
-export const EVAL_USAGE = `Usage: plwtune eval --model DIR --data FILE [split flags] [flags]
-
-Instruction records: the weighted loss (λ), completion loss, prompt loss and completion perplexity;
-with --generate, exact-match and contains-match of greedy responses. Multiple-choice records
-({context, choices, answer}): acc and acc_norm by log-likelihood, as lm-evaluation-harness.
-
-  --model DIR                a model directory, or a LoRA adapter directory (default with --run: RUN_DIR/final)
-  --adapter DIR              a PEFT LoRA adapter applied to --model (plwtune's or PEFT's own)
-  --data FILE                JSON or JSONL records
-  --run RUN_DIR              a training run: its data, split ratios, seed, template and λ (config.json)
-  --split NAME               train | val | test | all (default: test with --run when the run has one, else all)
-  --val-split X --test-split X --data-seed N
-                             the trainer's split of --data, as train's flags of those names (defaults 0.05, 0, 42)
-  --limit N                  the first N records of the split
-  --format F                 auto | alpaca | prompt-completion | chat (default: the run's, else auto)
-  --template SPEC            override the training template
-  --prompt-loss-weight λ     the weight of prompt tokens in the weighted loss (default: the model's, else 0.1)
-  --batch-size N             rows per forward pass [8]
-  --generate                 also generate greedy responses and score exact and contains match
-  --max-new-tokens N         [128]
-  --choices                  read the data as multiple-choice records (detected from the first record otherwise)
-  --out FILE                 per-record results: the responses JSONL (--generate) or the choices' scores
-  --json                     print one JSON object
-  --device D                 cpu | cuda | auto [auto]
-  --parallel N               model copies generating at once [1]`
+export const EVAL_USAGE = commandHelp({
+  usage: 'plwtune eval --model DIR --data FILE [split flags] [flags]',
+  summary: `Instruction records: the weighted loss (λ), completion loss, prompt loss and completion perplexity;
+with --generate, exact-match and contains-match of greedy responses; with --judge, an LLM judge's mean
+score. Multiple-choice records ({context, choices, answer}): acc and acc_norm by log-likelihood, as
+lm-evaluation-harness. docs/eval.md.`,
+  table: FLAGS,
+  examples: [
+    'plwtune eval --run runs/alpaca --generate',
+    'plwtune eval --model runs/demo/final --data hellaswag.jsonl --limit 500 --json',
+    'plwtune eval --run runs/alpaca --judge http://localhost:11434/v1 --judge-model llama3:8b --out responses.jsonl',
+  ],
+})
 
 /** What --json prints: every key always present, null when it does not apply. */
 export interface EvalReport {
@@ -100,6 +108,16 @@ export interface EvalReport {
   acc_norm_stderr: number | null
   /** Multiple-choice records whose context lost tokens to n_positions. */
   choices_truncated: number | null
+  /** --judge: the judge's model name and JUDGE_PROMPT_HASH (ts/eval/judge-prompt.ts). */
+  judge_model: string | null
+  judge_prompt: string | null
+  /** Mean judge score (0–100) over the `judge_scored` replies that gave one, and its standard error. */
+  judge_score: number | null
+  judge_score_stderr: number | null
+  judge_scored: number | null
+  /** Replies without a readable score; requests that failed after their retries. */
+  judge_unparsed: number | null
+  judge_failed: number | null
 }
 
 function emptyReport(model: string, data: string, kind: EvalReport['kind'], split: SplitChoice, records: number): EvalReport {
@@ -109,13 +127,13 @@ function emptyReport(model: string, data: string, kind: EvalReport['kind'], spli
     completion_tokens: null, prompt_tokens: null,
     skipped_too_long: null, responses: null, exact_match: null, exact_match_stderr: null, contains_match: null, contains_match_stderr: null,
     acc: null, acc_stderr: null, acc_norm: null, acc_norm_stderr: null, choices_truncated: null,
+    judge_model: null, judge_prompt: null, judge_score: null, judge_score_stderr: null, judge_scored: null, judge_unparsed: null, judge_failed: null,
   }
 }
 
 export async function evalCommand(argv: string[], io: CommandIO = STD_IO): Promise<number> {
   const models: Model[] = []
   try {
-    if (argv.includes('-h')) { io.out.write(EVAL_USAGE + '\n'); return 0 }
     const { values: v, positional } = parseFlags(argv, FLAGS)
     if (v.help) { io.out.write(EVAL_USAGE + '\n'); return 0 }
     if (positional.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positional[0])} (flags start with --; see --help)`)
@@ -128,7 +146,10 @@ export async function evalCommand(argv: string[], io: CommandIO = STD_IO): Promi
       throw new UsageError(`--prompt-loss-weight: expected a number in [0, 1], received ${lambdaFlag}`)
     }
     const gen = generationFlags(v, { maxNewTokens: run?.config.maxNewTokens ?? 128 })
-    if (!v.generate && (v['max-new-tokens'] !== undefined || v.parallel !== undefined)) {
+    const judged = judgeSettingsOf(v)
+    if (judged.error !== null) throw new UsageError(judged.error)
+    const generate = v.generate === true || judged.settings !== null // --judge implies --generate
+    if (!generate && (v['max-new-tokens'] !== undefined || v.parallel !== undefined)) {
       throw new UsageError(`${v['max-new-tokens'] !== undefined ? '--max-new-tokens' : '--parallel'} goes with --generate`)
     }
     const ref = modelRefOf(v.model as string | undefined, v.adapter as string | undefined, run)
@@ -151,14 +172,14 @@ export async function evalCommand(argv: string[], io: CommandIO = STD_IO): Promi
       p.update(0, {})
       return p
     }
-    if (out !== undefined && data.kind === 'instruction' && !v.generate) {
+    if (out !== undefined && data.kind === 'instruction' && !generate) {
       throw new UsageError('--out writes per-record results: responses (with --generate) or multiple-choice scores')
     }
     let report: EvalReport
     let lines: string[] = []
 
     if (data.kind === 'choices') {
-      if (v.generate) throw new UsageError('--generate needs instruction records; multiple-choice records are scored by log-likelihood')
+      if (generate) throw new UsageError(`${judged.settings ? '--judge' : '--generate'} needs instruction records; multiple-choice records are scored by log-likelihood`)
       if (v.template !== undefined) throw new UsageError('--template does not apply to multiple-choice records (their text is scored as it is)')
       const records = await selectSplit<ChoiceRecord>(data.records, split, { run, limit })
       const requests = choiceRequests(tokenizer, records, nPositions)
@@ -199,7 +220,7 @@ export async function evalCommand(argv: string[], io: CommandIO = STD_IO): Promi
           completion_perplexity: l.completionLoss !== null ? Math.exp(l.completionLoss) : null, completion_tokens: l.completionTargets,
           prompt_tokens: l.promptTargets })
       }
-      if (v.generate) {
+      if (generate) {
         if (models.length === 0) models.push(...await loadForGeneration(ref, 1, nPositions, gen.device))
         if (gen.parallel > 1) models.push(...await loadForGeneration(ref, gen.parallel - 1, nPositions, gen.device))
         const progress = progressFor(records.length, 'generate')
@@ -208,6 +229,11 @@ export async function evalCommand(argv: string[], io: CommandIO = STD_IO): Promi
         const rates = matchRates(responses)
         Object.assign(report, { responses: rates.responses, exact_match: rates.exactMatch, exact_match_stderr: rates.exactMatchStderr,
           contains_match: rates.containsMatch, contains_match_stderr: rates.containsMatchStderr })
+        if (judged.settings !== null) {
+          const j = await judgeResponses(responses, judged.settings, { out, err: io.err })
+          Object.assign(report, { judge_model: j.model, judge_prompt: j.prompt, judge_score: j.mean, judge_score_stderr: j.stderr,
+            judge_scored: j.scored, judge_unparsed: j.unparsed, judge_failed: j.failed })
+        }
         lines = responses.map((l) => JSON.stringify(l) + '\n')
       }
     }
@@ -238,6 +264,10 @@ export function describeReport(r: EvalReport): string {
     if (r.responses !== null) {
       row('exact match', `${pct(r.exact_match)}${se(r.exact_match_stderr)}  (${Math.round((r.exact_match ?? 0) * r.responses)}/${r.responses})`)
       row('contains match', `${pct(r.contains_match)}${se(r.contains_match_stderr)}  (${Math.round((r.contains_match ?? 0) * r.responses)}/${r.responses})`)
+    }
+    if (r.judge_model !== null) {
+      row(`judge (${r.judge_model})`, `${r.judge_score !== null ? r.judge_score.toFixed(1) : '—'}${r.judge_score_stderr !== null ? ` ± ${r.judge_score_stderr.toFixed(1)}` : ''}` +
+        ` / 100  (${r.judge_scored} scored, ${r.judge_unparsed} unparsed, ${r.judge_failed} failed)`)
     }
   } else {
     row('acc', `${pct(r.acc)}${se(r.acc_stderr)}`)

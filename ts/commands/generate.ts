@@ -21,49 +21,45 @@ import { Tokenizer } from '../data/tokenizer'
 import { checkTokenizerFits, loadTokenizer } from '../model-dir'
 import { Model } from '../model'
 import { Device } from '../native'
-import {
-  containsMatch, exactMatch, Generated, GenerationOptions, GenerationRequest, generateMany, generateOne, matchRates, recordRequest,
-  responseFields,
-} from '../train/evaluate'
+import { Generated, GenerationOptions, GenerationRequest, generateMany, generateOne, recordRequest, responseFields } from '../eval/generation'
+import { containsMatch, exactMatch, matchRates } from '../eval/match'
 import { Progress } from '../train/progress'
 import {
   chooseSplit, CommandIO, fail, loadData, ModelRef, modelRefOf, pct, pickTemplate, readRun, readRunValData, RunInfo, selectSplit, SPLIT_FLAGS, STD_IO,
+  MODEL_FLAGS, SAMPLING_FLAGS, DEVICE_FLAGS,
   trainingMeta,
 } from './common'
-import { parseFlags, UsageError } from './flags'
+import { commandHelp, FlagTable, parseFlags, UsageError } from './flags'
 import { prepareOutputFile } from '../output-path'
 import { replaceFile } from '../atomic-write'
 
 const FLAGS = {
-  model: 'string', adapter: 'string', ...SPLIT_FLAGS, prompt: 'string', instruction: 'string', input: 'string', raw: 'boolean', out: 'string',
-  template: 'string', 'max-new-tokens': 'integer', temperature: 'number', 'top-k': 'integer', 'top-p': 'number', seed: 'integer', device: 'string',
-  parallel: 'integer', help: 'boolean',
-} as const
+  ...MODEL_FLAGS,
+  prompt: { kind: 'string', group: 'data', placeholder: 'TEXT', help: 'one prompt, rendered as a prompt/completion record (--raw: as it is)' },
+  raw: { kind: 'boolean', group: 'data', help: 'with --prompt: the prompt as it is, no template' },
+  instruction: { kind: 'string', group: 'data', placeholder: 'TEXT', help: 'one instruction, rendered as an Alpaca record' },
+  input: { kind: 'string', group: 'data', placeholder: 'TEXT', help: 'with --instruction: its input' },
+  ...SPLIT_FLAGS,
+  template: { kind: 'string', group: 'data', placeholder: 'SPEC',
+    help: 'override the training template (alpaca, phi3, chatml, completion, chat_template, or a string)' },
+  ...SAMPLING_FLAGS,
+  out: { kind: 'string', group: 'output', placeholder: 'FILE', default: 'responses.jsonl', help: 'the responses JSONL of --data (- for stdout)' },
+  ...DEVICE_FLAGS,
+  parallel: { kind: 'integer', group: 'other', default: 1, help: 'model copies generating at once' },
+} satisfies FlagTable
 
-export const GENERATE_USAGE = `Usage: plwtune generate --model DIR (--prompt TEXT [--raw] | --instruction TEXT [--input TEXT] | --data FILE [split flags]) [flags]
-
-Responses of a trained model, rendered with its training template (plwtune.json in DIR) and cut
+export const GENERATE_USAGE = commandHelp({
+  usage: 'plwtune generate --model DIR (--prompt TEXT [--raw] | --instruction TEXT [--input TEXT] | --data FILE [split flags]) [flags]',
+  summary: `Responses of a trained model, rendered with its training template (plwtune.json in DIR) and cut
 at the template's stop strings and the eos. One prompt prints its response; a dataset writes a
-responses JSONL (instruction, input, expected, response, exact_match, contains_match, ...).
-
-  --model DIR            a model directory, or a LoRA adapter directory (default with --run: RUN_DIR/final)
-  --adapter DIR          a PEFT LoRA adapter applied to --model (plwtune's or PEFT's own)
-  --prompt TEXT          one prompt, rendered as a prompt/completion record (--raw: as it is, no template)
-  --instruction TEXT     one instruction (--input TEXT: its input), rendered as an Alpaca record
-  --data FILE            JSON or JSONL records (Alpaca, prompt/completion or chat)
-  --run RUN_DIR          a training run: its data, split ratios, seed and template (config.json)
-  --split NAME           train | val | test | all (default: test with --run when the run has one, else all)
-  --val-split X --test-split X --data-seed N
-                         the trainer's split of --data, as train's flags of those names (defaults 0.05, 0, 42)
-  --limit N              the first N records of the split
-  --format F             auto | alpaca | prompt-completion | chat (default: the run's, else auto)
-  --out FILE             the responses JSONL (default responses.jsonl; - for stdout)
-  --template SPEC        override the training template (alpaca, phi3, chatml, completion, chat_template, or a string)
-  --max-new-tokens N     [128]
-  --temperature X        0 is greedy [0]; --top-k N [0: all], --top-p X [1]
-  --seed N               the sampling seed [0]; record i of a dataset samples with seed + i
-  --device D             cpu | cuda | auto [auto]
-  --parallel N           model copies generating at once [1]`
+responses JSONL (instruction, input, expected, response, exact_match, contains_match, ...).`,
+  table: FLAGS,
+  examples: [
+    'plwtune generate --model runs/demo/final --instruction "Reverse the word" --input "lamp"',
+    'plwtune generate --run runs/alpaca --split test --out responses.jsonl',
+    'plwtune generate --model Qwen2.5-0.5B --adapter runs/lora/final --prompt "Hello" --temperature 0.7 --seed 1',
+  ],
+})
 
 type Values = ReturnType<typeof parseFlags<typeof FLAGS>>['values']
 
@@ -165,7 +161,6 @@ export async function answerRecords(o: {
 export async function generateCommand(argv: string[], io: CommandIO = STD_IO): Promise<number> {
   let models: Model[] = []
   try {
-    if (argv.includes('-h')) { io.out.write(GENERATE_USAGE + '\n'); return 0 }
     const { values: v, positional } = parseFlags(argv, FLAGS)
     if (v.help) { io.out.write(GENERATE_USAGE + '\n'); return 0 }
     if (positional.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positional[0])} (flags start with --; see --help)`)

@@ -13,31 +13,38 @@ import { SaveDtype } from '../checkpoint'
 import { writeTokenizerFiles } from '../train/tokenizer-files'
 import { META_FILE } from '../model-dir'
 import { CommandIO, fail, modelRefOf, STD_IO } from './common'
-import { parseFlags, UsageError } from './flags'
+import { commandHelp, FlagTable, parseFlags, UsageError } from './flags'
 import { prepareOutputDir } from '../output-path'
 import { replaceDir, writeFileSynced } from '../atomic-write'
 import { dtypeBytes } from '../safetensors'
 
-const FLAGS = { model: 'string', adapter: 'string', out: 'string', dtype: 'string', overwrite: 'boolean', help: 'boolean' } as const
+const FLAGS = {
+  model: { kind: 'string', group: 'model', placeholder: 'BASE',
+    help: 'the base model directory (omit it to use the base a LoRA run\'s adapter records)' },
+  adapter: { kind: 'string', group: 'model', placeholder: 'DIR',
+    help: 'a PEFT LoRA adapter directory (a LoRA run\'s final/, best/ or checkpoint, or PEFT\'s own)' },
+  out: { kind: 'string', group: 'output', placeholder: 'OUT', help: 'the merged model directory (refused if it exists, unless --overwrite)' },
+  dtype: { kind: 'string', group: 'output', placeholder: 'DTYPE', default: 'auto',
+    help: 'tensor dtype on disk: auto (the base\'s), float32, bfloat16, float16' },
+  overwrite: { kind: 'boolean', group: 'output', help: 'replace --out if it exists' },
+} satisfies FlagTable
 
-export const MERGE_USAGE = `Usage: plwtune merge --model BASE --adapter DIR --out OUT [--dtype auto|float32|bfloat16|float16] [--overwrite]
-
-Merges a LoRA adapter into its base model: OUT is a plain Hugging Face model directory
-(config.json, model.safetensors, tokenizer files) with W + scaling·B·A in every adapted layer.
-
-  --model BASE     the base model directory (or omit it and give a LoRA run's adapter as --adapter:
-                   its recorded base is used)
-  --adapter DIR    a PEFT LoRA adapter directory (a LoRA run's final/, best/ or checkpoint, or PEFT's own)
-  --out OUT        the merged model directory (refused if it exists, unless --overwrite)
-  --dtype D        tensor dtype on disk: auto (the base's, default), float32, bfloat16, float16
-`
+export const MERGE_USAGE = commandHelp({
+  usage: 'plwtune merge [--model BASE] --adapter DIR --out OUT [--dtype auto|float32|bfloat16|float16] [--overwrite]',
+  summary: `Merges a LoRA adapter into its base model: OUT is a plain Hugging Face model directory
+(config.json, model.safetensors, tokenizer files) with W + scaling·B·A in every adapted layer.`,
+  table: FLAGS,
+  examples: [
+    'plwtune merge --adapter runs/lora/final --out models/merged',
+    'plwtune merge --model Qwen2.5-0.5B --adapter runs/lora/best --out models/merged --dtype bfloat16 --overwrite',
+  ],
+})
 
 const DTYPES: Record<string, SaveDtype | 'auto'> = { auto: 'auto', float32: 'F32', bfloat16: 'BF16', float16: 'F16' }
 
 export async function mergeCommand(argv: string[], io: CommandIO = STD_IO): Promise<number> {
   let model: Model | null = null
   try {
-    if (argv.includes('-h')) { io.out.write(MERGE_USAGE + '\n'); return 0 }
     const { values: v, positional } = parseFlags(argv, FLAGS)
     if (v.help) { io.out.write(MERGE_USAGE + '\n'); return 0 }
     if (positional.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positional[0])} (flags start with --; see --help)`)

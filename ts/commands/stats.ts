@@ -18,35 +18,38 @@ import { ReadResult, describeRead, readDataset, recordsFromObjects } from '../da
 import { DatasetStats, FieldStats, SHORT_COMPLETION_RATIO, datasetStats } from '../data/stats'
 import { loadTokenizer } from '../model-dir'
 import { DEFAULTS } from '../train/config'
-import { UsageError, parseFlags } from './flags'
-
-export interface CommandIo {
-  out: NodeJS.WritableStream
-  err: NodeJS.WritableStream
-}
+import { CommandIO, STD_IO } from './common'
+import { commandHelp, FlagTable, UsageError, parseFlags } from './flags'
+import { markdownTable } from '../markdown-table'
 
 const FLAGS = {
-  data: 'string', model: 'string', format: 'string', 'skip-invalid': 'boolean', json: 'boolean',
-  'demo-records': 'integer', help: 'boolean',
-} as const
+  model: { kind: 'string', group: 'model', placeholder: 'DIR',
+    help: 'count with DIR\'s tokenizer.json (no weights are loaded); default: the built-in byte tokenizer' },
+  data: { kind: 'string', group: 'data', placeholder: 'FILE', help: 'JSON or JSONL dataset; default: the built-in demo set' },
+  format: { kind: 'string', group: 'data', placeholder: 'FORMAT', default: 'auto',
+    help: 'record format: auto (detected from the first record), alpaca, prompt-completion, chat' },
+  'skip-invalid': { kind: 'boolean', group: 'data', help: 'skip bad records (counted) instead of failing' },
+  'demo-records': { kind: 'integer', group: 'data', default: DEFAULTS.demoRecords, help: 'records of the built-in demo set (without --data)' },
+  json: { kind: 'boolean', group: 'output', help: 'print one JSON object instead of the table' },
+} satisfies FlagTable
 
-export const STATS_USAGE = `Usage: plwtune stats [--data FILE] [--model DIR] [--format auto|alpaca|prompt-completion|chat] [--skip-invalid] [--json]
-
-Token-length statistics of an instruction dataset and the prompt loss weight they suggest
+export const STATS_USAGE = commandHelp({
+  usage: 'plwtune stats [--data FILE] [--model DIR] [--format auto|alpaca|prompt-completion|chat] [--skip-invalid] [--json]',
+  summary: `Token-length statistics of an instruction dataset and the prompt loss weight they suggest
 (the study's Table 1 for your data). Counts are of the raw fields (no template, no eos);
-the ratio is mean completion / (mean instruction + mean input); ratio < ${SHORT_COMPLETION_RATIO} is short-completion.
-
-  --data FILE         JSON or JSONL dataset (default: the built-in demo set)
-  --model DIR         use DIR's tokenizer.json (default: the built-in byte tokenizer); no weights are loaded
-  --format F          record format (default auto: detected from the first record)
-  --skip-invalid      skip bad records (counted) instead of failing
-  --demo-records N    records of the built-in demo set, without --data [${DEFAULTS.demoRecords}]
-  --json              print one JSON object instead of the table`
+the ratio is mean completion / (mean instruction + mean input); ratio < ${SHORT_COMPLETION_RATIO} is short-completion.`,
+  table: FLAGS,
+  examples: [
+    'plwtune stats                                   # the built-in demo set',
+    'plwtune stats --data alpaca.json --model gpt2',
+    'plwtune stats --data chats.jsonl --model Qwen2.5-0.5B --json',
+  ],
+})
 
 /** The demo set's seed: the training default, so stats describe what `plwtune train` trains on. */
 const DEMO_SEED = DEFAULTS.seed
 
-export async function statsCommand(argv: string[], io: CommandIo = { out: process.stdout, err: process.stderr }): Promise<number> {
+export async function statsCommand(argv: string[], io: CommandIO = STD_IO): Promise<number> {
   let opts: ReturnType<typeof parseStatsArgs>
   try {
     opts = parseStatsArgs(argv)
@@ -78,7 +81,6 @@ export async function statsCommand(argv: string[], io: CommandIo = { out: proces
 function parseStatsArgs(argv: string[]): {
   data: string | null; model: string | null; format: DataFormat | 'auto'; skipInvalid: boolean; json: boolean; demoRecords: number
 } | null {
-  if (argv.includes('-h')) return null
   const { values, positional } = parseFlags(argv, FLAGS)
   if (values.help === true) return null
   if (positional.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positional[0])} (flags start with --)`)
@@ -111,15 +113,6 @@ export function statsJson(s: DatasetStats, tokenizer: string): Record<string, un
 }
 
 const count = (x: number): string => x.toLocaleString('en-US')
-
-/** A markdown table whose columns are padded to line up in a terminal too; `right` marks right-aligned columns. */
-export function markdownTable(header: string[], rows: string[][], right: boolean[]): string {
-  const widths = header.map((h, j) => Math.max(3, h.length, ...rows.map((r) => r[j].length)))
-  const cell = (text: string, j: number) => (right[j] ? text.padStart(widths[j]) : text.padEnd(widths[j]))
-  const line = (cells: string[]) => `| ${cells.map(cell).join(' | ')} |`
-  const rule = `| ${widths.map((w, j) => (right[j] ? '-'.repeat(w - 1) + ':' : '-'.repeat(w))).join(' | ')} |`
-  return [line(header), rule, ...rows.map(line)].join('\n')
-}
 
 /** The human report: where the numbers come from, the table, the ratio, the verdict and the advice. */
 export function formatStats(s: DatasetStats, where: { data: string; tokenizer: string }): string {

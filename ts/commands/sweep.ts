@@ -39,14 +39,14 @@ import { abortOnSigint } from './interrupt'
 import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { replaceFile } from '../atomic-write'
-import { loadConfig, parseTrainArgs } from '../cli'
+import { loadConfig, parseTrainArgs } from './train'
 import { ConfigError, DEFAULTS, kebab, resolveConfig, TrainConfig } from '../train/config'
 import { formatDuration, Progress } from '../train/progress'
 import { RunDir, TrainerState } from '../train/run-dir'
 import { StepMetrics, StopReason, Trainer, TrainResult } from '../train/trainer'
 import { prepareOutputDir } from '../output-path'
 import { readJsonObject } from '../json-keys'
-import { parseFlags, UsageError } from './flags'
+import { commandHelp, FlagTable, parseFlags, UsageError } from './flags'
 import { lambdaLabel, renderSweepPlot } from './sweep-plot'
 
 // ---------------------------------------------------------------------------------------
@@ -103,7 +103,16 @@ export function metricInfo(metric: SweepMetric, base: Pick<TrainConfig, 'valSpli
     : { metric, key: 'test_completion_loss', label: 'test completion loss', higherIsBetter: false, percent: false }
 }
 
-const SWEEP_FLAGS = { lambdas: 'numbers', seeds: 'numbers', metric: 'string', out: 'string' } as const
+/** The sweep's own flags; every other flag is train's (ts/commands/train.ts), passed to each run. */
+const SWEEP_FLAGS = {
+  lambdas: { kind: 'numbers', group: 'optimisation', placeholder: 'L,…', default: DEFAULT_LAMBDAS.join(','),
+    help: 'prompt loss weights λ, each in [0, 1]' },
+  seeds: { kind: 'numbers', group: 'optimisation', placeholder: 'S,…', default: DEFAULT_SEEDS.join(','),
+    help: 'seeds (integers ≥ 0); the spread is over these' },
+  metric: { kind: 'string', group: 'evaluation', placeholder: 'M',
+    help: 'completion_loss (best val completion loss) or exact_match (test answers; the default when generated)' },
+  out: { kind: 'string', group: 'output', placeholder: 'DIR', default: DEFAULT_OUT, help: 'the sweep directory' },
+} satisfies FlagTable
 /** Train keys the sweep sets itself, and what to use instead. */
 const OWN_KEYS: Partial<Record<keyof TrainConfig, string>> = {
   promptLossWeight: 'the sweep varies it: use --lambdas',
@@ -583,7 +592,9 @@ export async function runSweep(spec: SweepSpec, options: SweepOptions = {}): Pro
     let progress: Progress | null = null
     const label = `λ=${lambdaLabel(lambda)} s${seed}`
     trainer.on('log', (line: string) => {
-      if (line.startsWith('warning')) progress ? progress.log(`${tag}: ${line}`) : say(`${tag}: ${line}`)
+      if (!line.startsWith('warning')) return
+      if (progress) progress.log(`${tag}: ${line}`)
+      else say(`${tag}: ${line}`)
     })
     if (stream) {
       trainer.on('start', (st: { totalSteps: number; startStep: number }) => {
@@ -636,26 +647,22 @@ export async function runSweep(spec: SweepSpec, options: SweepOptions = {}): Pro
 // the command
 
 export function sweepHelp(): string {
-  return [
-    'Usage: plwtune sweep [--lambdas 0,0.01,0.05,0.1,0.5,1] [--seeds 1,2] [--metric completion_loss|exact_match]',
-    '                     [--out runs/sweep] [train flags]',
-    '',
-    'Trains the same configuration once per prompt loss weight λ and seed, evaluates each run, and writes',
-    'OUT/results.md (the metric per seed, mean and spread, the best λ), OUT/results.csv (one row per run)',
-    'and OUT/sweep.svg (the metric against λ). Each run is a normal run directory, OUT/lambda-<λ>/seed-<s>/.',
-    '',
-    '  --lambdas L,...   prompt loss weights, each in [0, 1]  [0,0.01,0.05,0.1,0.5,1]',
-    '  --seeds S,...     seeds (integers); the spread is over these  [1,2]',
-    '  --metric M        completion_loss: best validation completion loss (lower is better);',
-    '                    exact_match: exact match of greedy answers to the test split (higher is better)',
-    '                    [exact_match when the runs generate test answers, else completion_loss]',
-    `  --out DIR         the sweep directory  [${DEFAULT_OUT}]`,
-    '',
-    'Every plwtune train flag (and --config FILE) is passed to each run, except --prompt-loss-weight,',
-    '--seed and --resume, which the sweep sets; without --model and --data the runs use the demo preset.',
-    'Running the same command again skips finished runs and resumes an interrupted one; Ctrl-C stops',
-    'the current run after its step with a checkpoint (exit status 130).',
-  ].join('\n')
+  return commandHelp({
+    usage: 'plwtune sweep [--lambdas 0,0.01,0.05,0.1,0.5,1] [--seeds 1,2] [--metric completion_loss|exact_match] [--out DIR] [train flags]',
+    summary: `Trains the same configuration once per prompt loss weight λ and seed, evaluates each run, and writes
+OUT/results.md (the metric per seed, mean and spread, the best λ), OUT/results.csv (one row per run)
+and OUT/sweep.svg (the metric against λ). Each run is a normal run directory, OUT/lambda-<λ>/seed-<s>/.`,
+    table: SWEEP_FLAGS,
+    notes: `Every plwtune train flag (and --config FILE) is passed to each run (plwtune train --help), except
+--prompt-loss-weight, --seed and --resume, which the sweep sets; without --model and --data the runs use
+the demo preset. Running the same command again skips finished runs and resumes an interrupted one;
+Ctrl-C stops the current run after its step with a checkpoint (exit status 130).`,
+    examples: [
+      'plwtune sweep --max-steps 300                   # the demo preset, 6 λ × 2 seeds',
+      'plwtune sweep --model gpt2 --data alpaca.json --lambdas 0,0.1,1 --seeds 1,2,3 --test-split 0.05 --generate-eval 200',
+      'plwtune sweep --config base.json --metric completion_loss --out runs/sweep-lr',
+    ],
+  })
 }
 
 /** `plwtune sweep`: 0 when every run finished, 130 when interrupted, 2 for a usage error, 1 for a failed run. */

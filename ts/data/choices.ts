@@ -1,5 +1,5 @@
 /**
- * Multiple-choice records, scored by log-likelihood (ts/train/evaluate.ts scoreChoices) the way
+ * Multiple-choice records, scored by log-likelihood (ts/eval/choices.ts scoreChoices) the way
  * lm-evaluation-harness scores its `multiple_choice` tasks. Two shapes (docs/eval.md maps
  * ARC, PIQA and WinoGrande onto them):
  *

@@ -66,7 +66,7 @@ export class HfTokenizer implements Tokenizer {
     try {
       this.impl = new HfTokenizerImpl(files.tokenizer, config)
     } catch (err) {
-      throw new Error(`tokenizer.json: cannot build the tokenizer: ${(err as Error).message}`)
+      throw new Error(`tokenizer.json: cannot build the tokenizer: ${(err as Error).message}`, { cause: err })
     }
     const vocab = this.impl.get_vocab(true)
     let maxId = -1
@@ -127,14 +127,14 @@ export class HfTokenizer implements Tokenizer {
         return await fs.promises.readFile(path.join(dir, name), 'utf8')
       } catch (err) {
         if (!required && (err as NodeJS.ErrnoException).code === 'ENOENT') return null
-        throw new Error(`${path.join(dir, name)}: cannot read the tokenizer: ${(err as Error).message}`)
+        throw new Error(`${path.join(dir, name)}: cannot read the tokenizer: ${(err as Error).message}`, { cause: err })
       }
     }
     const parse = (name: string, text: string): Record<string, unknown> => {
       try {
         return JSON.parse(text) as Record<string, unknown>
       } catch (err) {
-        throw new Error(`${path.join(dir, name)}: invalid JSON: ${(err as Error).message}`)
+        throw new Error(`${path.join(dir, name)}: invalid JSON: ${(err as Error).message}`, { cause: err })
       }
     }
     const tokenizer = parse('tokenizer.json', (await read('tokenizer.json', true)) as string)

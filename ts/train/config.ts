@@ -6,171 +6,200 @@
  */
 import { MODEL_LIMITS } from '../arch/config-reader'
 import { forbiddenKey, forbiddenKeyMessage } from '../json-keys'
+import type { FlagGroup } from '../commands/flags'
 
+/**
+ * The configuration's type. What each key means, its default, its --help group and how a value
+ * is checked: CONFIG_KEYS below, the one table that --help, the flag parser and the --config
+ * checks all read.
+ */
 export interface TrainConfig {
-  /** Hugging Face GPT-2 directory to fine-tune; null: a fresh GPT-2 of `init` (the demo's). */
   model: string | null
-  /** Training data (JSON or JSONL: Alpaca, prompt/completion or chat records); null: the built-in demo set. */
   data: string | null
-  /** Validation data; null: `valSplit` of `data`. */
   valData: string | null
-  /** Record format of the data files; 'auto' detects it from the first record. */
   format: 'auto' | 'alpaca' | 'prompt-completion' | 'chat'
-  /** alpaca, phi3, chatml, completion, chat_template (the model's own), auto, or a template string with {instruction} {input} {output}. */
   template: string
-  /** λ, the loss weight of prompt tokens (completion tokens weigh 1). 0 masks the prompt; 1 is plain LM training. */
   promptLossWeight: number
-  /** Passes over the training split (ignored when maxSteps > 0). */
   epochs: number
-  /** Optimizer steps to run; 0: `epochs` decide. */
   maxSteps: number
-  /** Examples per optimizer step. */
   batchSize: number
-  /** Examples per forward/backward; batchSize / microBatchSize micro-batches accumulate. 0: batchSize. */
   microBatchSize: number
-  /** Peak learning rate. */
   lr: number
-  /** Linear warmup from 0 over this many steps. */
   warmupSteps: number
-  /** Decay after warmup, to minLrRatio · lr at the last step. */
   lrSchedule: 'cosine' | 'linear' | 'constant'
   minLrRatio: number
   weightDecay: number
   adamBeta1: number
   adamBeta2: number
   adamEps: number
-  /** Global gradient-norm clipping; 0: off. */
   maxGradNorm: number
-  /** Tokens per example (prompt + completion + eos); longer prompts are cut from the start. 0: the model's n_positions. */
   maxLength: number
-  /** Several examples per row (attention and positions kept apart per example). */
   packing: boolean
-  /** Shuffle each epoch (false: file order). */
   shuffle: boolean
-  /** Group examples of similar length into the same micro-batches (less padding). */
   groupByLength: boolean
-  /** Fractions of `data` held out for validation and test (ignored for val when valData is given). */
   valSplit: number
   testSplit: number
-  /** Model initialization and data order. */
   seed: number
-  /** The train/val/test split (and the demo set's generation): fixed apart from `seed`, so runs
-   *  with different seeds (a sweep) are evaluated on the same held-out records. */
   dataSeed: number
-  /** Evaluate on the validation split every N steps; 0: at the end of each epoch. */
   evalEvery: number
-  /** Checkpoint every N steps; 0: only at the end (and on Ctrl-C). */
   saveEvery: number
-  /** Checkpoints kept in checkpoints/ (the newest); best/ is kept apart. */
   keepCheckpoints: number
-  /** Stop after this many evaluations without a better validation completion loss; 0: off. */
   earlyStoppingPatience: number
-  /** Log a metrics line every N steps. */
   logEvery: number
   device: 'cpu' | 'cuda' | 'auto'
-  /** Activations' arithmetic: 'auto' is bf16 mixed precision on cuda, f32 on cpu (see docs/precision.md). */
   precision: 'f32' | 'bf16' | 'auto'
-  /**
-   * Memory/compute trade (docs/memory.md): none | attention (fused, no T×T probabilities) |
-   * block (also recompute each layer in the backward) | auto (the first that fits: cpu attention, block;
-   * cuda none, attention, block).
-   */
   recompute: 'none' | 'attention' | 'block' | 'auto'
-  /** The run directory. */
   out: string
-  /** Continue the run in this directory exactly where it stopped (the command line's --resume only, never a config file). */
   resume: string | null
-  /** Replace the plwtune run in `out` (a new run is refused there otherwise); never deletes a directory that is not a run. */
   overwrite: boolean
-  /** With --resume: continue although a data file changed since the run started (the result is then not the uninterrupted run's). */
   allowDataChange: boolean
-  /** Skip (and count) invalid records instead of stopping at them. */
   skipInvalid: boolean
-  /** Test records to answer by generation at the end (exact match); 0: none. */
   generateEval: number
   maxNewTokens: number
-  /** A fresh model when `model` is null (the tokenizer sets vocab_size). */
   init: { nLayer: number; nHead: number; nEmbd: number; nPositions: number; nKvHead?: number }
-  /**
-   * The architecture of a fresh model: 'gpt2', or 'llama' / 'qwen2' / 'qwen3' / 'mistral'
-   * (the Llama family with that family's flags; see docs/models.md).
-   */
   initArch: 'gpt2' | 'llama' | 'qwen2' | 'qwen3' | 'mistral'
-  /**
-   * Tensor dtype of saved models (final/, best/): 'auto' keeps the base checkpoint's (f32 for a
-   * fresh model). Checkpoints for --resume always hold the f32 masters.
-   */
   saveDtype: 'auto' | 'float32' | 'bfloat16' | 'float16'
-  /** Shard model files above this size, as transformers writes them ("5GB", "500MB"). */
   maxShardSize: string
-  /** Records of the built-in demo set (when `data` is null). */
   demoRecords: number
-  /** LoRA rank; 0: full fine-tuning. With r > 0 the base (`model`) is frozen and only adapters train (docs/lora.md). */
   loraR: number
-  /** LoRA's alpha: the adapters' output is scaled by alpha / r (alpha / √r with useRslora). */
   loraAlpha: number
-  /** Dropout on the adapters' input during training. */
   loraDropout: number
-  /** Modules that get adapters, as PEFT names them (q_proj,v_proj… / c_attn,c_proj,c_fc), or all-linear (not the head). */
   loraTargets: string
-  /** rsLoRA: scale by alpha / √r, stable across ranks. */
   useRslora: boolean
 }
 
-export const DEFAULTS: TrainConfig = {
-  model: null,
-  data: null,
-  valData: null,
-  format: 'auto',
-  template: 'auto',
-  promptLossWeight: 0.1, // the study's best λ for short completions
-  epochs: 3,
-  maxSteps: 0,
-  batchSize: 16,
-  microBatchSize: 0,
-  lr: 1e-4,
-  warmupSteps: 10,
-  lrSchedule: 'cosine',
-  minLrRatio: 0.1,
-  weightDecay: 0.01,
-  adamBeta1: 0.9,
-  adamBeta2: 0.999,
-  adamEps: 1e-8,
-  maxGradNorm: 1.0,
-  maxLength: 0,
-  packing: false,
-  shuffle: true,
-  groupByLength: false,
-  valSplit: 0.05,
-  testSplit: 0,
-  seed: 42,
-  dataSeed: 42,
-  evalEvery: 0,
-  saveEvery: 0,
-  keepCheckpoints: 2,
-  earlyStoppingPatience: 0,
-  logEvery: 1,
-  device: 'auto',
-  precision: 'auto',
-  recompute: 'auto',
-  out: 'runs/latest',
-  resume: null,
-  overwrite: false,
-  allowDataChange: false,
-  skipInvalid: false,
-  generateEval: 0,
-  maxNewTokens: 32,
-  init: { nLayer: 4, nHead: 4, nEmbd: 128, nPositions: 256, nKvHead: 0 }, // nKvHead 0: nHead (Llama family only)
-  initArch: 'gpt2',
-  saveDtype: 'auto',
-  maxShardSize: '5GB',
-  demoRecords: 6000,
-  loraR: 0,
-  loraAlpha: 16,
-  loraDropout: 0.05,
-  loraTargets: 'all-linear',
-  useRslora: false,
+/**
+ * How a key's value is checked (a JSON config file, or a flag's text converted first):
+ * path: a non-empty string or null; string: non-empty; number / integer: finite and ≥ 0
+ * (plus `range`); enum: one of `values`; size: "5GB"-style; init: the fresh model's sizes.
+ */
+export type ConfigCheck = 'path' | 'string' | 'number' | 'integer' | 'boolean' | 'enum' | 'size' | 'init'
+
+export interface ConfigKey<V> {
+  default: V
+  check: ConfigCheck
+  /** The allowed values of an enum. */
+  values?: readonly string[]
+  /**
+   * [lo, hi, lo excluded?]: the range the engine checks when it gets the value (the optimizer's
+   * at every step, the adapters' when the model is made: native/binding/model.cpp), checked
+   * before the run starts instead of at step 1. LoRA's only when loraR > 0.
+   */
+  range?: [number, number, boolean?]
+  /** Where --help lists it (the groups of every command's flags). */
+  group: FlagGroup
+  /** One line for --help and docs/cli.md. */
+  help: string
+  /** The value's name in --help (DIR, FILE, N…). */
+  placeholder?: string
 }
+
+/**
+ * Every key of the training run's configuration: default, check, group and meaning, in one
+ * typed table (nanoGPT's one object of settings, with the documentation beside each). A JSON
+ * config file (--config) and the command line's flags (--kebab-case of each key; flags win)
+ * are checked against it: unknown keys and wrong types are errors that name the key.
+ */
+export const CONFIG_KEYS: { [K in keyof TrainConfig]-?: ConfigKey<TrainConfig[K]> } = {
+  // model
+  model: { default: null, check: 'path', group: 'model', placeholder: 'DIR',
+    help: 'the Hugging Face model directory to fine-tune; none: a fresh model (--init-*)' },
+  initArch: { default: 'gpt2', check: 'enum', values: ['gpt2', 'llama', 'qwen2', 'qwen3', 'mistral'], group: 'model', placeholder: 'ARCH',
+    help: 'a fresh model\'s architecture: gpt2, llama, qwen2, qwen3, mistral (docs/models.md)' },
+  // nKvHead 0: nHead (the Llama family only). The flags are --init-n-layer, --init-n-head, … (one per field).
+  init: { default: { nLayer: 4, nHead: 4, nEmbd: 128, nPositions: 256, nKvHead: 0 }, check: 'init', group: 'model',
+    help: 'a fresh model\'s sizes {nLayer, nHead, nEmbd, nPositions, nKvHead} (the tokenizer sets vocab_size)' },
+  // With loraR > 0 the base (`model`) is frozen and only the adapters train; final/, best/ and
+  // the checkpoints are then PEFT adapter directories (docs/lora.md).
+  loraR: { default: 0, check: 'integer', range: [0, 65536], group: 'model', placeholder: 'R',
+    help: 'LoRA rank; 0: full fine-tuning (docs/lora.md)' },
+  loraAlpha: { default: 16, check: 'number', range: [0, 1e30, true], group: 'model', placeholder: 'A',
+    help: 'LoRA alpha: the adapters\' output is scaled by alpha / r' },
+  loraDropout: { default: 0.05, check: 'number', range: [0, 0.999999], group: 'model', placeholder: 'P',
+    help: 'dropout on the adapters\' input during training' },
+  loraTargets: { default: 'all-linear', check: 'string', group: 'model', placeholder: 'MODULES',
+    help: 'modules with adapters, PEFT\'s names (q_proj,v_proj / c_attn…), or all-linear' },
+  useRslora: { default: false, check: 'boolean', group: 'model', help: 'rsLoRA: scale by alpha / √r, stable across ranks' },
+  // data
+  data: { default: null, check: 'path', group: 'data', placeholder: 'FILE',
+    help: 'training data, JSON or JSONL (Alpaca, prompt/completion, chat); none: the demo set' },
+  valData: { default: null, check: 'path', group: 'data', placeholder: 'FILE', help: 'validation data; none: --val-split of --data' },
+  format: { default: 'auto', check: 'enum', values: ['auto', 'alpaca', 'prompt-completion', 'chat'], group: 'data', placeholder: 'FORMAT',
+    help: 'record format of the data files; auto detects it from the first record' },
+  template: { default: 'auto', check: 'string', group: 'data', placeholder: 'T',
+    help: 'alpaca, phi3, chatml, completion, chat_template, auto, or "{instruction}…{output}"' },
+  // Longer prompts are cut from the start (the completion is kept).
+  maxLength: { default: 0, check: 'integer', group: 'data', placeholder: 'N',
+    help: 'tokens per example (prompt + completion + eos); 0: the model\'s positions' },
+  packing: { default: false, check: 'boolean', group: 'data',
+    help: 'several examples per row (attention and positions kept apart)' },
+  shuffle: { default: true, check: 'boolean', group: 'data', help: 'shuffle each epoch (--no-shuffle: file order)' },
+  groupByLength: { default: false, check: 'boolean', group: 'data', help: 'group examples of similar length into the same micro-batches (less padding)' },
+  valSplit: { default: 0.05, check: 'number', group: 'data', help: 'fraction of --data held out for validation (without --val-data)' },
+  testSplit: { default: 0, check: 'number', group: 'data', help: 'fraction of --data held out for the test' },
+  // Fixed apart from `seed`, so runs with different seeds (a sweep) are evaluated on the same held-out records.
+  dataSeed: { default: 42, check: 'integer', group: 'data', placeholder: 'N',
+    help: 'seed of the train/val/test split (and of the demo set\'s generation)' },
+  skipInvalid: { default: false, check: 'boolean', group: 'data', help: 'skip (and count) invalid records instead of stopping at them' },
+  demoRecords: { default: 6000, check: 'integer', group: 'data', placeholder: 'N', help: 'records of the built-in demo set (without --data)' },
+  // optimisation
+  promptLossWeight: { default: 0.1, check: 'number', group: 'optimisation', placeholder: 'λ', // the study's best λ for short completions
+    help: 'the loss weight of prompt tokens (completions weigh 1; 0 masks the prompt)' },
+  batchSize: { default: 16, check: 'integer', group: 'optimisation', placeholder: 'N', help: 'examples per optimizer step' },
+  microBatchSize: { default: 0, check: 'integer', group: 'optimisation', placeholder: 'N',
+    help: 'examples per forward/backward (batch-size / this accumulate); 0: --batch-size' },
+  lr: { default: 1e-4, check: 'number', range: [0, 1e3, true], group: 'optimisation', help: 'peak learning rate' },
+  weightDecay: { default: 0.01, check: 'number', range: [0, 1e3], group: 'optimisation', help: 'AdamW weight decay' },
+  adamBeta1: { default: 0.9, check: 'number', range: [0, 0.999999999], group: 'optimisation', help: 'AdamW β1' },
+  adamBeta2: { default: 0.999, check: 'number', range: [0, 0.999999999], group: 'optimisation', help: 'AdamW β2' },
+  adamEps: { default: 1e-8, check: 'number', range: [1e-30, 1], group: 'optimisation', help: 'AdamW ε' },
+  maxGradNorm: { default: 1.0, check: 'number', range: [0, 1e30], group: 'optimisation', help: 'global gradient-norm clipping; 0: off' },
+  seed: { default: 42, check: 'integer', group: 'optimisation', placeholder: 'N', help: 'seed of the model initialization and the data order' },
+  device: { default: 'auto', check: 'enum', values: ['cpu', 'cuda', 'auto'], group: 'optimisation', placeholder: 'DEV',
+    help: 'cpu, cuda or auto (cuda when there is one)' },
+  precision: { default: 'auto', check: 'enum', values: ['f32', 'bf16', 'auto'], group: 'optimisation', placeholder: 'P',
+    help: 'f32, bf16 (mixed precision), or auto: bf16 on cuda, f32 on cpu' },
+  // none | attention (fused, no T×T probabilities) | block (also recompute each layer in the
+  // backward) | auto (the first that fits: cpu attention, block; cuda none, attention, block).
+  recompute: { default: 'auto', check: 'enum', values: ['none', 'attention', 'block', 'auto'], group: 'optimisation', placeholder: 'R',
+    help: 'none, attention, block, or auto: the first that fits (docs/memory.md)' },
+  // schedule
+  epochs: { default: 3, check: 'integer', group: 'schedule', placeholder: 'N', help: 'passes over the training split (ignored when --max-steps > 0)' },
+  maxSteps: { default: 0, check: 'integer', group: 'schedule', placeholder: 'N', help: 'optimizer steps to run; 0: --epochs decide' },
+  warmupSteps: { default: 10, check: 'integer', group: 'schedule', placeholder: 'N', help: 'linear warmup from 0 over this many steps' },
+  lrSchedule: { default: 'cosine', check: 'enum', values: ['cosine', 'linear', 'constant'], group: 'schedule', placeholder: 'S',
+    help: 'decay after warmup: cosine, linear, constant' },
+  minLrRatio: { default: 0.1, check: 'number', group: 'schedule', help: 'the learning rate at the last step, as a fraction of --lr' },
+  earlyStoppingPatience: { default: 0, check: 'integer', group: 'schedule', placeholder: 'N',
+    help: 'stop after this many evaluations without a better validation completion loss; 0: off' },
+  // evaluation
+  evalEvery: { default: 0, check: 'integer', group: 'evaluation', placeholder: 'N',
+    help: 'evaluate on the validation split every N steps; 0: at the end of each epoch' },
+  generateEval: { default: 0, check: 'integer', group: 'evaluation', placeholder: 'N',
+    help: 'test records to answer by generation at the end (exact match); 0: none' },
+  maxNewTokens: { default: 32, check: 'integer', group: 'evaluation', placeholder: 'N', help: 'tokens generated per test answer at most' },
+  // output
+  out: { default: 'runs/latest', check: 'string', group: 'output', placeholder: 'DIR', help: 'the run directory' },
+  // The command line's --resume only, never a config file.
+  resume: { default: null, check: 'path', group: 'output', placeholder: 'RUN_DIR',
+    help: 'continue a stopped run exactly, with its saved configuration' },
+  overwrite: { default: false, check: 'boolean', group: 'output',
+    help: 'replace the plwtune run in --out (never a directory that is not a run)' },
+  allowDataChange: { default: false, check: 'boolean', group: 'output',
+    help: 'with --resume: continue although a data file changed since the run started' },
+  saveEvery: { default: 0, check: 'integer', group: 'output', placeholder: 'N', help: 'checkpoint every N steps; 0: only at the end (and on Ctrl-C)' },
+  keepCheckpoints: { default: 2, check: 'integer', group: 'output', placeholder: 'N', help: 'checkpoints kept in checkpoints/ (the newest); best/ is kept apart' },
+  logEvery: { default: 1, check: 'integer', group: 'output', placeholder: 'N', help: 'log a metrics line every N steps' },
+  // Checkpoints for --resume always hold the f32 masters.
+  saveDtype: { default: 'auto', check: 'enum', values: ['auto', 'float32', 'bfloat16', 'float16'], group: 'output', placeholder: 'DTYPE',
+    help: 'dtype of saved models (final/, best/); auto: the base\'s' },
+  maxShardSize: { default: '5GB', check: 'size', group: 'output', placeholder: 'SIZE',
+    help: 'shard model files above this size, as transformers writes them ("5GB", "500MB")' },
+}
+
+/** Every key's default (CONFIG_KEYS' defaults). */
+export const DEFAULTS: TrainConfig = Object.fromEntries(
+  Object.entries(CONFIG_KEYS).map(([k, d]) => [k, d.default])) as unknown as TrainConfig
 
 /**
  * The demo's preset: what `npm run train` with no arguments runs. Only what differs from the
@@ -205,90 +234,62 @@ export class ConfigError extends Error {
   }
 }
 
-const ENUMS: Partial<Record<keyof TrainConfig, readonly string[]>> = {
-  format: ['auto', 'alpaca', 'prompt-completion', 'chat'],
-  lrSchedule: ['cosine', 'linear', 'constant'],
-  device: ['cpu', 'cuda', 'auto'],
-  precision: ['f32', 'bf16', 'auto'],
-  recompute: ['none', 'attention', 'block', 'auto'],
-  initArch: ['gpt2', 'llama', 'qwen2', 'qwen3', 'mistral'],
-  saveDtype: ['auto', 'float32', 'bfloat16', 'float16'],
-}
-const NULLABLE_STRINGS = new Set<keyof TrainConfig>(['model', 'data', 'valData', 'resume'])
-const INTEGERS = new Set<keyof TrainConfig>(['epochs', 'maxSteps', 'batchSize', 'microBatchSize', 'warmupSteps', 'maxLength',
-  'seed', 'dataSeed', 'evalEvery', 'saveEvery', 'keepCheckpoints', 'earlyStoppingPatience', 'logEvery', 'generateEval', 'maxNewTokens',
-  'demoRecords', 'loraR'])
-
 /** Sizes of a fresh model: the limits a config.json is held to (ts/arch/config-reader.ts). */
 const INIT_LIMITS: Record<keyof TrainConfig['init'], number> = {
   nLayer: MODEL_LIMITS.layers, nHead: MODEL_LIMITS.heads, nEmbd: MODEL_LIMITS.hidden, nPositions: MODEL_LIMITS.positions,
   nKvHead: MODEL_LIMITS.heads,
 }
 
-/**
- * [lo, hi, lo excluded?] of the numbers the engine range-checks when it gets them (the
- * optimizer's at every step, the adapters' when the model is made): native/binding/model.cpp.
- * The learning rate of a step is at most `lr` (warmup and decay only lower it).
- */
-export const ENGINE_RANGES: Partial<Record<keyof TrainConfig, [number, number, boolean?]>> = {
-  lr: [0, 1e3, true],
-  weightDecay: [0, 1e3],
-  adamBeta1: [0, 0.999999999],
-  adamBeta2: [0, 0.999999999],
-  adamEps: [1e-30, 1],
-  maxGradNorm: [0, 1e30],
-  loraR: [0, 65536],
-  loraAlpha: [0, 1e30, true],
-  loraDropout: [0, 0.999999],
-}
+/** [lo, hi, lo excluded?] of the keys the engine range-checks (CONFIG_KEYS' `range`). */
+export const ENGINE_RANGES: Partial<Record<keyof TrainConfig, [number, number, boolean?]>> = Object.fromEntries(
+  Object.entries(CONFIG_KEYS).filter(([, d]) => d.range !== undefined).map(([k, d]) => [k, d.range]))
 
-/** Checks one key's value against the defaults' type; returns it typed. `where` names the source. */
+/** Checks one key's value as CONFIG_KEYS says; returns it typed. `where` names the source. */
 function checkValue(key: keyof TrainConfig, value: unknown, where: string): unknown {
-  const expected = DEFAULTS[key]
+  const spec = CONFIG_KEYS[key] as ConfigKey<unknown>
   const fail = (what: string): never => {
     // JSON.stringify shows Infinity and NaN as null: say what was given
     const shown = typeof value === 'number' && !Number.isFinite(value) ? String(value) : JSON.stringify(value)
     throw new ConfigError(`${where}: Expected ${what} for ${key} but received ${shown}`)
   }
-  if (key === 'init') {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('an object {nLayer, nHead, nEmbd, nPositions, nKvHead}')
-    const o = value as Record<string, unknown>
-    for (const k of Object.keys(o)) if (!Object.hasOwn(DEFAULTS.init, k)) fail(`only nLayer, nHead, nEmbd, nPositions, nKvHead (not ${k}) in an object`)
-    for (const k of Object.keys(DEFAULTS.init)) {
-      const min = k === 'nKvHead' ? 0 : 1
-      const max = INIT_LIMITS[k as keyof TrainConfig['init']]
-      if (Object.hasOwn(o, k) && !(Number.isInteger(o[k]) && (o[k] as number) >= min && (o[k] as number) <= max)) {
-        fail(`an integer ${k} in [${min}, ${max}] (plwtune's limits: docs/reliability.md)`)
+  switch (spec.check) {
+    case 'init': {
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) fail('an object {nLayer, nHead, nEmbd, nPositions, nKvHead}')
+      const o = value as Record<string, unknown>
+      for (const k of Object.keys(o)) if (!Object.hasOwn(DEFAULTS.init, k)) fail(`only nLayer, nHead, nEmbd, nPositions, nKvHead (not ${k}) in an object`)
+      for (const k of Object.keys(DEFAULTS.init)) {
+        const min = k === 'nKvHead' ? 0 : 1
+        const max = INIT_LIMITS[k as keyof TrainConfig['init']]
+        if (Object.hasOwn(o, k) && !(Number.isInteger(o[k]) && (o[k] as number) >= min && (o[k] as number) <= max)) {
+          fail(`an integer ${k} in [${min}, ${max}] (plwtune's limits: docs/reliability.md)`)
+        }
       }
+      return { ...DEFAULTS.init, ...o }
     }
-    return { ...DEFAULTS.init, ...o }
+    case 'size':
+      if (typeof value !== 'string' || parseSize(value) === null) fail('a size such as "5GB" or "500MB"')
+      return value
+    case 'path':
+      if (value !== null && (typeof value !== 'string' || value === '')) fail('a non-empty string or null')
+      return value
+    case 'enum':
+      if (typeof value !== 'string' || !spec.values!.includes(value)) fail(`one of ${spec.values!.join(', ')}`)
+      return value
+    case 'boolean':
+      if (typeof value !== 'boolean') fail('true or false')
+      return value
+    case 'string':
+      if (typeof value !== 'string' || value === '') fail('a non-empty string')
+      return value
+    case 'number':
+    case 'integer': {
+      if (typeof value !== 'number' || !Number.isFinite(value)) fail('a number')
+      const x = value as number
+      if (spec.check === 'integer' && !Number.isInteger(x)) fail('an integer')
+      if (x < 0) fail('a number ≥ 0')
+      return x
+    }
   }
-  if (key === 'maxShardSize') {
-    if (typeof value !== 'string' || parseSize(value) === null) fail('a size such as "5GB" or "500MB"')
-    return value
-  }
-  if (NULLABLE_STRINGS.has(key)) {
-    if (value !== null && (typeof value !== 'string' || value === '')) fail('a non-empty string or null')
-    return value
-  }
-  const options = Object.hasOwn(ENUMS, key) ? ENUMS[key] : undefined
-  if (options) {
-    if (typeof value !== 'string' || !options.includes(value)) fail(`one of ${options.join(', ')}`)
-    return value
-  }
-  if (typeof expected === 'boolean') {
-    if (typeof value !== 'boolean') fail('true or false')
-    return value
-  }
-  if (typeof expected === 'string') {
-    if (typeof value !== 'string' || value === '') fail('a non-empty string')
-    return value
-  }
-  if (typeof value !== 'number' || !Number.isFinite(value)) fail('a number')
-  const x = value as number
-  if (INTEGERS.has(key) && !Number.isInteger(x)) fail('an integer')
-  if (x < 0) fail('a number ≥ 0')
-  return x
 }
 
 /** Edit distance, for "did you mean" hints. */

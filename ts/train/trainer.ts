@@ -1,7 +1,7 @@
 /**
  * The trainer: data → prompt-loss-weighted batches → optimizer steps on the engine, with
  * evaluation, early stopping on the validation completion loss, checkpoints, exact resume,
- * and events. The CLI (ts/cli.ts) is one user of it; a Node service is another:
+ * and events. The CLI (ts/commands/train.ts) is one user of it; a Node service is another:
  *
  *   const trainer = new Trainer(resolveConfig({ source: 'api', values: { data: 'a.jsonl', promptLossWeight: 0.1 } }))
  *   trainer.on('step', (m) => console.log(m.step, m.loss))
@@ -31,7 +31,8 @@ import { prepareOutputDir } from '../output-path'
 import { ModelConfig, describeConfig, llamaConfig, maxPositions } from '../arch'
 import { readConfig } from '../checkpoint'
 import { TrainingMeta, checkTokenizerFits } from '../model-dir'
-import { Answer, evaluateLoss, generateAnswers, SplitLoss } from './evaluate'
+import { Answer, generateAnswers } from '../eval/generation'
+import { evaluateLoss, SplitLoss } from './evaluate'
 import { renderLossPlot } from './plot'
 import { RunDir, RunDirError, TokenizerSource, TrainerState, readJsonFile } from './run-dir'
 import { learningRate, Schedule } from './schedule'
@@ -72,8 +73,6 @@ export interface TrainResult {
   message: string
 }
 
-export class TrainingStopped extends Error {}
-
 interface Prepared {
   meta: TrainingMeta
   tokenizer: Tokenizer
@@ -87,8 +86,6 @@ interface Prepared {
 }
 
 export class Trainer extends EventEmitter {
-  private model: Model | null = null
-
   readonly config: TrainConfig
 
   /** File paths (model, data, valData, out, resume) are made absolute: the run's config.json
@@ -218,7 +215,6 @@ export class Trainer extends EventEmitter {
       run.create({ ...c, maxLength: c.maxLength > 0 ? data.maxLength : 0, resume: null, allowDataChange: false }, startedAt) // the effective maxLength
       run.recordDataFiles([c.data, c.valData])
     }
-    this.model = model
     const info = model.info
     const count = (ps: ParameterInfo[]) => ps.reduce((s, p) => s + p.shape.reduce((a, d) => a * d, 1), 0)
     const params = count(model.baseParameters())
@@ -390,7 +386,6 @@ export class Trainer extends EventEmitter {
     const result: TrainResult = { stopReason, steps: state.globalStep, totalSteps, runDir: c.out, finalDir, bestDir,
       bestValCompletionLoss: state.bestValCompletionLoss, lastCheckpoint, test, message }
     model.dispose()
-    this.model = null
     return result
   }
 }
