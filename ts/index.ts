@@ -23,3 +23,4 @@ export { exactMatch, containsMatch, matchRates, type MatchRates } from './eval/m
 export { encodePair, choiceRequests, scoreChoices, type ChoiceScore, type ChoiceResult } from './eval/choices'
 export { generateDemoRecords } from './demo/tasks'
 export { loadTokenizer } from './model-dir'
+export { exportGguf, type ExportGgufOptions } from './export/export-gguf'
