@@ -22,6 +22,7 @@ Commands:
   sweep          the same training over several prompt loss weights and seeds
   merge          a LoRA adapter merged into its base: a plain Hugging Face model directory
   export gguf    a model (and adapter) as one GGUF file for llama.cpp, node-llama-cpp, Ollama
+  serve          an OpenAI-compatible HTTP server (completions, chat completions, streaming)
 
 Options:
   --help, -h     this list
@@ -51,6 +52,7 @@ export async function main(argv: string[], io: CommandIO = { out: process.stdout
       return (await import('./commands/sweep')).sweepCommand(rest, io)
     case 'merge': return (await import('./commands/merge')).mergeCommand(rest, io)
     case 'export': return (await import('./commands/export')).exportCommand(rest, io)
+    case 'serve': return (await import('./commands/serve')).serveCommand(rest, io)
     case 'data':
       if (rest[0] === 'swap') return (await import('./commands/data-swap')).dataSwapCommand(rest.slice(1), io)
       if (rest[0] === 'inspect') return (await import('./commands/data-inspect')).dataInspectCommand(rest.slice(1), io)
@@ -68,7 +70,7 @@ export async function main(argv: string[], io: CommandIO = { out: process.stdout
     io.out.write(COMMANDS)
     return command === undefined ? 2 : 0
   }
-  const near = nearest(command, ['train', 'generate', 'eval', 'stats', 'data', 'sweep', 'merge', 'export'])
+  const near = nearest(command, ['train', 'generate', 'eval', 'stats', 'data', 'sweep', 'merge', 'export', 'serve'])
   io.err.write(`plwtune: unknown command ${JSON.stringify(command)} (${near ? `did you mean ${near}? ` : ''}try plwtune --help)\n`)
   return 2
 }

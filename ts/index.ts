@@ -23,4 +23,5 @@ export { exactMatch, containsMatch, matchRates, type MatchRates } from './eval/m
 export { encodePair, choiceRequests, scoreChoices, type ChoiceScore, type ChoiceResult } from './eval/choices'
 export { generateDemoRecords } from './demo/tasks'
 export { loadTokenizer } from './model-dir'
+export { startServer, type ServerOptions, type RunningServer, type ServedModel } from './serve/server'
 export { exportGguf, type ExportGgufOptions } from './export/export-gguf'

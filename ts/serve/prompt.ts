@@ -1,0 +1,78 @@
+/**
+ * Requests → prompt token ids, as training encoded them:
+ *
+ * - /v1/completions: the prompt text as it is (no template), with the tokenizer's special prefix
+ *   (its BOS) in front, as training puts it before every example; an empty prompt is the eos
+ *   (GPT-2's beginning of text).
+ * - /v1/chat/completions: the messages rendered with the served template (the model's chat
+ *   template, or the training template plwtune.json records) up to the assistant's answer. An
+ *   instruction template (alpaca, completion, a template string) renders one instruction, so a
+ *   chat request to it is one user message, system messages going before it, separated by a
+ *   blank line; a conversation with earlier turns needs a chat template (400 otherwise).
+ *
+ * The chat answer is cut at the template's stop strings besides the request's, and at the
+ * end-of-turn special tokens a chat template writes (END_OF_TURN, those the tokenizer has: a
+ * base model's eos is often not its chat turn's end), and what the template writes before every
+ * answer (alpaca's "\n") is removed from its start.
+ */
+import { encodeTexts } from '../data/encode'
+import { TemplateError } from '../data/errors'
+import { DataRecord } from '../data/records'
+import { Template } from '../data/template'
+import { Tokenizer } from '../data/tokenizer'
+import { completionPrefix } from '../eval/generation'
+import { ApiError, ChatRequest } from './openai-shapes'
+
+export interface PromptPlan {
+  ids: number[]
+  /** Strings that end the answer (never part of it). */
+  stops: string[]
+  /** Removed from the start of the answer when it starts with it. */
+  prefix: string
+}
+
+export function completionPrompt(tokenizer: Tokenizer, prompt: string, stop: readonly string[]): PromptPlan {
+  const { prefix, parts } = encodeTexts(tokenizer, [prompt])
+  const ids = [...prefix, ...parts.flat()]
+  return { ids: ids.length > 0 ? ids : [tokenizer.eosId], stops: [...stop], prefix: '' }
+}
+
+/** Special tokens that end an assistant turn in the chat templates of the supported families (ChatML, Llama 3, Phi-3, Gemma, Llama 2). */
+export const END_OF_TURN = ['<|im_end|>', '<|eot_id|>', '<|end|>', '<end_of_turn>', '</s>', '<|endoftext|>'] as const
+
+const SOURCE = { file: 'request', index: 0 }
+
+/** The chat request as a record of the template's formats, with an empty answer. */
+function chatRecord(template: Template, messages: ChatRequest['messages'], answer: string): DataRecord {
+  if (template.formats.includes('chat')) return { format: 'chat', messages: [...messages, { role: 'assistant', content: answer }], source: SOURCE }
+  const users = messages.filter((m) => m.role === 'user')
+  if (users.length !== 1 || messages.some((m) => m.role === 'assistant')) {
+    throw new ApiError(400, `messages: the served template (${template.name}) renders one instruction, not a conversation: send one user ` +
+      'message (system messages go before it), or serve a model with a chat template (--template chatml or chat_template)', 'invalid_request_error',
+    'messages', 'conversation_not_supported')
+  }
+  const system = messages.filter((m) => m.role === 'system').map((m) => m.content)
+  const instruction = [...system, users[0].content].join('\n\n')
+  return { format: 'alpaca', instruction, input: '', output: answer, source: SOURCE }
+}
+
+export function chatPrompt(template: Template, tokenizer: Tokenizer, messages: ChatRequest['messages'], stop: readonly string[]): PromptPlan {
+  try {
+    const { segments } = template.render(chatRecord(template, messages, ''))
+    let last = segments.length - 1
+    while (last >= 0 && segments[last].kind !== 'completion') last--
+    if (last < 0) throw new TemplateError('the template renders no answer for the assistant')
+    const { prefix, parts } = encodeTexts(tokenizer, segments.slice(0, last).map((s) => s.text))
+    const ids = [...prefix, ...parts.flat()]
+    const specials = new Set(tokenizer.specialTokens ?? [])
+    const turnEnds = END_OF_TURN.filter((t) => specials.has(t))
+    return { ids: ids.length > 0 ? ids : [tokenizer.eosId], stops: [...new Set([...template.stop, ...turnEnds, ...stop])],
+      prefix: completionPrefix(template, chatRecord(template, messages, '')) }
+  } catch (err) {
+    if (err instanceof TemplateError) {
+      throw new ApiError(400, `messages: the served template (${template.name}) cannot render them: ${err.message}`, 'invalid_request_error', 'messages')
+    }
+    throw err
+  }
+}
+
