@@ -23,6 +23,7 @@ Commands:
   merge          a LoRA adapter merged into its base: a plain Hugging Face model directory
   export gguf    a model (and adapter) as one GGUF file for llama.cpp, node-llama-cpp, Ollama
   serve          an OpenAI-compatible HTTP server (completions, chat completions, streaming)
+  chat           an interactive chat in the terminal, streaming the answers
 
 Options:
   --help, -h     this list
@@ -53,6 +54,7 @@ export async function main(argv: string[], io: CommandIO = { out: process.stdout
     case 'merge': return (await import('./commands/merge')).mergeCommand(rest, io)
     case 'export': return (await import('./commands/export')).exportCommand(rest, io)
     case 'serve': return (await import('./commands/serve')).serveCommand(rest, io)
+    case 'chat': return (await import('./commands/chat')).chatCommand(rest, io)
     case 'data':
       if (rest[0] === 'swap') return (await import('./commands/data-swap')).dataSwapCommand(rest.slice(1), io)
       if (rest[0] === 'inspect') return (await import('./commands/data-inspect')).dataInspectCommand(rest.slice(1), io)
@@ -70,7 +72,7 @@ export async function main(argv: string[], io: CommandIO = { out: process.stdout
     io.out.write(COMMANDS)
     return command === undefined ? 2 : 0
   }
-  const near = nearest(command, ['train', 'generate', 'eval', 'stats', 'data', 'sweep', 'merge', 'export', 'serve'])
+  const near = nearest(command, ['train', 'generate', 'eval', 'stats', 'data', 'sweep', 'merge', 'export', 'serve', 'chat'])
   io.err.write(`plwtune: unknown command ${JSON.stringify(command)} (${near ? `did you mean ${near}? ` : ''}try plwtune --help)\n`)
   return 2
 }
