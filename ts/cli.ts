@@ -20,6 +20,7 @@ Commands:
   data swap      turn long-completion records into prompt-prediction tasks (AlpacaDataShort)
   data inspect   the first examples token by token, with each token's kind and loss weight
   sweep          the same training over several prompt loss weights and seeds
+  sweep analyze  does λ matter? the study's regression over a table of scores (Holm–Bonferroni corrected)
   merge          a LoRA adapter merged into its base: a plain Hugging Face model directory
   export gguf    a model (and adapter) as one GGUF file for llama.cpp, node-llama-cpp, Ollama
   serve          an OpenAI-compatible HTTP server (completions, chat completions, streaming)
@@ -50,6 +51,7 @@ export async function main(argv: string[], io: CommandIO = { out: process.stdout
     case 'eval': return (await import('./commands/eval')).evalCommand(rest, io)
     case 'stats': return (await import('./commands/stats')).statsCommand(rest, io)
     case 'sweep':
+      if (rest[0] === 'analyze') return (await import('./commands/sweep-analyze')).sweepAnalyzeCommand(rest.slice(1), io)
       return (await import('./commands/sweep')).sweepCommand(rest, io)
     case 'merge': return (await import('./commands/merge')).mergeCommand(rest, io)
     case 'export': return (await import('./commands/export')).exportCommand(rest, io)
