@@ -23,6 +23,7 @@ import { Model } from '../model'
 import { Device } from '../native'
 import { Generated, GenerationOptions, GenerationRequest, generateMany, generateOne, recordRequest, responseFields } from '../eval/generation'
 import { containsMatch, exactMatch, matchRates } from '../eval/match'
+import type { JudgeVerdict } from '../eval/judge'
 import { Progress } from '../train/progress'
 import {
   chooseSplit, CommandIO, fail, loadData, ModelRef, modelRefOf, pct, pickTemplate, readRun, readRunValData, RunInfo, selectSplit, SPLIT_FLAGS, STD_IO,
@@ -105,6 +106,8 @@ export interface ResponseLine {
   prompt_truncated?: number
   /** Chat records: the conversation the response continues. */
   messages?: Array<{ role: string; content: string }>
+  /** `eval --judge`: the judge's score or failure (ts/eval/judge.ts). */
+  judge?: JudgeVerdict
 }
 
 export function responseLine(record: DataRecord, g: Generated): ResponseLine {
