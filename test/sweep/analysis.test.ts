@@ -9,7 +9,7 @@
  *   designs, and `plwtune sweep analyze` end to end on a synthetic table of two datasets.
  */
 import * as path from 'node:path'
-import { sweepCommand } from '../../ts/commands/sweep'
+import { main } from '../../ts/cli'
 import { sweepAnalyzeCommand } from '../../ts/commands/sweep-analyze'
 import { analyzeStudy, AnalysisError, curveMaximum, holm, Observation, olsFit, plwOfWeight, rankScale, twoSidedP } from '../../ts/sweep/analysis'
 import { parseResultsCsv, splitCsvLine } from '../../ts/sweep/results-csv'
@@ -392,12 +392,12 @@ describe('plwtune sweep analyze', () => {
   })
 
   test('errors: flags (2), the table (1)', async () => {
-    expect((await run([])).err).toMatch(/--results FILE\.csv is required/)
+    expect((await run([])).err).toMatch(/expected sweep directories \(RUN_DIR…\) or --results FILE\.csv/)
     expect((await run([])).code).toBe(2)
     expect((await run(['--results', file, '--alpha', '1.5'])).err).toMatch(/--alpha: expected a number in \(0, 1\)/)
     const positional = await run([dir])
     expect(positional.code).toBe(2)
-    expect(positional.err).toMatch(/sweep directories cannot be analysed yet/)
+    expect(positional.err).toMatch(/no scores\.csv \(not a plwtune sweep directory/)
     const bad = writeFile(dir, 'bad.csv', 'dataset,plw,seed,benchmark,score\nd,0.1,1,arc,high\n')
     const r = await run(['--results', bad])
     expect(r.code).toBe(1)
@@ -411,8 +411,8 @@ describe('plwtune sweep analyze', () => {
     expect(rd.err).toMatch(/two\.csv: dataset "d": 2 distinct λ values/)
   })
 
-  test('`plwtune sweep analyze` reaches it through the sweep command', async () => {
-    const r = await capture(sweepCommand, ['analyze', '--results', file, '--json'])
+  test('`plwtune sweep analyze` reaches it through the command line', async () => {
+    const r = await capture((argv, io) => main(['sweep', ...argv], io), ['analyze', '--results', file, '--json'])
     expect(r.code).toBe(0)
     expect(JSON.parse(r.out).m).toBe(10)
   })
