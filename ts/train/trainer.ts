@@ -73,7 +73,14 @@ export interface TrainResult {
   message: string
 }
 
-interface Prepared {
+/**
+ * A run's data as prepare() makes it: read, split and encoded, with its tokenizer and template.
+ * A sweep hands one run's to the next (the constructor's `options.data`), so each dataset is read
+ * and tokenized once; `key` names every setting the result depends on, and a trainer whose own
+ * key differs reads the data itself.
+ */
+export interface PreparedData {
+  key: string
   meta: TrainingMeta
   tokenizer: Tokenizer
   tokenizerSource: TokenizerSource
@@ -84,14 +91,19 @@ interface Prepared {
   test: EncodedExample[]
   maxLength: number
 }
+type Prepared = PreparedData
 
 export class Trainer extends EventEmitter {
   readonly config: TrainConfig
+  private shared: PreparedData | null
+  /** The data of the latest prepare() (also fit's): what a sweep hands the next run. */
+  prepared: PreparedData | null = null
 
   /** File paths (model, data, valData, out, resume) are made absolute: the run's config.json
    *  then names the same files whatever directory a resume is started from. */
-  constructor(config: TrainConfig) {
+  constructor(config: TrainConfig, options: { data?: PreparedData | null } = {}) {
     super()
+    this.shared = options.data ?? null
     const abs = (p: string | null) => (p === null ? null : path.resolve(p))
     this.config = { ...config, model: abs(config.model), data: abs(config.data), valData: abs(config.valData),
       out: path.resolve(config.out), resume: abs(config.resume) }
@@ -104,6 +116,16 @@ export class Trainer extends EventEmitter {
   /** Reads, splits and tokenizes the data; picks the tokenizer and template. `positionsFrom` names where nPositions comes from. */
   async prepare(nPositions: number, positionsFrom = 'the model', startedAt?: Date): Promise<Prepared> {
     const c = this.config
+    // Everything the result depends on but λ (only in meta) and the seed (the data's is dataSeed).
+    // The start's date reaches a chat template's strftime_now; a day's difference reads anew.
+    const key = JSON.stringify([c.data, c.valData, c.format, c.skipInvalid, c.valSplit, c.testSplit, c.dataSeed, c.demoRecords,
+      c.template, c.model, c.maxLength, nPositions, positionsFrom, (startedAt ?? new Date()).toISOString().slice(0, 10)])
+    if (this.shared !== null && this.shared.key === key) {
+      const d = this.shared
+      this.log(`data: shared with an earlier run (${d.train.length} train, ${d.val.length} val, ${d.test.length} test examples, read and encoded once)`)
+      this.prepared = { ...d, meta: { ...d.meta, promptLossWeight: c.promptLossWeight } }
+      return this.prepared
+    }
     let tokenizer: Tokenizer
     let tokenizerSource: TokenizerSource
     if (c.model !== null) {
@@ -148,7 +170,8 @@ export class Trainer extends EventEmitter {
     const test = encode(splits.test, 'test')
     const meta: TrainingMeta = { template: c.template === 'auto' ? template.name : c.template, format: main.summary.format,
       promptLossWeight: c.promptLossWeight, maxLength }
-    return { meta, tokenizer, tokenizerSource, template, train, val, testRecords: splits.test, test, maxLength }
+    this.prepared = { key, meta, tokenizer, tokenizerSource, template, train, val, testRecords: splits.test, test, maxLength }
+    return this.prepared
   }
 
   /**
