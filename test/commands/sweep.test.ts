@@ -7,11 +7,12 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { Writable } from 'node:stream'
-import {
-  CSV_HEADER, DEFAULT_LAMBDAS, MetricInfo, RunResult, SweepEvent, formatSpread, metricInfo, parseSweepArgs, resultsCsv,
-  resultsMarkdown, summarize, sweepCommand,
-} from '../../ts/commands/sweep'
-import { renderSweepPlot } from '../../ts/commands/sweep-plot'
+import { sweepCommand } from '../../ts/commands/sweep'
+import { renderSweepPlot } from '../../ts/sweep/plot'
+import { CSV_HEADER, resultsCsv, resultsMarkdown } from '../../ts/sweep/report'
+import { SweepEvent } from '../../ts/sweep/run'
+import { DEFAULT_LAMBDAS, MetricInfo, metricInfo, parseSweepArgs, RunResult } from '../../ts/sweep/spec'
+import { formatSpread, summarize } from '../../ts/sweep/summary'
 import { resolveConfig } from '../../ts/train/config'
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'plw-sweep-'))

@@ -395,7 +395,7 @@ describe('plwtune sweep analyze', () => {
     expect((await run([])).err).toMatch(/expected sweep directories \(RUN_DIR…\) or --results FILE\.csv/)
     expect((await run([])).code).toBe(2)
     expect((await run(['--results', file, '--alpha', '1.5'])).err).toMatch(/--alpha: expected a number in \(0, 1\)/)
-    const positional = await run([dir])
+    const positional = await run([tempDir()])
     expect(positional.code).toBe(2)
     expect(positional.err).toMatch(/no scores\.csv \(not a plwtune sweep directory/)
     const bad = writeFile(dir, 'bad.csv', 'dataset,plw,seed,benchmark,score\nd,0.1,1,arc,high\n')
@@ -420,7 +420,7 @@ describe('plwtune sweep analyze', () => {
   test('--help', async () => {
     const r = await run(['--help'])
     expect(r.code).toBe(0)
-    expect(r.out).toMatch(/^Usage: plwtune sweep analyze --results FILE\.csv/)
+    expect(r.out).toMatch(/^Usage: plwtune sweep analyze RUN_DIR… \| --results FILE\.csv/)
     expect(r.out).toContain('--alpha X')
   })
 })

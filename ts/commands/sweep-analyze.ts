@@ -2,15 +2,16 @@
  * `plwtune sweep analyze`: the study's analysis (ts/sweep/analysis.ts) of a table of scores —
  * does λ matter for each dataset, corrected together over all datasets.
  *
- *   plwtune sweep analyze --results FILE.csv [--alpha 0.05] [--json]
+ *   plwtune sweep analyze RUN_DIR… | --results FILE.csv [--alpha 0.05] [--json]
  *
  * The table: `dataset,plw,seed,benchmark,score` (ts/sweep/results-csv.ts), scores higher-is-better.
  * Output: the paper's Table 3 form per dataset, the fitted curve's maximum and a verdict, or with
  * --json one object (ts/sweep/analysis-report.ts).
  *
- * Sweep directories (RUN_DIR arguments) are not read yet: a sweep's runs do not record
- * benchmark scores today, so there is nothing of the table's form in them to analyse; an
- * argument is a usage error that says so.
+ * A sweep directory (RUN_DIR) is read through its scores.csv, which `plwtune sweep` writes in the
+ * same form (ts/sweep/study.ts); several directories (several datasets, or a sweep of several)
+ * are analysed together, their p-values corrected together. A dataset name found in two
+ * directories is an error (the two would be fitted as one dataset).
  *
  * Exit status: 0; 1 for a table that cannot be read or analysed (bad rows, rank-deficient
  * design); 2 for bad flags.
@@ -19,6 +20,9 @@ import { DataError } from '../data/errors'
 import { AnalysisError, analyzeStudy } from '../sweep/analysis'
 import { analysisJson, analysisReport } from '../sweep/analysis-report'
 import { readResultsCsv } from '../sweep/results-csv'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { Observation } from '../sweep/analysis'
 import { commandHelp, FlagTable, parseFlags, UsageError } from './flags'
 
 export const DEFAULT_ALPHA = 0.05
@@ -37,16 +41,18 @@ export const SWEEP_ANALYZE_FLAGS = {
 } satisfies FlagTable
 
 export const SWEEP_ANALYZE_HELP = commandHelp({
-  usage: 'plwtune sweep analyze --results FILE.csv [--alpha 0.05] [--json]',
+  usage: 'plwtune sweep analyze RUN_DIR… | --results FILE.csv [--alpha 0.05] [--json]',
   summary: 'The prompt-loss-weight study\'s analysis: per dataset, λ mapped by rank to [−1, 1] and an OLS fit of\n' +
     'score ~ weight² + weight + C(benchmark); each term\'s p-value from the t distribution; Holm–Bonferroni over\n' +
     'every p-value of every dataset. Prints the paper\'s Table 3 form per dataset, the fitted curve\'s best λ and a\n' +
     'verdict ("λ matters here: …" or "no significant effect of λ"). Every (λ, seed, benchmark) score is one\n' +
     'observation; scores must be higher-is-better (accuracy). See docs/plw-study.md.',
   table: SWEEP_ANALYZE_FLAGS,
-  notes: 'Sweep directories are not read yet (their runs record no benchmark scores): write the scores as CSV.\n' +
+  notes: 'RUN_DIR: a plwtune sweep directory, read through its scores.csv (written by sweeps with --benchmarks or\n' +
+    'generated test answers); several are analysed together.\n' +
     'Exit status: 0; 1 for a table that cannot be read or analysed; 2 for bad flags.',
   examples: [
+    'plwtune sweep analyze runs/sweep-alpaca runs/sweep-alpaca-short',
     'plwtune sweep analyze --results scores.csv',
     'plwtune sweep analyze --results scores.csv --alpha 0.01 --json',
   ],
@@ -54,17 +60,24 @@ export const SWEEP_ANALYZE_HELP = commandHelp({
 
 /** `plwtune sweep analyze` (argv without "sweep analyze"). */
 export async function sweepAnalyzeCommand(argv: string[], io: CommandIO = { out: process.stdout, err: process.stderr }): Promise<number> {
-  let results: string
+  let results: string | undefined
+  let dirs: string[]
   let alpha: number
   let json: boolean
   try {
     const { values: v, positional } = parseFlags(argv, SWEEP_ANALYZE_FLAGS)
     if (v.help) { io.out.write(SWEEP_ANALYZE_HELP + '\n'); return 0 }
-    if (positional.length > 0) {
-      throw new UsageError(`unexpected argument ${JSON.stringify(positional[0])}: sweep directories cannot be analysed yet ` +
-        '(their runs record no benchmark scores); pass the scores with --results FILE.csv')
+    dirs = positional
+    if (dirs.length > 0 && v.results !== undefined) throw new UsageError('give sweep directories or --results FILE.csv, not both')
+    if (dirs.length === 0 && v.results === undefined) {
+      throw new UsageError('expected sweep directories (RUN_DIR…) or --results FILE.csv (columns dataset,plw,seed,benchmark,score)')
     }
-    if (v.results === undefined) throw new UsageError('--results FILE.csv is required (columns dataset,plw,seed,benchmark,score)')
+    for (const d of dirs) {
+      if (!fs.existsSync(path.join(d, 'scores.csv'))) {
+        throw new UsageError(`${d}: no scores.csv (not a plwtune sweep directory, or one whose runs were not scored yet: ` +
+          'its sweep needs --benchmarks or generated test answers)')
+      }
+    }
     results = v.results
     alpha = v.alpha ?? DEFAULT_ALPHA
     if (!(alpha > 0 && alpha < 1)) throw new UsageError(`--alpha: expected a number in (0, 1), received ${alpha}`)
@@ -75,12 +88,28 @@ export async function sweepAnalyzeCommand(argv: string[], io: CommandIO = { out:
     return 2
   }
   try {
-    const analysis = analyzeStudy(readResultsCsv(results), alpha)
+    let obs: Observation[]
+    if (results !== undefined) {
+      obs = readResultsCsv(results)
+    } else {
+      obs = []
+      const from = new Map<string, string>()
+      for (const d of dirs) {
+        const rows = readResultsCsv(path.join(d, 'scores.csv'))
+        for (const name of new Set(rows.map((o) => o.dataset))) {
+          const other = from.get(name)
+          if (other !== undefined) throw new DataError(`dataset ${JSON.stringify(name)} is in both ${other} and ${d}: analyse them apart, or rename one`, [])
+          from.set(name, d)
+        }
+        obs.push(...rows)
+      }
+    }
+    const analysis = analyzeStudy(obs, alpha)
     io.out.write((json ? JSON.stringify(analysisJson(analysis)) : analysisReport(analysis)) + '\n')
     return 0
   } catch (err) {
     if (!(err instanceof DataError || err instanceof AnalysisError)) throw err
-    io.err.write(`plwtune sweep analyze: ${err instanceof AnalysisError ? `${results}: ` : ''}${err.message}\n`)
+    io.err.write(`plwtune sweep analyze: ${err instanceof AnalysisError ? `${results ?? dirs.join(', ')}: ` : ''}${err.message}\n`)
     return 1
   }
 }

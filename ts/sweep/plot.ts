@@ -15,6 +15,9 @@
  *   the subtitle says which way is better.
  * - A percentage metric (exact match) is drawn in %, its axis kept inside [0, 100]; a spread
  *   bar that reaches past it (mean − std below 0%) is cut at the axis and loses that cap.
+ * - That categorical axis is also the study's rank scale (the `weight` its regression fits), so
+ *   the benchmark plots (ts/sweep/study.ts) use it as it is, saying so in `xLabel`; their base
+ *   model is a dashed horizontal `reference` line, in the legend.
  * - Ticks come from niceTicks (ts/train/plot.ts), colors are its Okabe–Ito PALETTE.
  */
 import { PALETTE, escapeXml, niceTicks } from '../train/plot'
@@ -42,6 +45,10 @@ export interface SweepPlotInput {
   /** Values are fractions drawn as percentages. */
   percent?: boolean
   title?: string
+  /** The x axis label (default: the categories' note). */
+  xLabel?: string
+  /** A horizontal reference line, e.g. the base model's score ("base model"). */
+  reference?: { value: number; label: string }
   width?: number
   height?: number
 }
@@ -90,6 +97,7 @@ export function renderSweepPlot(input: SweepPlotInput): string {
   input.values.forEach((row) => row.forEach((x) => { if (finite(x)) ys.push(v(x)) }))
   input.means.forEach((x) => { if (finite(x)) ys.push(v(x)) })
   input.spread?.forEach((s) => { if (s && finite(s[0]) && finite(s[1])) ys.push(v(s[0]), v(s[1])) })
+  if (input.reference && finite(input.reference.value)) ys.push(v(input.reference.value))
   const empty = ys.length === 0
   let lo = empty ? 0 : Math.min(...ys)
   let hi = empty ? 1 : Math.max(...ys)
@@ -124,12 +132,13 @@ export function renderSweepPlot(input: SweepPlotInput): string {
   // Legend: seeds (colored dots), the mean line, the spread bar, the best column.
   const showSeeds = input.seeds.length <= SEED_COLORS.length
   const seedColor = (j: number) => (showSeeds ? SEED_COLORS[j % SEED_COLORS.length] : '#6b7280')
-  const legendItems: Array<{ kind: 'dot' | 'mean' | 'bar' | 'best'; color: string; label: string }> = []
+  const legendItems: Array<{ kind: 'dot' | 'mean' | 'bar' | 'best' | 'ref'; color: string; label: string }> = []
   if (showSeeds) input.seeds.forEach((s, j) => legendItems.push({ kind: 'dot', color: seedColor(j), label: `seed ${s}` }))
   else legendItems.push({ kind: 'dot', color: seedColor(0), label: 'one dot per seed' })
   legendItems.push({ kind: 'mean', color: INK, label: 'mean over seeds' })
   if (input.spread && input.spreadLabel) legendItems.push({ kind: 'bar', color: INK, label: input.spreadLabel })
   if (input.best !== null) legendItems.push({ kind: 'best', color: BEST, label: tied.length > 0 ? 'tied best λ' : 'best λ' })
+  if (input.reference) legendItems.push({ kind: 'ref', color: MUTED, label: input.reference.label })
   const legend: string[] = []
   let lx = pad
   let ly = top + 8
@@ -149,6 +158,7 @@ export function renderSweepPlot(input: SweepPlotInput): string {
       legend.push(`<g stroke="${INK}" stroke-width="1.5"><line x1="${c(cx)}" y1="${c(ly - 7)}" x2="${c(cx)}" y2="${c(ly + 7)}"/>` +
         `<line x1="${c(cx - 4)}" y1="${c(ly - 7)}" x2="${c(cx + 4)}" y2="${c(ly - 7)}"/><line x1="${c(cx - 4)}" y1="${c(ly + 7)}" x2="${c(cx + 4)}" y2="${c(ly + 7)}"/></g>`)
     }
+    if (item.kind === 'ref') legend.push(`<line x1="${c(lx)}" y1="${c(ly)}" x2="${c(lx + 16)}" y2="${c(ly)}" stroke="${MUTED}" stroke-width="1.5" stroke-dasharray="4 3"/>`)
     if (item.kind === 'best') legend.push(`<rect x="${c(lx)}" y="${c(ly - 7)}" width="16" height="14" fill="${BEST}" fill-opacity="0.22" stroke="${BEST}" stroke-width="1"/>`)
     legend.push(`<text x="${c(lx + 22)}" y="${c(ly + 4)}" font-size="12" fill="${INK}">${escapeXml(item.label)}</text>`)
     lx += w
@@ -199,7 +209,12 @@ export function renderSweepPlot(input: SweepPlotInput): string {
     `<line x1="${c(left)}" y1="${c(plotTop + plotH)}" x2="${c(left + plotW)}" y2="${c(plotTop + plotH)}"/></g>`)
   parts.push(`<g font-size="11" fill="${MUTED}">${labels.join('')}</g>`)
   parts.push(`<text x="${c(left + plotW / 2)}" y="${c(plotTop + plotH + 40)}" text-anchor="middle" font-size="12" fill="${INK}">` +
-    'prompt loss weight λ (categories, evenly spaced: not to scale)</text>')
+    `${escapeXml(input.xLabel ?? 'prompt loss weight λ (categories, evenly spaced: not to scale)')}</text>`)
+  if (input.reference && finite(input.reference.value)) {
+    const y = sy(v(input.reference.value))
+    parts.push(`<line class="reference" data-value="${input.reference.value}" x1="${c(left)}" y1="${c(y)}" x2="${c(left + plotW)}" y2="${c(y)}" ` +
+      `stroke="${MUTED}" stroke-width="1.5" stroke-dasharray="4 3"/>`)
+  }
   const yMid = plotTop + plotH / 2
   const unit = input.percent ? '%' : input.unit
   const yLabel = `${input.metricLabel}${unit ? ` (${unit})` : ''}`
