@@ -25,5 +25,13 @@ export function abortOnSigint(controller: AbortController, err: NodeJS.WritableS
   return () => {
     process.off('SIGINT', onSigint)
     process.off('SIGTERM', onSigint)
+    // Once stopping, the process is on its way out with 130: a forwarded copy arriving while it
+    // finishes its reports must not kill it mid-write (a listener does not keep it alive).
+    if (first !== 0) {
+      process.on('SIGINT', absorb)
+      process.on('SIGTERM', absorb)
+    }
   }
 }
+
+function absorb(): void {}
