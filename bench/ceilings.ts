@@ -7,14 +7,18 @@
  * - CPU bandwidth: MEASURED in the run, as a single-thread TypedArray.set() of a 512 MiB
  *   buffer (bytes = read + write). A multi-threaded kernel can beat it, so a CPU "% of floor"
  *   above 100 % is possible and means the single-thread copy is not the machine's limit.
- * - CPU fp32 peak: PLW_CPU_PEAK_GFLOPS, else threads x GHz x flops/cycle/core, with the
- *   GHz from /proc/cpuinfo ("cpu MHz": what the kernel reports, often the base clock and
- *   under a hypervisor always, so the estimate can be low) and flops/cycle from the SIMD
- *   level the kernels were compiled for. Every assumption is printed with the figure.
+ * - CPU fp32 peak: PLW_CPU_PEAK_GFLOPS, else threads x GHz x flops/cycle/core, all MEASURED
+ *   in the run by the native probe (cpuPeak(), native/cpu/cpu_info.h): the GHz with every
+ *   thread busy (a chain of dependent adds, as bench/RESULTS.md's AMD section did: /proc/cpuinfo's
+ *   "cpu MHz" is the base clock under a hypervisor), the flops/cycle from a register-only FMA
+ *   loop at the vector width of the SGEMM kernel that runs (512-bit for 'avx512 14x32',
+ *   256-bit for 'avx2 6x16'), rounded to the nearest power of two (16, 32, 64: the FMA pipes x
+ *   lanes x 2 really there; Zen 4 double-pumps 256-bit pipes, so 32 at either width; Intel
+ *   server parts and Zen 5 have two 512-bit pipes, 64). Every figure is printed with the peak.
  */
 import * as fs from 'node:fs'
 import * as os from 'node:os'
-import { backendInfo } from '../ts/native'
+import { backendInfo, cpuPeak } from '../ts/native'
 
 export interface GpuCeilings {
   /** The table row that matched, or 'unknown device'. */
@@ -33,6 +37,8 @@ export interface CpuCeilings {
   model: string
   threads: number
   simd: string
+  /** The SGEMM kernel that ran ('avx512 14x32', 'avx2 6x16', 'generic 6x16'). */
+  kernel: string
   /** Measured single-thread copy bandwidth, GB/s (read + write bytes). */
   bandwidthGBs: number
   /** fp32 peak in GFLOP/s. */
@@ -134,12 +140,32 @@ export function measureCopyBandwidth(bytes = 512 * 1024 * 1024, repeats = 5): nu
   return (2 * n * 8) / best / 1e9
 }
 
-/** flops per cycle per core (fp32) assumed for the SIMD level the CPU kernels were built for. */
-function flopsPerCycle(simd: string): { flops: number; why: string } {
-  if (simd === 'avx512' || simd === 'avx2+fma') {
-    return { flops: 32, why: `${simd}: 32 fp32 flops/cycle/core (two 256-bit FMA pipes: 2 x 8 lanes x 2)` }
+/** Nearest power of two (in log scale) of a measured flops/cycle: the pipes x lanes x 2 it measures. */
+function roundFlops(x: number): number {
+  return 2 ** Math.round(Math.log2(x))
+}
+
+/**
+ * fp32 flops per cycle per core of the kernel that runs, from the measured FMA throughput at its
+ * vector width; the SIMD level's assumption where nothing was measured (not x86-64).
+ */
+function flopsPerCycle(kernel: string, simd: string, fpc256: number, fpc512: number): { flops: number; why: string } {
+  const bits = kernel.startsWith('avx512') ? 512 : kernel.startsWith('avx2') ? 256 : 0
+  const measured = bits === 512 ? fpc512 : bits === 256 ? fpc256 : 0
+  if (measured > 0) {
+    const flops = roundFlops(measured)
+    const lanes = bits / 32
+    return {
+      flops,
+      why: `${flops} fp32 flops/cycle/core MEASURED for kernel ${kernel}: ${bits}-bit FMA loop at ${measured.toFixed(1)} ` +
+        `flops/cycle (= ${flops / (2 * lanes)} FMA pipe(s) x ${lanes} lanes x 2; ` +
+        `256-bit: ${fpc256.toFixed(1)}, 512-bit: ${fpc512 > 0 ? fpc512.toFixed(1) : 'n/a'})`,
+    }
   }
-  return { flops: 8, why: `${simd}: 8 fp32 flops/cycle/core (no FMA assumed)` }
+  if (simd === 'avx512' || simd === 'avx2+fma') {
+    return { flops: 32, why: `${simd}: 32 fp32 flops/cycle/core ASSUMED (two 256-bit FMA pipes: 2 x 8 lanes x 2)` }
+  }
+  return { flops: 8, why: `${simd}: 8 fp32 flops/cycle/core ASSUMED (no FMA)` }
 }
 
 export function cpuCeilings(options: { quick?: boolean } = {}): CpuCeilings {
@@ -157,12 +183,16 @@ export function cpuCeilings(options: { quick?: boolean } = {}): CpuCeilings {
     peakGflops = env
     notes.push(`CPU fp32 peak: ${env} GFLOP/s from PLW_CPU_PEAK_GFLOPS`)
   } else {
-    const ghz = mhz !== null ? mhz / 1000 : 3.0
-    const f = flopsPerCycle(info.simd)
+    const probe = cpuPeak()
+    const measuredGhz = probe.ghz > 0 ? probe.ghz : null
+    const ghz = measuredGhz ?? (mhz !== null ? mhz / 1000 : 3.0)
+    const f = flopsPerCycle(info.kernel, info.simd, probe.flopsPerCycle256, probe.flopsPerCycle512)
     peakGflops = info.threads * ghz * f.flops
-    notes.push(`CPU fp32 peak: ${peakGflops.toFixed(0)} GFLOP/s ESTIMATED = ${info.threads} threads x ` +
-      `${ghz.toFixed(2)} GHz (${mhz !== null ? '"cpu MHz" of /proc/cpuinfo: the clock it reports, often the base clock' : 'ASSUMED: no "cpu MHz" in /proc/cpuinfo'}) x ` +
-      `${f.why}; set PLW_CPU_PEAK_GFLOPS to override (threads may be SMT siblings)`)
+    const clock = measuredGhz !== null
+      ? `MEASURED with all threads busy (dependent adds; /proc/cpuinfo says ${mhz !== null ? (mhz / 1000).toFixed(2) : 'nothing'})`
+      : mhz !== null ? '"cpu MHz" of /proc/cpuinfo: the clock it reports, often the base clock' : 'ASSUMED: no "cpu MHz" in /proc/cpuinfo'
+    notes.push(`CPU fp32 peak: ${peakGflops.toFixed(0)} GFLOP/s = ${info.threads} threads x ` +
+      `${ghz.toFixed(2)} GHz (${clock}) x ${f.why}; set PLW_CPU_PEAK_GFLOPS to override (threads may be SMT siblings)`)
   }
-  return { model, threads: info.threads, simd: info.simd, bandwidthGBs, peakGflops, notes }
+  return { model, threads: info.threads, simd: info.simd, kernel: info.kernel, bandwidthGBs, peakGflops, notes }
 }

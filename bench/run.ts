@@ -206,8 +206,8 @@ function table(rows: Row[]): string {
 function describeDevice(device: Device, cpu: CpuCeilings | undefined): string {
   const info = backendInfo()
   if (device === 'cpu') {
-    const c = cpu ?? { model: cpuModel().model, threads: info.cpu.threads, simd: info.cpu.simd }
-    return `cpu: ${c.model}, ${c.threads} OpenMP threads, SIMD ${c.simd} (${os.cpus().length} logical CPUs, ` +
+    const c = cpu ?? { model: cpuModel().model, threads: info.cpu.threads, simd: info.cpu.simd, kernel: info.cpu.kernel }
+    return `cpu: ${c.model}, ${c.threads} OpenMP threads, SIMD ${c.simd}, SGEMM kernel ${c.kernel} (${os.cpus().length} logical CPUs, ` +
       `${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM)`
   }
   return `cuda: ${info.cuda.device ?? 'unknown'} (cuBLASLt ${info.cuda.cublasLt ? 'yes' : 'no'}); host CPU ${cpuModel().model}`

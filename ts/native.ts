@@ -37,8 +37,20 @@ export interface LossSums {
 }
 
 export interface BackendInfo {
-  cpu: { threads: number; simd: string }
+  /** simd: what the CPU kernels were compiled for; kernel: the SGEMM kernel chosen at run time
+   * ('avx512 14x32', 'avx2 6x16' or 'generic 6x16'; PLW_CPU_KERNEL=avx2 forces the AVX2 one). */
+  cpu: { threads: number; simd: string; kernel: string }
   cuda: { built: boolean; cublasLt: boolean; available: boolean; reason: string | null; device: string | null }
+}
+
+/** The CPU's fp32 peak as measured by cpuPeak(): the clock with every thread busy (a chain of
+ * dependent adds) and the flops per cycle per thread of register-only FMA loops at each vector
+ * width (0 where the CPU lacks it). See native/cpu/cpu_info.h. */
+export interface CpuPeak {
+  ghz: number
+  flopsPerCycle256: number
+  flopsPerCycle512: number
+  kernel: string
 }
 
 export interface MemoryStats {
@@ -252,6 +264,7 @@ interface RawBinding {
   planMemory(spec: NativeSpec, device: Device, maxBatch: number, maxSeqLen: number, precision?: Precision): ModelInfo['memory']
   Tensor: new (shape: number[], dtype: DType, device: Device, data?: Float32Array | Int32Array) => Tensor
   backendInfo(): BackendInfo
+  cpuPeak(): CpuPeak
   memoryStats(): MemoryStats
   weightedCrossEntropyForward(logits: Tensor, targets: Tensor, weights: Tensor, vocabSize?: number, losses?: Tensor): Promise<LossSums>
   weightedCrossEntropyBackward(logits: Tensor, targets: Tensor, weights: Tensor, normalizer: number, dlogits: Tensor,
@@ -267,7 +280,14 @@ interface RawBinding {
   matmul(out: Tensor, a: Tensor, b: Tensor, transA: boolean, transB: boolean, alpha: number, beta: number): Promise<void>
 }
 
+/** PLW_CPU_KERNEL's values (native/cpu/matmul.cpp): checked here so a typo is an error, not the default. */
+const CPU_KERNELS = ['auto', 'avx2', 'avx512']
+
 function loadBinding(): RawBinding {
+  const kernel = process.env.PLW_CPU_KERNEL
+  if (kernel !== undefined && kernel !== '' && !CPU_KERNELS.includes(kernel)) {
+    throw new Error(`plwtune: PLW_CPU_KERNEL=${JSON.stringify(kernel)} is not one of ${CPU_KERNELS.join(', ')} (the CPU's SGEMM path; unset means auto)`)
+  }
   // ts/native.ts runs from ts/ (jest) or dist/ts/ (compiled): look upwards for build/.
   const candidates = [
     path.join(__dirname, '..', 'build', 'Release', 'plwtune.node'),
@@ -340,6 +360,8 @@ export function tensor(
 }
 
 export const backendInfo = (): BackendInfo => raw.backendInfo()
+/** Measures the CPU's clock and FMA throughput now (~0.5 s, all threads): for benchmarks. */
+export const cpuPeak = (): CpuPeak => raw.cpuPeak()
 export const memoryStats = (): MemoryStats => raw.memoryStats()
 
 /** True when tensors can be placed on CUDA on this machine. */

@@ -1,11 +1,16 @@
-// Correctness harness and benchmark for plw::cpu::sgemm (native/cpu/matmul.cpp).
+// Correctness harness and benchmark for plw::cpu::sgemm (native/cpu/matmul.cpp and its AVX-512
+// path native/cpu/matmul_avx512.cpp, which needs its own flags as in CMakeLists.txt):
 //
-//   g++ -O3 -march=native -fopenmp -std=c++17 -I/work/main native/cpu/matmul.cpp
-//     bench/native/sgemm_bench.cpp -o /tmp/sgemm_bench
+//   g++ -O3 -march=native -fopenmp -std=c++17 -c native/cpu/matmul_avx512.cpp -mavx512f -mavx2 -mfma
+//     -o /tmp/matmul_avx512.o
+//   g++ -O3 -march=native -fopenmp -std=c++17 -I/work/main native/cpu/matmul.cpp native/cpu/cpu_info.cpp
+//     /tmp/matmul_avx512.o bench/native/sgemm_bench.cpp -o /tmp/sgemm_bench
 //   /tmp/sgemm_bench            # checks, then timings
 //   /tmp/sgemm_bench --check    # checks only
 //   /tmp/sgemm_bench --bench    # timings only
 //   /tmp/sgemm_bench --hash     # hashes of results: compare OMP_NUM_THREADS=1 and =2 runs
+//   a second argument avx2 | avx512 | both picks the kernel(s) (default: the one
+//   PLW_CPU_KERNEL / the CPU selects); every line says which kernel ran.
 //
 // Checks (against a naive double-precision reference):
 //   - all four transpose combinations, every M, N, K in 1..37, random lda/ldb/ldc padding,
@@ -16,17 +21,23 @@
 //   - bitwise-equal results for 1, 2, 3, 4 and 7 threads (the K reduction of each element
 //     is done by one thread in a fixed order whatever the thread count).
 // Error bound per element: |C - ref| <= 1e-5 * K * |alpha| * max|a| * max|b| + 1e-6 * |beta * c0|.
+// (test/native/sgemm_check.cpp is the suite's check of both kernels; this is the long version.)
 //
 // Timings: median (and best) of several runs per shape, GFLOP/s and the fraction of this
-// machine's fp32 peak = cores x clock x 2 FMA pipes x 8 lanes x 2 flops. The clock is
-// measured (a chain of dependent integer adds on every thread, i.e. the boost clock the
-// cores really run at: ~3.6 GHz here) because /proc/cpuinfo "cpu MHz" under KVM is the
-// nominal TSC clock (2.596 GHz); both are printed, with a register-only FMA loop as a
-// check that the peak is reachable. Each shape is also run with 1 thread and compared
-// bitwise with the N-thread result, and 32 of its elements against the double reference.
-// Baseline: the plain i-j-k triple loop (k innermost, rows split over the threads), timed
-// on a row slice of the shape. The machine is shared: a high load average in the header
-// or footer means the numbers are noisy, re-run.
+// machine's fp32 peak = threads x clock x flops/cycle, both MEASURED (cpu_info.h):
+//   clock       a chain of dependent integer adds on every thread, i.e. the boost clock the
+//               cores really run at (~3.6 GHz on the Zen 4 of bench/RESULTS.md, where
+//               /proc/cpuinfo "cpu MHz" under KVM is the nominal TSC clock, 2.596 GHz); both
+//               are printed;
+//   flops/cycle a register-only FMA loop at the vector width of the kernel that runs (256-bit
+//               for avx2, 512-bit for avx512), rounded to the nearest power of two = FMA pipes
+//               x lanes x 2: 32 for AVX2 on two 256-bit pipes; 32 for AVX-512 on Zen 4, which
+//               double-pumps 256-bit pipes; 64 for AVX-512 on two 512-bit pipes (Intel server
+//               parts, Zen 5). Both widths are printed.
+// Each shape is also run with 1 thread and compared bitwise with the N-thread result, and 32 of
+// its elements against the double reference. Baseline: the plain i-j-k triple loop (k
+// innermost, rows split over the threads), timed on a row slice of the shape. The machine is
+// shared: a high load average in the header or footer means the numbers are noisy, re-run.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -39,10 +50,7 @@
 
 #include <omp.h>
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#endif
-
+#include "native/cpu/cpu_info.h"
 #include "native/cpu/matmul.h"
 
 using plw::cpu::sgemm;
@@ -237,69 +245,6 @@ double nominal_ghz() {
     return 0.0;
 }
 
-// The clock the cores actually run at with all threads busy: a chain of dependent integer
-// adds (1 cycle each) timed on every thread. Under KVM "cpu MHz" is the nominal TSC clock,
-// and boost clocks are higher. Returns 0 where it cannot be measured (not x86-64).
-double measured_ghz() {
-#if defined(__x86_64__)
-    double best = 0.0;
-    for (int rep = 0; rep < 3; ++rep) {
-        double sum = 0.0;
-#pragma omp parallel reduction(+ : sum)
-        {
-            uint64_t x = 0;
-            long n = 50'000'000;
-            const double t0 = now_s();
-            asm volatile(".p2align 4\n1:\n.rept 16\nadd $1, %0\n.endr\ndec %1\njnz 1b\n" : "+r"(x), "+r"(n));
-            sum += 16.0 * 50'000'000 / (now_s() - t0) / 1e9;
-        }
-        best = std::max(best, sum / omp_get_max_threads());
-    }
-    return best;
-#else
-    return 0.0;
-#endif
-}
-
-// GFLOP/s of a register-only FMA loop (12 independent chains) on every thread.
-double measured_fma_peak() {
-#if defined(__AVX2__) && defined(__FMA__)
-    const long iters = 50'000'000;
-    double best = 0.0;
-    for (int rep = 0; rep < 3; ++rep) {
-        const double t0 = now_s();
-        float sink = 0.0f;
-#pragma omp parallel reduction(+ : sink)
-        {
-            __m256 a0 = _mm256_set1_ps(1.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
-            __m256 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
-            const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
-            for (long it = 0; it < iters; ++it) {
-                a0 = _mm256_fmadd_ps(a0, x, y), a1 = _mm256_fmadd_ps(a1, x, y);
-                a2 = _mm256_fmadd_ps(a2, x, y), a3 = _mm256_fmadd_ps(a3, x, y);
-                a4 = _mm256_fmadd_ps(a4, x, y), a5 = _mm256_fmadd_ps(a5, x, y);
-                a6 = _mm256_fmadd_ps(a6, x, y), a7 = _mm256_fmadd_ps(a7, x, y);
-                a8 = _mm256_fmadd_ps(a8, x, y), a9 = _mm256_fmadd_ps(a9, x, y);
-                a10 = _mm256_fmadd_ps(a10, x, y), a11 = _mm256_fmadd_ps(a11, x, y);
-                // Keep the 12 chains in registers, one FMA each per iteration.
-                asm volatile("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5), "+x"(a6),
-                             "+x"(a7), "+x"(a8), "+x"(a9), "+x"(a10), "+x"(a11));
-            }
-            __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                                     _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
-            s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
-            sink += s[0];
-        }
-        const double t = now_s() - t0;
-        best = std::max(best, 2.0 * 8 * 12 * iters * omp_get_max_threads() / t / 1e9);
-        if (sink == 12345.0f) std::printf(" ");
-    }
-    return best;
-#else
-    return 0.0;
-#endif
-}
-
 // ---------------------------------------------------------------- benchmark
 
 // Plain triple loop, k innermost, rows over the threads.
@@ -347,22 +292,38 @@ std::string loadavg() {
 
 bool run_bench() {
     const int threads = omp_get_max_threads();
-    const double nominal = nominal_ghz(), measured = measured_ghz();
+    const double nominal = nominal_ghz(), measured = plw::cpu::measure_clock_ghz();
     const double ghz = measured > 0.0 ? measured : nominal;
-    const double peak = threads * ghz * 2 * 8 * 2;
-    const double fma_peak = measured_fma_peak();
-    std::printf("\n== benchmark: %d threads (load average before: %s)\n", threads, loadavg().c_str());
+    const double fpc256 = plw::cpu::measure_fma_flops_per_cycle(256, ghz);
+    const double fpc512 = plw::cpu::measure_fma_flops_per_cycle(512, ghz);
+    const std::string kernel = plw::cpu::sgemm_kernel_name();
+    const int bits = kernel.rfind("avx512", 0) == 0 ? 512 : 256;
+    const double fpc = bits == 512 ? fpc512 : fpc256;
+    // Nearest power of two: the pipes x lanes x 2 that the loop measures (a measurement is a
+    // little under it, or far under on a loaded machine: then the line below says so).
+    const double flops = fpc > 0.0 ? std::exp2(std::round(std::log2(fpc))) : 32.0;
+    const double peak = threads * ghz * flops;
+    int mr, nr, kc, mc, nc;
+    plw::cpu::sgemm_blocking(&mr, &nr, &kc, &mc, &nc);
+    const plw::cpu::CacheSizes& cs = plw::cpu::cache_sizes();
+    std::printf("\n== benchmark: %d threads, kernel %s (KC %d, MC %d, NC %d; L1d %ld KiB, L2 %ld KiB from %s) "
+                "(load average before: %s)\n", threads, kernel.c_str(), kc, mc, nc, cs.l1d / 1024, cs.l2 / 1024,
+                cs.source, loadavg().c_str());
     std::printf("  clock: %.3f GHz nominal (/proc/cpuinfo cpu MHz), %.3f GHz measured with all threads busy\n",
                 nominal, measured);
-    std::printf("  peak = %d cores x %.3f GHz x 2 FMA pipes x 8 lanes x 2 flops = %.1f GFLOP/s "
-                "(%.1f at the nominal clock)\n", threads, ghz, peak, threads * nominal * 32);
-    std::printf("  measured register-only FMA loop: %.1f GFLOP/s (%.0f%% of peak)\n", fma_peak,
-                100.0 * fma_peak / peak);
+    std::printf("  FMA loop, flops/cycle/thread: 256-bit %.1f, 512-bit %.1f%s\n", fpc256, fpc512,
+                fpc512 > 0.0 ? "" : " (no AVX-512)");
+    std::printf("  peak = %d threads x %.3f GHz x %.0f flops/cycle (%d-bit: %.0f FMA pipe(s) x %d lanes x 2, %s) = "
+                "%.1f GFLOP/s\n", threads, ghz, flops, bits, flops / (bits / 16), bits / 32,
+                fpc > 0.0 ? "measured" : "ASSUMED", peak);
     std::printf("  %-26s %4s %6s %6s %6s %9s %8s %7s %8s %7s %8s %8s  %s\n", "shape", "op", "M", "N", "K",
                 "ms", "GFLOP/s", "%peak", "best", "%peak", "naive", "speedup", "1 vs N threads");
 
     const int V = 50257, C = 768;
     const BenchShape shapes[] = {
+        {"issue: attn proj", false, false, 1024, C, C, 0.0f},
+        {"issue: MLP c_fc", false, false, 1024, 4 * C, C, 0.0f},
+        {"issue: LM head a.b^T", false, true, 256, 50304, C, 0.0f},
         {"head logits, chunk 64", false, true, 64, V, C, 0.0f},
         {"head logits, chunk 256", false, true, 256, V, C, 0.0f},
         {"head logits, Vp=50304", false, true, 128, 50304, C, 0.0f},
@@ -477,12 +438,25 @@ int main(int argc, char** argv) {
     bool check = true, bench = true;
     if (argc > 1 && std::strcmp(argv[1], "--check") == 0) bench = false;
     if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) check = false;
-    if (argc > 1 && std::strcmp(argv[1], "--hash") == 0) {
-        run_hash();
-        return 0;
+    std::vector<std::string> kernels = {""};  // "": the one the environment / CPU selects
+    if (argc > 2) {
+        const std::string k = argv[2];
+        kernels = k == "both" ? std::vector<std::string>{"avx2", "avx512"} : std::vector<std::string>{k};
     }
     bool ok = true;
-    if (check) ok &= run_checks();
-    if (bench) ok &= run_bench();
+    for (const std::string& k : kernels) {
+        if (!k.empty() && !plw::cpu::sgemm_set_kernel(k.c_str())) {
+            std::printf("kernel %s: not available on this machine/build\n", k.c_str());
+            ok = false;
+            continue;
+        }
+        std::printf("#### kernel %s\n", plw::cpu::sgemm_kernel_name());
+        if (argc > 1 && std::strcmp(argv[1], "--hash") == 0) {
+            run_hash();
+            continue;
+        }
+        if (check) ok &= run_checks();
+        if (bench) ok &= run_bench();
+    }
     return ok ? 0 : 1;
 }

@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include "../cpu/cpu_info.h"
+#include "../cpu/matmul.h"
 #include "../cuda/runtime.h"
 #include "model.h"
 #include "ops.h"
@@ -12,12 +13,13 @@ namespace plw::binding {
 
 namespace {
 
-// backendInfo(): { cpu: { threads, simd }, cuda: { built, cublasLt, available, reason, device } }
+// backendInfo(): { cpu: { threads, simd, kernel }, cuda: { built, cublasLt, available, reason, device } }
 Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object cpu = Napi::Object::New(env);
     cpu.Set("threads", cpu::max_threads());
     cpu.Set("simd", cpu::simd_level());
+    cpu.Set("kernel", cpu::sgemm_kernel_name());  // the SGEMM kernel chosen at run time
     Napi::Object cuda = Napi::Object::New(env);
     cuda.Set("built", static_cast<bool>(PLW_WITH_CUDA));
     cuda.Set("cublasLt", static_cast<bool>(PLW_HAVE_CUBLASLT));
@@ -40,6 +42,18 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
     return out;
 }
 
+// cpuPeak(): { ghz, flopsPerCycle256, flopsPerCycle512, kernel }, measured now (~0.5 s, every
+// OpenMP thread busy): see cpu_info.h. For the benchmarks' fp32 peak.
+Napi::Value CpuPeak(const Napi::CallbackInfo& info) {
+    const double ghz = cpu::measure_clock_ghz();
+    Napi::Object out = Napi::Object::New(info.Env());
+    out.Set("ghz", ghz);
+    out.Set("flopsPerCycle256", cpu::measure_fma_flops_per_cycle(256, ghz));
+    out.Set("flopsPerCycle512", cpu::measure_fma_flops_per_cycle(512, ghz));
+    out.Set("kernel", cpu::sgemm_kernel_name());
+    return out;
+}
+
 Napi::Value MemoryStatsJs(const Napi::CallbackInfo& info) {
     const MemoryStats s = memory_stats();
     Napi::Object out = Napi::Object::New(info.Env());
@@ -57,6 +71,7 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
     exports.Set("createModel", Napi::Function::New(env, CreateModel));
     exports.Set("planMemory", Napi::Function::New(env, PlanMemory));
     exports.Set("backendInfo", Napi::Function::New(env, BackendInfo));
+    exports.Set("cpuPeak", Napi::Function::New(env, CpuPeak));
     exports.Set("memoryStats", Napi::Function::New(env, MemoryStatsJs));
     exports.Set("weightedCrossEntropyForward", Napi::Function::New(env, WeightedCrossEntropyForward));
     exports.Set("weightedCrossEntropyBackward", Napi::Function::New(env, WeightedCrossEntropyBackward));

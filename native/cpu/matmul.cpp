@@ -47,15 +47,44 @@
 // the fork run on the calling thread. K is never split, and the K blocking (KC) does not
 // depend on the thread count, so each C element is reduced by one thread in one fixed order:
 // results are bitwise identical for any number of threads.
+//
+// Dispatch (sgemm_kernel_name() says which ran): where the CPU and the OS support AVX-512F
+// (cpu_features(): CPUID + XGETBV, read at run time, whatever -march the library was built
+// with), the AVX-512 path of matmul_avx512.cpp (14 x 32 tiles on zmm registers, compiled with
+// its own -mavx512f flags) runs; elsewhere this file's path above (6 x 16 on ymm with AVX2+FMA,
+// or the portable kernel when the build has no AVX2), so a library built for AVX2 runs on
+// AVX2-only CPUs and never executes an AVX-512 instruction there. PLW_CPU_KERNEL=avx2 in the
+// environment (read at the first call) forces this file's path where both exist;
+// PLW_CPU_KERNEL=avx512 or auto (or unset) takes AVX-512 where the CPU has it;
+// sgemm_set_kernel() switches in-process (the tests run both paths).
+//
+// The AVX-512 blocking is computed once from the cache sizes read at run time (cpu_info.h):
+//   KC  the B strip (KC x 32 floats) fills at most 2/3 of the L1d, a multiple of 16 in
+//       [128, 512]: 256 for a 48 KiB L1d (Zen 5, Ice Lake / Sapphire Rapids), 160 for 32 KiB
+//       (Skylake-X, Zen 4). The A strip (14 x KC) streams past it from L2.
+//   MC  the A block (MC x KC) takes at most 1/4 of the L2, a multiple of 14 in [14*4, 14*36]:
+//       at KC = 256, 252 rows for 1 MiB, 504 for 2 MiB.
+//   NC  the B panel (KC x NC) takes at most the L2, a multiple of 32 in [512, 4096]: 1024
+//       at KC = 256 and 1 MiB of L2.
+// Both paths do the same arithmetic per C element (an FMA chain in k order within a KC block,
+// then C = alpha * acc + beta * C): where their KC is the same (256, a 48 KiB L1d) they give
+// bitwise equal results; elsewhere they differ by the rounding of the partial sums only (see
+// test/native/sgemm_check.cpp for the tolerance). On a given machine and path the result is
+// bitwise the same for any thread count.
 #include "matmul.h"
+
+#include "cpu_info.h"
+#include "matmul_avx512.h"
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <string>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -376,6 +405,76 @@ bool gemm_block(bool trans_a, bool trans_b, int m0, int m1, int n0, int n1, int 
     return true;
 }
 
+// The AVX-512 path's gemm_block: its blocking, this thread's pack buffers (the same ones as
+// this file's path: only one path runs at a time in a thread).
+struct Avx512Blocking {
+    int kc = 256, mc = 252, nc = 1024;
+};
+
+Avx512Blocking avx512_blocking_from_caches() {
+    const CacheSizes& cs = cache_sizes();
+    constexpr int mr = avx512::MR, nr = avx512::NR;
+    Avx512Blocking b;
+    b.kc = (int)std::clamp<long>(cs.l1d * 2 / 3 / (nr * (long)sizeof(float)) / 16 * 16, 128, 512);
+    b.mc = (int)std::clamp<long>(cs.l2 / 4 / (b.kc * (long)sizeof(float)) / mr * mr, 4 * mr, 36 * mr);
+    b.nc = (int)std::clamp<long>(cs.l2 / (b.kc * (long)sizeof(float)) / nr * nr, 512, 4096);
+    return b;
+}
+
+const Avx512Blocking& avx512_blocking() {
+    static const Avx512Blocking b = avx512_blocking_from_caches();
+    return b;
+}
+
+bool gemm_block_avx512(bool trans_a, bool trans_b, int m0, int m1, int n0, int n1, int K, float alpha,
+                       const float* A, idx lda, const float* B, idx ldb, float beta, float* C, idx ldc) {
+    const int M = m1 - m0, N = n1 - n0;
+    if (M <= 0 || N <= 0) return true;
+    const Avx512Blocking& bl = avx512_blocking();
+    constexpr int mr = avx512::MR, nr = avx512::NR;
+    const int mc_max = std::min(bl.mc, (M + mr - 1) / mr * mr);
+    const int nc_max = std::min(bl.nc, (N + nr - 1) / nr * nr);
+    const int kc_max = std::min(bl.kc, K);
+    float* Ap = tls_pack_a.get((size_t)mc_max * kc_max);
+    float* Bp = tls_pack_b.get((size_t)nc_max * kc_max);
+    if (!Ap || !Bp) return false;
+    avx512::gemm_block(trans_a, trans_b, m0, m1, n0, n1, K, alpha, A, lda, B, ldb, beta, C, ldc, bl.kc, bl.mc,
+                       bl.nc, Ap, Bp);
+    return true;
+}
+
+// ---------------------------------------------------------------- dispatch
+
+enum class Path { Base, Avx512 };  // Base: this file's kernel (AVX2+FMA or portable)
+
+bool avx512_usable() { return avx512::compiled() && cpu_features().avx512f; }
+
+Path path_from_env() {
+    const char* env = std::getenv("PLW_CPU_KERNEL");
+    const std::string v = env ? env : "";
+    if (v == "avx2" || v == "generic") return Path::Base;
+    // The Node layer refuses other values before loading (ts/native.ts); C++ callers get a note.
+    if (!v.empty() && v != "auto" && v != "avx512")
+        std::fprintf(stderr, "plwtune: PLW_CPU_KERNEL=%s is not auto, avx2 or avx512; using auto\n", v.c_str());
+    return avx512_usable() ? Path::Avx512 : Path::Base;
+}
+
+std::atomic<int>& current_path() {
+    static std::atomic<int> p{(int)path_from_env()};
+    return p;
+}
+
+// Tile and cost-model figures of a path, for the thread grid.
+struct PathShape {
+    int mr, nr, nc;
+    double fma_per_cycle;  // vector lanes x FMA pipes assumed (only weighs compute against packing)
+};
+
+PathShape path_shape(Path p) {
+    if (p == Path::Avx512) return {avx512::MR, avx512::NR, avx512_blocking().nc, 32.0};
+    return {MR, NR, NC, 16.0};
+}
+
 // ---------------------------------------------------------------- threading
 
 struct Grid {
@@ -383,20 +482,20 @@ struct Grid {
 };
 
 // The tm x tn grid (tm * tn <= threads) with the lowest estimated time, in cycles of one
-// core: the largest block's FMAs at 16 per cycle, plus its packing at ~1 cycle per float
-// (B once per KC x NC panel; A once per panel and per NC block of its columns), plus a
-// fork/join cost for going parallel at all.
-Grid choose_grid(int M, int N, int K, int threads) {
-    const double mtiles = (M + MR - 1) / MR, ntiles = (N + NR - 1) / NR;
+// core: the largest block's FMAs at the path's FMAs per cycle (16 for AVX2, 32 for AVX-512),
+// plus its packing at ~1 cycle per float (B once per KC x NC panel; A once per panel and per
+// NC block of its columns), plus a fork/join cost for going parallel at all.
+Grid choose_grid(int M, int N, int K, int threads, const PathShape& ps) {
+    const double mtiles = (M + ps.mr - 1) / ps.mr, ntiles = (N + ps.nr - 1) / ps.nr;
     Grid best;
     double best_cost = -1.0;
     for (int tm = 1; tm <= threads; ++tm) {
         for (int tn = 1; tm * tn <= threads; ++tn) {
             if (tm > mtiles || tn > ntiles) continue;
-            const double rows = std::ceil(mtiles / tm) * MR;
-            const double cols = std::ceil(ntiles / tn) * NR;
-            const double compute = rows * cols * K / 16.0;
-            const double pack = (double)K * cols + rows * K * std::ceil(cols / NC);
+            const double rows = std::ceil(mtiles / tm) * ps.mr;
+            const double cols = std::ceil(ntiles / tn) * ps.nr;
+            const double compute = rows * cols * K / ps.fma_per_cycle;
+            const double pack = (double)K * cols + rows * K * std::ceil(cols / ps.nc);
             const double fork = tm * tn > 1 ? 20000.0 : 0.0;
             const double cost = compute + pack + fork;
             if (best_cost < 0.0 || cost < best_cost) {
@@ -417,7 +516,41 @@ inline void split(int n, int tile, int parts, int p, int* lo, int* hi) {
 
 }  // namespace
 
-// ---------------------------------------------------------------- entry point
+// ---------------------------------------------------------------- entry points
+
+const char* sgemm_kernel_name() {
+    if ((Path)current_path().load() == Path::Avx512) return "avx512 14x32";
+    return PLW_SGEMM_AVX2 ? "avx2 6x16" : "generic 6x16";
+}
+
+bool sgemm_set_kernel(const char* name) {
+    const std::string v = name ? name : "";
+    if (v == "avx2" || v == "generic") {
+        current_path() = (int)Path::Base;
+        return true;
+    }
+    if (v == "avx512") {
+        if (!avx512_usable()) return false;
+        current_path() = (int)Path::Avx512;
+        return true;
+    }
+    if (v == "auto") {
+        current_path() = (int)(avx512_usable() ? Path::Avx512 : Path::Base);
+        return true;
+    }
+    return false;
+}
+
+bool sgemm_has_avx512() { return avx512_usable(); }
+
+void sgemm_blocking(int* mr, int* nr, int* kc, int* mc, int* nc) {
+    if ((Path)current_path().load() == Path::Avx512) {
+        const Avx512Blocking& b = avx512_blocking();
+        *mr = avx512::MR, *nr = avx512::NR, *kc = b.kc, *mc = b.mc, *nc = b.nc;
+    } else {
+        *mr = MR, *nr = NR, *kc = KC, *mc = MC, *nc = NC;
+    }
+}
 
 void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float* A, int lda,
            const float* B, int ldb, float beta, float* C, int ldc) {
@@ -433,14 +566,17 @@ void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const f
         return;
     }
 
+    const Path path = (Path)current_path().load();
+    const PathShape ps = path_shape(path);
+    auto block = path == Path::Avx512 ? gemm_block_avx512 : gemm_block;
+
     int threads = 1;
 #ifdef _OPENMP
     if (!omp_in_parallel()) threads = omp_get_max_threads();
 #endif
-    Grid grid = choose_grid(M, N, K, threads);
+    Grid grid = choose_grid(M, N, K, threads, ps);
     if (grid.tm * grid.tn == 1) {
-        if (!gemm_block(trans_a, trans_b, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
-            throw std::bad_alloc();
+        if (!block(trans_a, trans_b, 0, M, 0, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) throw std::bad_alloc();
         return;
     }
     std::atomic<bool> failed{false};
@@ -450,15 +586,14 @@ void sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const f
         int tid = 0;
 #ifdef _OPENMP
         const int team = omp_get_num_threads();
-        if (team != g.tm * g.tn) g = choose_grid(M, N, K, team);  // got fewer threads than asked
+        if (team != g.tm * g.tn) g = choose_grid(M, N, K, team, ps);  // got fewer threads than asked
         tid = omp_get_thread_num();
 #endif
         if (tid < g.tm * g.tn) {
             int m0, m1, n0, n1;
-            split(M, MR, g.tm, tid / g.tn, &m0, &m1);
-            split(N, NR, g.tn, tid % g.tn, &n0, &n1);
-            if (!gemm_block(trans_a, trans_b, m0, m1, n0, n1, K, alpha, A, lda, B, ldb, beta, C, ldc))
-                failed = true;
+            split(M, ps.mr, g.tm, tid / g.tn, &m0, &m1);
+            split(N, ps.nr, g.tn, tid % g.tn, &n0, &n1);
+            if (!block(trans_a, trans_b, m0, m1, n0, n1, K, alpha, A, lda, B, ldb, beta, C, ldc)) failed = true;
         }
     }
     if (failed) throw std::bad_alloc();

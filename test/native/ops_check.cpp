@@ -684,6 +684,8 @@ void bench() {
 // flash_attention_check.cpp: the tiled attention's checks and bench lines.
 void run_flash_attention_checks();
 void bench_flash_attention();
+// sgemm_check.cpp: the SGEMM's checks, every kernel this machine has.
+void run_sgemm_checks();
 
 int main(int argc, char** argv) {
     g_default_threads = omp_get_max_threads();
@@ -692,6 +694,11 @@ int main(int argc, char** argv) {
         bench_llama_ops();
         bench_flash_attention();
         return 0;
+    }
+    if (argc > 1 && std::strcmp(argv[1], "--sgemm") == 0) {  // only the SGEMM's checks
+        run_sgemm_checks();
+        std::printf("%d passed, %d failed\n", g_passed, g_failed);
+        return g_failed == 0 ? 0 : 1;
     }
     Rng r(20261121);
 
@@ -762,6 +769,7 @@ int main(int argc, char** argv) {
     test_decode(70, 12, 12, 64, r);
 
     run_llama_op_checks();
+    run_sgemm_checks();
     run_flash_attention_checks();
 
     std::printf("%d passed, %d failed\n", g_passed, g_failed);
