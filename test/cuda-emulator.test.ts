@@ -11,11 +11,13 @@ import { spawnSync } from 'child_process'
 interface Program {
   name: string
   args: string[]
+  /** Tells apart runs of one program with different arguments. */
+  label?: string
   path: string
 }
 // build.js is plain node (CI runs it without TypeScript too), hence the typed require.
 const emulator = require('./emulator/build') as {
-  programs: Array<{ name: string }>
+  programs: Array<{ name: string; label?: string }>
   build(options?: { log?: (line: string) => void }): Promise<Program[]>
 }
 
@@ -34,9 +36,9 @@ test('the CUDA sources transform and build for the emulator', () => {
   if (buildError) throw buildError
 })
 
-test.each(emulator.programs.map((p) => p.name))('%s passes in the emulator', (name) => {
+test.each(emulator.programs.map((p) => p.label ?? p.name))('%s passes in the emulator', (name) => {
   if (buildError || !built) throw new Error('the emulator build failed (see the test above)')
-  const program = built.find((p) => p.name === name)!
+  const program = built.find((p) => (p.label ?? p.name) === name)!
   const r = spawnSync(program.path, program.args, { encoding: 'utf8', timeout: 10 * 60_000, maxBuffer: 64 << 20 })
   if (r.status !== 0) {
     const how = r.error ? String(r.error) : r.signal ? `signal ${r.signal}` : `exit code ${r.status}`

@@ -20,14 +20,17 @@ const here = __dirname
 const out = process.env.PLW_EMU_OUT ? path.resolve(process.env.PLW_EMU_OUT) : path.join(repo, 'build', 'emulator')
 const src = path.join(out, 'src')
 
-// The test programs and their arguments (each exits non-zero on a failure).
+// The test programs and their arguments (each exits non-zero on a failure). A program may run
+// more than once with different arguments (its `label` tells the runs apart): test_engine's
+// precisions run as two processes, each well inside the suite's per-run timeout.
 const allPrograms = [
   { name: 'test_elementwise', args: [] },
   { name: 'test_loss', args: [] },
   { name: 'test_linear_adamw', args: [] },
   { name: 'test_attention', args: [] },
   { name: 'test_flash_attention', args: [] },
-  { name: 'test_engine', args: [] },
+  { name: 'test_engine', args: ['f32'], label: 'test_engine f32' },
+  { name: 'test_engine', args: ['bf16'], label: 'test_engine bf16' },
   { name: 'test_llama_ops', args: [] },
   { name: 'test_lora_ops', args: [] },
 ]
@@ -211,17 +214,18 @@ async function build({ log = () => {} } = {}) {
   for (const f of ['reference_cublaslt.cpp', 'runtime_shim.cpp']) {
     library.push(add(path.join(here, f), path.join(obj, 'emulator', f.replace(/\.cpp$/, '.o')), ownFlags))
   }
-  const tests = programs.map((p) => add(path.join(here, p.name + '.cpp'), path.join(obj, 'tests', p.name + '.o'), ownFlags))
+  const binaries = [...new Set(programs.map((p) => p.name))]
+  const tests = binaries.map((name) => add(path.join(here, name + '.cpp'), path.join(obj, 'tests', name + '.o'), ownFlags))
   const parallel = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length
   log(`emulator: ${jobs.length} of ${library.length + tests.length} sources to compile, ${parallel} at a time`)
   await runAll(jobs, parallel)
   const links = []
-  programs.forEach((p, i) => {
-    const exe = path.join(out, p.name)
+  binaries.forEach((name, i) => {
+    const exe = path.join(out, name)
     const inputs = [...library, tests[i]]
     const args = [...inputs, '-pthread', '-fopenmp', '-o', exe]
     const t = mtime(exe)
-    if (t < 0 || inputs.some((o) => mtime(o) > t)) links.push({ what: `linking ${p.name}`, args })
+    if (t < 0 || inputs.some((o) => mtime(o) > t)) links.push({ what: `linking ${name}`, args })
   })
   await runAll(links, parallel)
   log(`emulator: built in ${((Date.now() - started) / 1000).toFixed(1)} s`)
@@ -237,7 +241,7 @@ if (require.main === module) {
     for (const p of built) {
       const started = Date.now()
       const r = spawnSync(p.path, p.args, { stdio: 'inherit' })
-      console.log(`${p.name}: exit ${r.status} in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+      console.log(`${p.label ?? p.name}: exit ${r.status} in ${((Date.now() - started) / 1000).toFixed(1)} s`)
       if (r.status !== 0) failed++
     }
     process.exitCode = failed ? 1 : 0

@@ -198,7 +198,9 @@ void test_engine(const char* label, const ModelSpec& cfg, bool bf, int steps) {
 int main(int argc, char** argv) {
     for (const bool bf : {false, true}) {
         if (!test::selected(argc, argv, bf ? "bf16" : "f32")) continue;
-        const int steps = bf ? 3 : 2;
+        // Steps after the first, compared on the loss curve; few, because every CUDA thread
+        // is an OS thread in the emulator (a step launches tens of thousands).
+        const int steps = bf ? 2 : 1;
         test_engine("gpt2", gpt2_spec(), bf, steps);
         test_engine("llama3", llama_spec(0), bf, steps);
         test_engine("qwen2", llama_spec(1), bf, steps);
