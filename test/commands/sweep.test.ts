@@ -8,6 +8,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { Writable } from 'node:stream'
 import { sweepCommand } from '../../ts/commands/sweep'
+import { loadConfig } from '../../ts/commands/train'
 import { renderSweepPlot } from '../../ts/sweep/plot'
 import { CSV_HEADER, resultsCsv, resultsMarkdown } from '../../ts/sweep/report'
 import { SweepEvent } from '../../ts/sweep/run'
@@ -310,6 +311,20 @@ describe('flags', () => {
     expect(() => parse('--resume', 'runs/a')).toThrow(/--resume: a sweep resumes by running the same command again/)
     expect(() => parse('--lamdas', '0,1')).toThrow(/unknown flag --lamdas/)
     expect(() => parse('--lr', 'fast')).toThrow(/Expected a number for lr/)
+  })
+
+  test('datasets as a list in --config: one grid per dataset; not with --data too; train refuses a list', () => {
+    const dir = tmp()
+    const config = path.join(dir, 'study.json')
+    fs.writeFileSync(config, JSON.stringify({ data: ['alpaca.json', 'alpaca-short.jsonl'], maxSteps: 10 }))
+    const s = parse('--config', config, '--out', path.join(dir, 'study'))!
+    expect(s.datasets.map((d) => [d.name, d.data, path.relative(dir, d.out)])).toEqual([
+      ['alpaca', 'alpaca.json', path.join('study', 'alpaca')], ['alpaca-short', 'alpaca-short.jsonl', path.join('study', 'alpaca-short')]])
+    expect(s.base.maxSteps).toBe(10)
+    expect(() => parse('--config', config, '--data', 'b.json')).toThrow('--data and a list of datasets in --config: give the datasets one way')
+    expect(() => loadConfig(['--config', config])).toThrow(/"data" is a list: several datasets are a sweep's \(plwtune sweep\); train takes one file/)
+    fs.writeFileSync(config, JSON.stringify({ data: [] }))
+    expect(() => parse('--config', config)).toThrow(/"data": Expected a file or a non-empty list of files but received \[\]/)
   })
 
   test('the command exits 2 with the message; --help exits 0', async () => {

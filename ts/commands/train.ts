@@ -131,7 +131,12 @@ function readConfigFile(configFile: string): Record<string, unknown> {
 }
 
 /** The run's configuration from train's command line (the demo preset, --config, flags; or --resume's saved one); null for --help. */
-export function loadConfig(argv: readonly string[]): TrainConfig | null {
+/**
+ * The configuration of `plwtune train [argv]`. `dataList` accepts a config file whose `data` is
+ * a list of files (plwtune sweep's datasets): it receives the list and the first file stands
+ * for the rest, as a first --data would; without it a list is an error.
+ */
+export function loadConfig(argv: readonly string[], o: { dataList?: (files: string[]) => void } = {}): TrainConfig | null {
   const { values, configFile, help } = parseTrainArgs(argv)
   if (help) return null
   if (typeof values.resume === 'string') {
@@ -147,6 +152,15 @@ export function loadConfig(argv: readonly string[]): TrainConfig | null {
   }
   const layers: Array<{ source: string; values: Record<string, unknown> }> = []
   const file = configFile !== null ? readConfigFile(configFile) : {}
+  if (Array.isArray(file.data)) {
+    const list = file.data as unknown[]
+    if (!o.dataList) throw new ConfigError(`${configFile}: "data" is a list: several datasets are a sweep's (plwtune sweep); train takes one file`)
+    if (list.length === 0 || !list.every((f) => typeof f === 'string' && f !== '')) {
+      throw new ConfigError(`${configFile}: "data": Expected a file or a non-empty list of files but received ${JSON.stringify(list)}`)
+    }
+    o.dataList(list as string[])
+    file.data = list[0]
+  }
   const isDemo = (values.model ?? file.model ?? null) === null && (values.data ?? file.data ?? null) === null
   if (isDemo) layers.push({ source: 'the demo preset', values: DEMO as Record<string, unknown> })
   if (configFile !== null) layers.push({ source: configFile, values: file })

@@ -162,7 +162,10 @@ export function parseSweepArgs(argv: string[]): SweepSpec | null {
   for (const s of seeds) {
     if (!(Number.isInteger(s) && s >= 0)) throw new UsageError(`--seeds: Expected integers ≥ 0 but received ${s}`)
   }
-  const base = loadConfig(train) as TrainConfig
+  const base = loadConfig(train, { dataList: (files) => {
+    if (dataFiles.length > 0) throw new UsageError('--data and a list of datasets in --config: give the datasets one way')
+    dataFiles.push(...files)
+  } }) as TrainConfig
   const generates = base.generateEval > 0 && base.testSplit > 0
   const metricArg = values.metric as string | undefined
   if (metricArg !== undefined && metricArg !== 'completion_loss' && metricArg !== 'exact_match') {
