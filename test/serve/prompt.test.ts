@@ -13,6 +13,12 @@ describe('serve prompts', () => {
     const s = new PrefixStripper('\n### ')
     expect(['\n#', '# y'].map((p) => s.push(p)).join('')).toBe('\n## y') // not the prefix: nothing lost
     expect(finishResponse('\nabc END more', [' END'], '\n')).toBe('abc')
+    // a text that ends inside the prefix is held until end(): then it is the answer, as finishResponse says
+    const short = new PrefixStripper('\n### ')
+    expect(['\n', '#'].map((p) => short.push(p)).join('') + short.end()).toBe(finishResponse('\n#', [], '\n### '))
+    expect(short.end()).toBe('')
+    const whole = new PrefixStripper('\n### ')
+    expect(whole.push('\n### ') + whole.end()).toBe('')
   })
 
   test('alpaca: one user message (system before it) is the instruction; the answer prefix is "\\n"; stops add up', () => {

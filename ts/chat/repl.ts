@@ -118,6 +118,7 @@ export async function runRepl(o: ReplOptions): Promise<number> {
         decode: (ids) => o.tokenizer.decode(ids), stopStrings: session.stopStrings,
       })
       for await (const piece of stream) if (piece.text !== '') show(piece.text)
+      show(strip.end())
       result = await stream.result
     } finally {
       generating = null

@@ -118,6 +118,17 @@ export class PrefixStripper {
     this.held = ''
     return out
   }
+
+  /**
+   * At the end of the text: what is still held (a text shorter than the prefix is not the
+   * prefix, and is the text), so the pieces add up to `finishResponse`'s answer.
+   */
+  end(): string {
+    const out = this.held
+    this.held = ''
+    this.decided = true
+    return out
+  }
 }
 
 /** A generated text as a response: cut at the template's first stop string, the template's completion prefix removed. */
@@ -190,6 +201,8 @@ export async function generateOne(model: Model, tokenizer: Tokenizer, request: G
     const text = o.onText && piece.text !== '' ? strip.push(piece.text) : ''
     if (text !== '') o.onText!(text)
   }
+  const held = strip.end()
+  if (held !== '') o.onText?.(held)
   const g = await stream.result
   const raw = tokenizer.decode(g.tokens)
   return { response: finishResponse(g.text, [], request.prefix), raw, stopReason: g.stopReason,

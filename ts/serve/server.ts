@@ -181,16 +181,15 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
           decode: (ids) => served.tokenizer.decode(ids), stopStrings: plan.stops,
         })
         const strip = new PrefixStripper(plan.prefix)
-        let streamed = ''
         for await (const piece of stream) {
           const delta = strip.push(piece.text)
-          if (delta !== '' && onText !== null) { streamed += delta; onText(delta) }
+          if (delta !== '' && onText !== null) onText(delta)
         }
         const r = await stream.result
         if (r.stopReason === 'aborted') throw new Aborted((signal.reason as AbortWhy | undefined) ?? 'shutdown')
         const text = finishResponse(r.text, plan.stops, plan.prefix)
-        // What the pieces held back to the end (a prefix shorter than the template's): sent now.
-        if (onText !== null && text.length > streamed.length && text.startsWith(streamed)) onText(text.slice(streamed.length))
+        const held = strip.end()
+        if (held !== '' && onText !== null) onText(held)
         return { text, tokens: r.tokens.length, finish: r.stopReason === 'stop' ? 'stop' : 'length' }
       } finally {
         o.onEvent?.({ kind: 'end', seq: n, path })
