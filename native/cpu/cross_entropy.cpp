@@ -4,8 +4,9 @@
 // Each row is independent: rows are split across OpenMP threads (static schedule, so the
 // result does not depend on timing), and each row is three vectorized sweeps over V:
 // max, sum of exp(x - max), then (backward only) the gradient written in place. The row
-// (200 KB in f32 at V = 50k) stays in L2 across the sweeps, so the kernel is bound by
-// the exps, not by memory.
+// (200 KB in f32 at V = 50k) stays in L2 across the sweeps; only the max sweep reads DRAM,
+// and the exp sweep prefetches the next row into L2 so that its DRAM read overlaps the exps
+// (2.5x faster in all on a 2-thread Zen 5, bench/RESULTS.md).
 #include "cross_entropy.h"
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <cstring>
 #include <limits>
 #include <type_traits>
+#include <vector>
 
 #include "vec_math.h"
 
@@ -55,22 +57,27 @@ struct RowStats {
 template <typename T>
 float row_max(const T* x, int V) {
     float m = -std::numeric_limits<float>::infinity();
-    bool nan = false;
-#pragma omp simd reduction(max : m) reduction(|| : nan)
+    int nan = 0;  // an int with |, not a bool with ||: GCC 12 leaves the || loop scalar (4x slower)
+#pragma omp simd reduction(max : m) reduction(| : nan)
     for (int v = 0; v < V; v++) {
         const float xv = to_f32(x[v]);
         m = xv > m ? xv : m;
-        nan = nan || (xv != xv);
+        nan |= (xv != xv);
     }
     return nan ? std::numeric_limits<float>::quiet_NaN() : m;  // a NaN row must give a NaN loss
 }
 
-// sum of exp(x - m); with `out`, each exp is also stored there (the f32 backward reuses it).
+// sum of exp(x - m); with `out`, each exp is also stored there (the backward reuses it).
+// With `next_row`, the row after this one is prefetched into L2 (one line per 64 bytes).
 template <typename T>
-float row_sum_exp(const T* x, float m, int V, float* out) {
+float row_sum_exp(const T* x, float m, int V, float* out, const T* next_row = nullptr) {
     double s = 0.0;
     for (int v0 = 0; v0 < V; v0 += kSumBlock) {
         const int v1 = std::min(V, v0 + kSumBlock);
+        if (next_row) {
+            constexpr int kLine = 64 / sizeof(T);
+            for (int v = v0; v < v1; v += kLine) __builtin_prefetch(next_row + v, 0, 2);
+        }
         float b = 0.0f;
         if (out) {
 #pragma omp simd reduction(+ : b)
@@ -99,55 +106,51 @@ void forward_impl(float* losses, const T* logits, const int32_t* targets, const 
         }
         const T* x = logits + static_cast<size_t>(n) * Vp;
         const float m = row_max(x, V);
-        losses[n] = std::log(row_sum_exp(x, m, V, nullptr)) + m - to_f32(x[targets[n]]);
+        const T* next = n + 1 < N ? x + Vp : nullptr;  // its DRAM read overlaps these exps
+        losses[n] = std::log(row_sum_exp(x, m, V, nullptr, next)) + m - to_f32(x[targets[n]]);
     }
 }
 
-// T is float or uint16_t (bf16 bits). For f32 the exps are written to dx while summing and
-// then scaled (one exp per element); for bf16 they cannot be stored exactly, so the second
-// sweep recomputes them and rounds once.
+// T is float or uint16_t (bf16 bits). The exps are computed once, while summing, into an
+// f32 row (dx itself for f32, a per-thread row of V floats for bf16: 200 KB at V = 50k, in
+// L2) and then scaled (and, for bf16, rounded once) into dx.
 template <typename T>
 void backward_impl(T* dlogits, float* losses, const T* logits, const int32_t* targets,
                    const float* weights, float grad_scale, int N, int V, int Vp) {
     constexpr bool kF32 = std::is_same_v<T, float>;
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const T* x = logits + static_cast<size_t>(n) * Vp;
-        T* dx = dlogits + static_cast<size_t>(n) * Vp;
-        const float w = weights[n];
-        if (w == 0.0f) {
-            if (losses) losses[n] = 0.0f;
-            for (int v = 0; v < Vp; v++) store(dx + v, 0.0f);
-            continue;
-        }
-        const int32_t t = targets[n];
-        const float x_target = to_f32(x[t]);  // read before the row is overwritten in place
-        const float m = row_max(x, V);
-        float* exps = nullptr;
-        if constexpr (kF32) exps = dx;  // in place is fine: x[v] is read before dx[v] is written
-        const float sum = row_sum_exp(x, m, V, exps);
-        if (losses) losses[n] = std::log(sum) + m - x_target;
-        const float wg = w * grad_scale;
-        const float p_scale = wg / sum;
-        if constexpr (kF32) {
-#pragma omp simd
-            for (int v = 0; v < V; v++) dx[v] *= p_scale;
-        } else {
-            // Through an f32 block: GCC vectorizes neither exp with bf16 loads and f32 stores
-            // nor exp with the bf16 rounding in one loop, but each step alone.
-            float block[kSumBlock];
-            for (int v0 = 0; v0 < V; v0 += kSumBlock) {
-                const int len = std::min(V - v0, kSumBlock);
-#pragma omp simd
-                for (int i = 0; i < len; i++) block[i] = to_f32(x[v0 + i]);
-                row_sum_exp(block, m, len, block);  // the exps, in place (the sum is not needed)
-#pragma omp simd
-                for (int i = 0; i < len; i++) store(dx + v0 + i, block[i] * p_scale);
+#pragma omp parallel
+    {
+        std::vector<float> bf16_exps(kF32 ? 0 : V);
+#pragma omp for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const T* x = logits + static_cast<size_t>(n) * Vp;
+            T* dx = dlogits + static_cast<size_t>(n) * Vp;
+            const float w = weights[n];
+            if (w == 0.0f) {
+                if (losses) losses[n] = 0.0f;
+                for (int v = 0; v < Vp; v++) store(dx + v, 0.0f);
+                continue;
             }
+            const int32_t t = targets[n];
+            const float x_target = to_f32(x[t]);  // read before the row is overwritten in place
+            const float m = row_max(x, V);
+            float* exps;
+            if constexpr (kF32) {
+                exps = dx;  // in place is fine: x[v] is read before dx[v] is written
+            } else {
+                exps = bf16_exps.data();
+            }
+            const T* next = n + 1 < N ? x + Vp : nullptr;  // its DRAM read overlaps these exps
+            const float sum = row_sum_exp(x, m, V, exps, next);
+            if (losses) losses[n] = std::log(sum) + m - x_target;
+            const float wg = w * grad_scale;
+            const float p_scale = wg / sum;
+#pragma omp simd
+            for (int v = 0; v < V; v++) store(dx + v, exps[v] * p_scale);
+            // softmax - onehot at the target, from the softmax value in f32
+            store(dx + t, exp_nonpositive(x_target - m) * p_scale - wg);
+            for (int v = V; v < Vp; v++) store(dx + v, 0.0f);
         }
-        // softmax - onehot at the target, from the softmax value in f32
-        store(dx + t, exp_nonpositive(x_target - m) * p_scale - wg);
-        for (int v = V; v < Vp; v++) store(dx + v, 0.0f);
     }
 }
 
