@@ -172,11 +172,13 @@ maybe('plwtune chat in a terminal', () => {
     const c = start(args)
     await c.prompt()
     c.send('go\r')
-    await c.until(/go\n\S{20}/) // streaming: 20 characters of the answer are on the screen
+    const first = await c.until(/go\n\S{20}/) // streaming: 20 characters of the answer are on the screen
     c.send('\x03')
     const rest = await c.until(/\(stopped\)\n> $/)
-    const answer = rest.split('\n')[0]
-    expect(answer.length).toBeGreaterThan(0)
+    // the answer's line: what was on the screen at Ctrl-C, and what came before it took effect
+    // (nothing, on a loaded machine)
+    const answer = first.slice(first.indexOf('go\n') + 3) + rest.split('\n')[0]
+    expect(answer.length).toBeGreaterThanOrEqual(20)
     expect(answer.length).toBeLessThan(8000)
     expect(await c.say('/params')).toMatch(/^\(temperature=0 /) // still chatting
     c.send('\x03')

@@ -32,8 +32,9 @@ describe('rendering a conversation', () => {
     expect(p.ids).toEqual([...utf8('Q: red\nA: apple END'), bytes.eosId, ...utf8('Q: blue\nA: ')])
     s.system = 'Be brief.'
     expect(s.render('blue').text).toBe('Be brief.\n\nQ: red\nA: apple ENDQ: blue\nA: ')
-    // The answer ends at the template's stop string or the eos; nothing precedes it in the completion.
-    expect(s.stopStrings).toEqual([' END'])
+    // The answer ends at the template's stop string or the eos (its text too: the tokenizer's
+    // end-of-turn tokens are stops); nothing precedes it in the completion.
+    expect(s.stopStrings).toEqual([' END', '<|endoftext|>'])
     expect(s.stopIds).toEqual([bytes.eosId])
     expect(s.answerPrefix).toBe('')
   })
@@ -42,7 +43,7 @@ describe('rendering a conversation', () => {
     const s = new ChatSession({ template: resolveTemplate('alpaca'), tokenizer: bytes, contextLength: 1024 })
     expect(s.answerPrefix).toBe('\n')
     expect(s.cleanAnswer('\nParis. ')).toBe('Paris.')
-    expect(s.stopStrings).toEqual(['### Instruction:'])
+    expect(s.stopStrings).toEqual(['### Instruction:', '<|endoftext|>'])
     expect(s.render('Name a city').text).toMatch(/### Instruction:\nName a city\n\n### Response:$/)
   })
 
@@ -56,7 +57,7 @@ describe('rendering a conversation', () => {
       '<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n')
     expect(p.ids).toEqual(tok.encode(p.text))
     expect(p.ids.filter((id) => id === 257)).toHaveLength(5) // <|im_start|> as one token each time
-    expect(s.stopStrings).toEqual(['<|im_end|>'])
+    expect(s.stopStrings).toEqual(['<|im_end|>', '<|endoftext|>'])
     expect(s.stopIds).toEqual([tok.eosId, 258])
   })
 
@@ -68,7 +69,8 @@ describe('rendering a conversation', () => {
     s.add('red', 'apple')
     s.system = 'caps'
     expect(s.render('again').text).toBe('S: caps\nQ: red\nA: apple END\nQ: again\nA: ')
-    expect(s.stopStrings).toEqual([' END'])
+    // its closing text, and the end-of-turn tokens the tokenizer has (a model trained on ChatML may still emit them)
+    expect(s.stopStrings).toEqual([' END', '<|im_end|>', '<|endoftext|>'])
     expect(s.answerPrefix).toBe('')
   })
 })

@@ -1,7 +1,10 @@
-/** The server's prompt helpers: the template's answer prefix removed from a streamed answer, and the alpaca chat mapping. */
+/** The server's prompt helpers: the template's answer prefix removed from a streamed answer, the alpaca chat mapping, and the same answer ends as the chat's. */
 import { resolveTemplate } from '../../ts/data/resolve-template'
 import { ByteTokenizer } from '../../ts/data/tokenizer'
 import { chatPrompt } from '../../ts/serve/prompt'
+import { ChatSession } from '../../ts/chat/session'
+import { QA_TEMPLATE } from '../commands/tiny-model'
+import { CHAT_TEMPLATE } from '../chat/models'
 import { finishResponse, PrefixStripper } from '../../ts/eval/generation'
 
 describe('serve prompts', () => {
@@ -28,5 +31,27 @@ describe('serve prompts', () => {
     expect(tok.decode(p.ids)).toMatch(/### Instruction:\nBe brief\.\n\nName a colour\.\n\n### Response:$/)
     expect(p.prefix).toBe('\n')
     expect(p.stops).toEqual(['### Instruction:', '<|endoftext|>', 'STOP'])
+  })
+
+  test('an answer ends where plwtune chat ends it: same stops, stop ids and prefix for every kind of template', () => {
+    const chatml = new ByteTokenizer({ specialTokens: ['<|endoftext|>', '<|im_start|>', '<|im_end|>'] })
+    const jinja = Object.assign(new ByteTokenizer({ specialTokens: ['<|endoftext|>', '<|im_start|>', '<|im_end|>'] }),
+      { chatTemplate: CHAT_TEMPLATE, chatTemplateFile: null, templateVariables: {} })
+    const cases = [
+      { template: resolveTemplate('alpaca'), tok: new ByteTokenizer() },
+      { template: resolveTemplate(QA_TEMPLATE), tok: chatml }, // a template string closing answers with " END"
+      { template: resolveTemplate('chatml'), tok: chatml },
+      { template: resolveTemplate('chat_template', { tokenizer: jinja }), tok: jinja },
+    ]
+    for (const { template, tok } of cases) {
+      const chat = new ChatSession({ template, tokenizer: tok, contextLength: 64 })
+      const served = chatPrompt(template, tok, [{ role: 'user', content: 'Hi' }], [])
+      expect({ template: template.name, stops: served.stops, ids: served.stopIds, prefix: served.prefix })
+        .toEqual({ template: template.name, stops: chat.stopStrings, ids: chat.stopIds, prefix: chat.answerPrefix })
+    }
+    // ChatML's end of turn is one special token: a stop id, not only a string
+    expect(chatml.encode('<|im_end|>')).toHaveLength(1)
+    expect(chatPrompt(resolveTemplate('chatml'), chatml, [{ role: 'user', content: 'Hi' }], []).stopIds)
+      .toEqual([chatml.eosId, chatml.encode('<|im_end|>')[0]])
   })
 })

@@ -21,7 +21,7 @@ import { encodeTexts } from '../data/encode'
 import { ChatMessage, DataRecord } from '../data/records'
 import { Template } from '../data/template'
 import { Tokenizer } from '../data/tokenizer'
-import { answerSurroundings } from '../eval/generation'
+import { answerEnds } from '../eval/generation'
 
 export interface Turn {
   user: string
@@ -59,9 +59,9 @@ export class ChatSession {
   readonly chat: boolean
   /** What the template writes inside the completion before the answer (alpaca "\n", completion " "), removed from answers. */
   readonly answerPrefix: string
-  /** Strings that end an answer: the template's stops and the text it closes an answer with (e.g. "<|im_end|>", " END"). */
+  /** Strings that end an answer (answerEnds, ts/eval/generation.ts: the same rule as the server's). */
   readonly stopStrings: string[]
-  /** Token ids that end an answer: the eos, and stop strings that are one special token. */
+  /** Token ids that end an answer: the eos, and the stop strings that are one special token. */
   readonly stopIds: number[]
 
   constructor(o: { template: Template; tokenizer: Tokenizer; contextLength: number; system?: string | null }) {
@@ -73,33 +73,21 @@ export class ChatSession {
     this.contextLength = o.contextLength
     this.system = o.system ?? null
     this.chat = o.template.formats.includes('chat')
-    const around = this.probeAnswer()
-    this.answerPrefix = around.before
-    const stops = new Set(o.template.stop.filter((s) => s !== ''))
-    const closing = around.after.trimEnd()
-    if (closing.trim() !== '') stops.add(closing)
-    this.stopStrings = [...stops]
-    const ids = new Set([o.tokenizer.eosId])
-    const specials = new Set(o.tokenizer.specialTokens ?? [])
-    for (const s of this.stopStrings) {
-      const t = s.trim()
-      if (!specials.has(t)) continue
-      const enc = o.tokenizer.encode(t)
-      if (enc.length === 1) ids.add(enc[0])
-    }
-    this.stopIds = [...ids]
+    const ends = answerEnds(this.template, this.tokenizer, this.probeRecord())
+    this.answerPrefix = ends.prefix
+    this.stopStrings = ends.stops
+    this.stopIds = ends.stopIds
   }
 
   reset(): void {
     this.turns = []
   }
 
-  /** The text the template writes before (inside the completion) and after an answer. */
-  private probeAnswer(): { before: string; after: string } {
-    const record: DataRecord = this.chat
+  /** A one-turn exchange with an empty answer: what the template writes around answers is read from it. */
+  private probeRecord(): DataRecord {
+    return this.chat
       ? { format: 'chat', messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: '' }], source: { file: 'chat', index: 0 } }
       : { format: 'alpaca', instruction: 'Hi', input: '', output: '', source: { file: 'chat', index: 0 } }
-    return answerSurroundings(this.template, record)
   }
 
   /** The messages of the conversation with `user` as the next message (chat templates). */

@@ -92,6 +92,42 @@ export function answerSurroundings(template: Template, record: DataRecord): { be
   return { before: '', after: '' }
 }
 
+/** Special tokens that end an assistant turn in the chat templates of the supported families (ChatML, Llama 3, Phi-3, Gemma, Llama 2). */
+export const END_OF_TURN = ['<|im_end|>', '<|eot_id|>', '<|end|>', '<end_of_turn>', '</s>', '<|endoftext|>'] as const
+
+/** How an interactive answer (chat, the server) starts and ends. */
+export interface AnswerEnds {
+  /** What the template writes before the answer (alpaca "\n"): removed from its start. */
+  prefix: string
+  /** Strings that end the answer (never part of it). */
+  stops: string[]
+  /** Token ids that end it: the eos, and the stops that are one special token. */
+  stopIds: number[]
+}
+
+/**
+ * The one rule for where a chat or served answer ends: the template's stop strings, the text the
+ * template closes an answer with (chatml "<|im_end|>", a template string's " END"), and the
+ * end-of-turn special tokens (END_OF_TURN) the tokenizer has (a base model's eos is often not its
+ * chat turn's end). `record` is the conversation or instruction with an empty answer.
+ */
+export function answerEnds(template: Template, tokenizer: Tokenizer, record: DataRecord): AnswerEnds {
+  const around = answerSurroundings(template, record)
+  const specials = new Set(tokenizer.specialTokens ?? [])
+  const stops = new Set(template.stop.filter((s) => s !== ''))
+  const closing = around.after.trimEnd()
+  if (closing.trim() !== '') stops.add(closing)
+  for (const t of END_OF_TURN) if (specials.has(t)) stops.add(t)
+  const ids = new Set([tokenizer.eosId])
+  for (const s of stops) {
+    const t = s.trim()
+    if (!specials.has(t)) continue
+    const enc = tokenizer.encode(t)
+    if (enc.length === 1) ids.add(enc[0])
+  }
+  return { prefix: around.before, stops: [...stops], stopIds: [...ids] }
+}
+
 /** The completion prefix: removed from responses that start with it, so they compare with the records' answers. */
 export function completionPrefix(template: Template, record: DataRecord): string {
   return answerSurroundings(template, record).before

@@ -10,23 +10,25 @@
  *   chat request to it is one user message, system messages going before it, separated by a
  *   blank line; a conversation with earlier turns needs a chat template (400 otherwise).
  *
- * The chat answer is cut at the template's stop strings besides the request's, and at the
- * end-of-turn special tokens a chat template writes (END_OF_TURN, those the tokenizer has: a
- * base model's eos is often not its chat turn's end), and what the template writes before every
- * answer (alpaca's "\n") is removed from its start.
+ * The chat answer ends where `plwtune chat`'s does (answerEnds, ts/eval/generation.ts: the
+ * template's stops and closing text, the tokenizer's end-of-turn tokens) or at the request's own
+ * stops, and what the template writes before every answer (alpaca's "\n") is removed from its
+ * start.
  */
 import { encodeTexts } from '../data/encode'
 import { TemplateError } from '../data/errors'
 import { DataRecord } from '../data/records'
 import { Template } from '../data/template'
 import { Tokenizer } from '../data/tokenizer'
-import { completionPrefix } from '../eval/generation'
+import { answerEnds } from '../eval/generation'
 import { ApiError, ChatRequest } from './openai-shapes'
 
 export interface PromptPlan {
   ids: number[]
   /** Strings that end the answer (never part of it). */
   stops: string[]
+  /** Token ids that end the answer: the eos, and the stops that are one special token. */
+  stopIds: number[]
   /** Removed from the start of the answer when it starts with it. */
   prefix: string
 }
@@ -34,11 +36,8 @@ export interface PromptPlan {
 export function completionPrompt(tokenizer: Tokenizer, prompt: string, stop: readonly string[]): PromptPlan {
   const { prefix, parts } = encodeTexts(tokenizer, [prompt])
   const ids = [...prefix, ...parts.flat()]
-  return { ids: ids.length > 0 ? ids : [tokenizer.eosId], stops: [...stop], prefix: '' }
+  return { ids: ids.length > 0 ? ids : [tokenizer.eosId], stops: [...stop], stopIds: [tokenizer.eosId], prefix: '' }
 }
-
-/** Special tokens that end an assistant turn in the chat templates of the supported families (ChatML, Llama 3, Phi-3, Gemma, Llama 2). */
-export const END_OF_TURN = ['<|im_end|>', '<|eot_id|>', '<|end|>', '<end_of_turn>', '</s>', '<|endoftext|>'] as const
 
 const SOURCE = { file: 'request', index: 0 }
 
@@ -64,10 +63,9 @@ export function chatPrompt(template: Template, tokenizer: Tokenizer, messages: C
     if (last < 0) throw new TemplateError('the template renders no answer for the assistant')
     const { prefix, parts } = encodeTexts(tokenizer, segments.slice(0, last).map((s) => s.text))
     const ids = [...prefix, ...parts.flat()]
-    const specials = new Set(tokenizer.specialTokens ?? [])
-    const turnEnds = END_OF_TURN.filter((t) => specials.has(t))
-    return { ids: ids.length > 0 ? ids : [tokenizer.eosId], stops: [...new Set([...template.stop, ...turnEnds, ...stop])],
-      prefix: completionPrefix(template, chatRecord(template, messages, '')) }
+    const ends = answerEnds(template, tokenizer, chatRecord(template, messages, ''))
+    return { ids: ids.length > 0 ? ids : [tokenizer.eosId], stops: [...new Set([...ends.stops, ...stop])], stopIds: ends.stopIds,
+      prefix: ends.prefix }
   } catch (err) {
     if (err instanceof TemplateError) {
       throw new ApiError(400, `messages: the served template (${template.name}) cannot render them: ${err.message}`, 'invalid_request_error', 'messages')

@@ -177,7 +177,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       try {
         const stream = served.model.generateStream(plan.ids, {
           maxNewTokens: maxNew, temperature: s.temperature, topP: s.topP, topK: s.topK,
-          seed: s.seed ?? randomInt(0, 2 ** 32), stopIds: [served.tokenizer.eosId], signal,
+          seed: s.seed ?? randomInt(0, 2 ** 32), stopIds: plan.stopIds, signal,
           decode: (ids) => served.tokenizer.decode(ids), stopStrings: plan.stops,
         })
         const strip = new PrefixStripper(plan.prefix)
