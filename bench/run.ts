@@ -298,8 +298,8 @@ async function main(): Promise<void> {
           'base clock (under a hypervisor always), not the boost clock; set PLW_CPU_PEAK_GFLOPS for a true peak.\n')
       }
       if (over.some((row) => row.throughputUnit === 'GB/s')) {
-        process.stdout.write('  note: a memory-bound op ran above the single-thread copy bandwidth: the OpenMP kernels use ' +
-          `${r.cpu.threads} threads, which together move more than one thread can.\n`)
+        process.stdout.write('  note: a memory-bound op ran above the all-thread copy bandwidth: an update in place moves ' +
+          'its lines once each way, where a copy also fetches the destination\'s.\n')
       }
       if (over.length > 0) process.stdout.write('\n')
     }

@@ -1,5 +1,5 @@
 /** Tensor lifecycle: round trips, bf16 rounding, disposal, locks, leaks, backend report. */
-import { tensor, memoryStats, backendInfo, weightedCrossEntropyBackward } from '../ts/native'
+import { tensor, memoryStats, backendInfo, cpuBandwidth, weightedCrossEntropyBackward } from '../ts/native'
 import * as v8 from 'node:v8'
 import * as vm from 'node:vm'
 import { bf16Round } from './support/reference'
@@ -95,5 +95,13 @@ describe('Tensor', () => {
     } else {
       expect(info.cuda.device).toMatch(/sm_/)
     }
+  })
+
+  test('cpuBandwidth measures a copy (the benchmarks\' memory floor) and refuses sizes it cannot use', () => {
+    const gbs = cpuBandwidth(8 * 2 ** 20)
+    // any real machine copies 8 MiB faster than 0.1 GB/s and slower than 100 TB/s
+    expect(gbs).toBeGreaterThan(0.1)
+    expect(gbs).toBeLessThan(1e5)
+    for (const bad of [0, 1000, NaN, 17 * 2 ** 30]) expect(() => cpuBandwidth(bad)).toThrow(/between 1 MiB and 16 GiB/)
   })
 })

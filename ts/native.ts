@@ -265,6 +265,7 @@ interface RawBinding {
   Tensor: new (shape: number[], dtype: DType, device: Device, data?: Float32Array | Int32Array) => Tensor
   backendInfo(): BackendInfo
   cpuPeak(): CpuPeak
+  cpuBandwidth(bytes: number): number
   memoryStats(): MemoryStats
   weightedCrossEntropyForward(logits: Tensor, targets: Tensor, weights: Tensor, vocabSize?: number, losses?: Tensor): Promise<LossSums>
   weightedCrossEntropyBackward(logits: Tensor, targets: Tensor, weights: Tensor, normalizer: number, dlogits: Tensor,
@@ -362,6 +363,9 @@ export function tensor(
 export const backendInfo = (): BackendInfo => raw.backendInfo()
 /** Measures the CPU's clock and FMA throughput now (~0.5 s, all threads): for benchmarks. */
 export const cpuPeak = (): CpuPeak => raw.cpuPeak()
+/** Measures the CPU's memory bandwidth now: GB/s (read + write) of a memcpy of `bytes`, every thread
+ * copying its own slice at once, best of 5 (native/cpu/cpu_info.h). For benchmarks. */
+export const cpuBandwidth = (bytes: number): number => raw.cpuBandwidth(bytes)
 export const memoryStats = (): MemoryStats => raw.memoryStats()
 
 /** True when tensors can be placed on CUDA on this machine. */

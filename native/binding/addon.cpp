@@ -54,6 +54,15 @@ Napi::Value CpuPeak(const Napi::CallbackInfo& info) {
     return out;
 }
 
+// cpuBandwidth(bytes): GB/s of an all-thread copy of `bytes` (cpu_info.h), measured now. For the
+// benchmarks' memory floor; 0 when the buffers cannot be allocated.
+Napi::Value CpuBandwidth(const Napi::CallbackInfo& info) {
+    const double bytes = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0.0;
+    if (!(bytes >= 1 << 20 && bytes <= 16.0 * (1ull << 30)))
+        throw Napi::RangeError::New(info.Env(), "cpuBandwidth: Expected bytes between 1 MiB and 16 GiB");
+    return Napi::Number::New(info.Env(), cpu::measure_copy_bandwidth_gbs(static_cast<size_t>(bytes), 5));
+}
+
 Napi::Value MemoryStatsJs(const Napi::CallbackInfo& info) {
     const MemoryStats s = memory_stats();
     Napi::Object out = Napi::Object::New(info.Env());
@@ -72,6 +81,7 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
     exports.Set("planMemory", Napi::Function::New(env, PlanMemory));
     exports.Set("backendInfo", Napi::Function::New(env, BackendInfo));
     exports.Set("cpuPeak", Napi::Function::New(env, CpuPeak));
+    exports.Set("cpuBandwidth", Napi::Function::New(env, CpuBandwidth));
     exports.Set("memoryStats", Napi::Function::New(env, MemoryStatsJs));
     exports.Set("weightedCrossEntropyForward", Napi::Function::New(env, WeightedCrossEntropyForward));
     exports.Set("weightedCrossEntropyBackward", Napi::Function::New(env, WeightedCrossEntropyBackward));

@@ -10,6 +10,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <memory>
+#include <new>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -282,8 +284,39 @@ double measure_fma_flops_per_cycle(int bits, double ghz) {
 #endif
 }
 
-namespace {
-}  // namespace
+double measure_copy_bandwidth_gbs(size_t bytes, int repeats) {
+    const size_t n = bytes / sizeof(float);
+    std::unique_ptr<float[]> src(new (std::nothrow) float[n]), dst(new (std::nothrow) float[n]);
+    if (!src || !dst || n == 0) return 0.0;
+    // Each thread copies its own contiguous slice, and first touched the same slice (the pages
+    // then sit on its memory node where there are several).
+    auto slice = [n](int t, int team, size_t* lo, size_t* hi) {
+        *lo = n * t / team;
+        *hi = n * (t + 1) / team;
+    };
+#pragma omp parallel
+    {
+        size_t lo, hi;
+        slice(omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+        for (size_t i = lo; i < hi; ++i) src[i] = static_cast<float>(i & 1023);
+        std::memset(dst.get() + lo, 0, (hi - lo) * sizeof(float));
+    }
+    double best = 0.0;
+    for (int rep = 0; rep < repeats; ++rep) {
+        const auto t0 = std::chrono::steady_clock::now();
+#pragma omp parallel
+        {
+            size_t lo, hi;
+            slice(omp_get_thread_num(), omp_get_num_threads(), &lo, &hi);
+            std::memcpy(dst.get() + lo, src.get() + lo, (hi - lo) * sizeof(float));
+        }
+        const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double gbs = 2.0 * n * sizeof(float) / t / 1e9;
+        best = gbs > best ? gbs : best;
+    }
+    return dst[n - 1] == src[n - 1] ? best : 0.0;
+}
+
 
 const CpuFeatures& cpu_features() {
     static const CpuFeatures f = detect_features();

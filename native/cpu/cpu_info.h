@@ -1,6 +1,7 @@
 // What the CPU backend was compiled for and what the CPU it runs on has, for the kernels'
 // runtime dispatch (matmul.cpp), backendInfo() and benchmark reports.
 #pragma once
+#include <cstddef>
 
 namespace plw::cpu {
 
@@ -41,5 +42,11 @@ const CacheSizes& cache_sizes();  // read once
 //                             on two 512-bit pipes (Intel server parts, Zen 5) 64.
 double measure_clock_ghz();
 double measure_fma_flops_per_cycle(int bits, double ghz);
+
+// The memory floor as measured: GB/s (read + write bytes) of a memcpy of `bytes` into a second
+// buffer of that size, every OpenMP thread copying its own slice at once (what the multi-threaded
+// kernels can draw), best of `repeats` after a first touch. Wall time: a loaded machine lowers it.
+// 0 when the buffers cannot be allocated.
+double measure_copy_bandwidth_gbs(size_t bytes, int repeats);
 
 }  // namespace plw::cpu
