@@ -7,7 +7,7 @@
  * - CPU bandwidth: MEASURED in the run, as a memcpy of a 512 MiB buffer with every OpenMP
  *   thread copying its own slice at once (cpuBandwidth(), native/cpu/cpu_info.h; bytes = read +
  *   write), which is what the multi-threaded kernels can draw. The single-thread copy (a
- *   TypedArray.set(), the floor of bench/RESULTS.md's sections before 2026-12-06) is printed
+ *   TypedArray.set(), the floor of bench/RESULTS.md's sections before commit 12f3368) is printed
  *   beside it. A kernel that updates in place can still beat a copy (no second buffer's lines
  *   to fetch), so a CPU "% of floor" a little above 100 % is possible.
  * - CPU fp32 peak: PLW_CPU_PEAK_GFLOPS, else threads x GHz x flops/cycle/core, all MEASURED
