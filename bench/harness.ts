@@ -17,6 +17,7 @@ export type PeerSpec =
   | { kind: 'adamw'; shapes: number[][]; decay: boolean[]; lr: number; beta1: number; beta2: number; eps: number;
       weightDecay: number; maxGradNorm: number }
   | { kind: 'sgemm'; M: number; N: number; K: number; transB: boolean }
+  | { kind: 'attn'; B: number; T: number; NH: number; NKV: number; hs: number; dtype: 'float32' | 'bfloat16' }
 
 /** What the floor of a case is: moving `bytes` at the memory bandwidth, or `flops` at the peak. */
 export type Floor =
@@ -29,7 +30,7 @@ export interface Prepared {
 }
 
 export interface BenchCase {
-  /** Short family key, as --only takes it: ce, head, adamw, sgemm. */
+  /** Short family key, as --only takes it: ce, head, adamw, sgemm, attn, train. */
   family: string
   /** Unique within a run: family/device/shape/dtype. */
   id: string

@@ -1,6 +1,6 @@
 /**
- * plwtune microbenchmarks: the loss kernels, the fused LM head, AdamW, the CPU SGEMM and a
- * whole GPT-2 training step, each against its floor (memory bandwidth or FLOP peak, see
+ * plwtune microbenchmarks: the loss kernels, the fused LM head, AdamW, the CPU SGEMM, fused
+ * attention and whole training steps, each against its floor (memory bandwidth or FLOP peak, see
  * ceilings.ts) and against PyTorch on the same device, sizes and dtypes (torch_peer.py, when
  * torch imports).
  *
@@ -8,7 +8,7 @@
  *   npm run bench -- --device cpu --only ce,adamw
  *   npm run bench -- --quick --json out.json    small sizes, results also as JSON
  *
- * Options: --device cpu|cuda|all (default all available), --only ce|head|adamw|sgemm|train[,...],
+ * Options: --device cpu|cuda|all (default all available), --only ce|head|adamw|sgemm|attn|train[,...],
  * --quick, --json FILE, --no-peer (skip PyTorch). bench/RESULTS.md says how results are recorded.
  * Environment: PLW_PYTHON (the interpreter for the peer, default python3), PLW_CPU_PEAK_GFLOPS,
  * PLW_GPU_BANDWIDTH_GBS, PLW_GPU_BF16_TFLOPS, PLW_GPU_TF32_TFLOPS (ceilings, see ceilings.ts).
@@ -22,6 +22,7 @@ import { crossEntropyCases } from './cross-entropy'
 import { fusedHeadCases } from './fused-head'
 import { adamwCases } from './adamw'
 import { sgemmCases } from './sgemm'
+import { attentionCases } from './attention'
 import { isTrainCase, trainFigures, trainStepCases, trainSummary, TrainCase } from './train-step'
 import { runPeer, torchAvailable, PeerResult } from './peer'
 
@@ -30,6 +31,7 @@ const FAMILIES: Record<string, (device: Device, quick: boolean) => BenchCase[]> 
   head: fusedHeadCases,
   adamw: adamwCases,
   sgemm: sgemmCases,
+  attn: attentionCases,
   train: trainStepCases,
 }
 

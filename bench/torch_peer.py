@@ -4,7 +4,7 @@
 Run by bench/run.ts (bench/peer.ts), which writes the cases as JSON on stdin:
 
     {"device": "cuda" | "cpu", "threads": 2,
-     "cases": [{"id": "...", "kind": "ce" | "head" | "adamw" | "sgemm" | "train", ...,
+     "cases": [{"id": "...", "kind": "ce" | "head" | "adamw" | "sgemm" | "attn" | "train", ...,
                 "time_ms": 2000, "min_iters": 5, "warmup": 2}, ...]}
 
 and reads back ONE JSON line on stdout:
@@ -26,6 +26,10 @@ What is timed, per kind (the plwtune op it is the peer of is in brackets):
          "step_ms" is the step alone, without the norm; on CPU "fused_ms" is clip + step with
          AdamW(fused=True), torch's fastest CPU path, for reference.
   sgemm  [matmul, CPU]                   torch.matmul(a, b or b.T, out=out), fp32.
+  attn   [flashAttentionForward + Backward] F.scaled_dot_product_attention(q, k, v, is_causal=True)
+         forward + backward(dout), q (B,NH,T,hs), k and v (B,NKV,T,hs) (enable_gqa=True when
+         NKV < NH), in the case's dtype; torch chooses its backend (flash or cuDNN on CUDA bf16);
+         "what" names the first fused CUDA backend that accepts the inputs.
   train  [GPT2Model.step, one micro-batch] one optimizer step of a minimal GPT-2 written below
          (nanoGPT-style: token + position embedding, pre-LN blocks with a fused qkv Linear,
          F.scaled_dot_product_attention(is_causal=True), GELU tanh, tied head) at the same
@@ -560,7 +564,41 @@ def main():
                 pass
         return r
 
-    runners = {"ce": run_ce, "head": run_head, "adamw": run_adamw, "sgemm": run_sgemm, "train": run_train}
+    def run_attn(case):
+        B, T, NH, NKV, hs, dt = case["B"], case["T"], case["NH"], case["NKV"], case["hs"], dtypes[case["dtype"]]
+        g = generator(40)
+        q = uniform((B, NH, T, hs), 1.0, g, dt).requires_grad_()
+        k = uniform((B, NKV, T, hs), 1.0, g, dt).requires_grad_()
+        v = uniform((B, NKV, T, hs), 1.0, g, dt).requires_grad_()
+        dout = uniform((B, NH, T, hs), 0.01, g, dt)
+        gqa = {"enable_gqa": True} if NKV != NH else {}
+
+        def step():
+            q.grad = k.grad = v.grad = None
+            F.scaled_dot_product_attention(q, k, v, is_causal=True, **gqa).backward(dout)
+
+        r = time_it(step, case)
+        backend = ""
+        if device == "cuda":
+            # which fused backend torch would take (the first that accepts these inputs)
+            try:
+                from torch.nn.attention import SDPBackend, sdpa_kernel
+                for name, b in (("flash", SDPBackend.FLASH_ATTENTION), ("cuDNN", SDPBackend.CUDNN_ATTENTION),
+                                ("efficient", SDPBackend.EFFICIENT_ATTENTION)):
+                    try:
+                        with sdpa_kernel([b]):
+                            F.scaled_dot_product_attention(q, k, v, is_causal=True, **gqa)
+                        backend = f", {name} backend available"
+                        break
+                    except RuntimeError:
+                        continue
+            except ImportError:
+                pass
+        r["what"] = f"F.scaled_dot_product_attention(is_causal=True{', enable_gqa=True' if gqa else ''}) fwd+bwd, (B,NH,T,hs) layout{backend}"
+        return r
+
+    runners = {"ce": run_ce, "head": run_head, "adamw": run_adamw, "sgemm": run_sgemm, "attn": run_attn,
+               "train": run_train}
     results, errors = {}, {}
     for case in spec["cases"]:
         cid = case["id"]

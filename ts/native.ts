@@ -279,6 +279,10 @@ interface RawBinding {
   adamw(params: Tensor[], grads: Tensor[], m: Tensor[], v: Tensor[], decay: boolean[], hyper: AdamWHyper):
     Promise<{ gradNorm: number; clipCoefficient: number }>
   matmul(out: Tensor, a: Tensor, b: Tensor, transA: boolean, transB: boolean, alpha: number, beta: number): Promise<void>
+  flashAttentionForward(out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, nHeads: number, nKvHeads: number,
+    segments: Tensor | null): Promise<void>
+  flashAttentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor, out: Tensor, lse: Tensor, q: Tensor, k: Tensor,
+    v: Tensor, nHeads: number, nKvHeads: number, segments: Tensor | null): Promise<void>
 }
 
 /** PLW_CPU_KERNEL's values (native/cpu/matmul.cpp): checked here so a typo is an error, not the default. */
@@ -454,4 +458,28 @@ export function matmul(out: Tensor, a: Tensor, b: Tensor,
   options: { transA?: boolean; transB?: boolean; alpha?: number; beta?: number } = {}): Promise<void> {
   return call(() => raw.matmul(out, a, b, options.transA ?? false, options.transB ?? false, options.alpha ?? 1,
     options.beta ?? 0))
+}
+
+/** Heads of a fused attention call: nKvHeads < nHeads is grouped-query attention; segments [B,T] int32 isolate packed examples. */
+export interface AttentionHeads {
+  nHeads: number
+  nKvHeads?: number
+  segments?: Tensor
+}
+
+/**
+ * Causal attention computed tile by tile (the engine's fused kernels): out [B,T,nHeads*hs] and
+ * lse [B,nHeads,T] (float32, the per-row log-sum-exp the backward needs) from q [B,T,nHeads*hs]
+ * and k, v [B,T,nKvHeads*hs]. float32 on the CPU (any head size); float32 or bfloat16 on CUDA
+ * (head sizes 64, 80, 96, 128).
+ */
+export function flashAttentionForward(out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, heads: AttentionHeads): Promise<void> {
+  return call(() => raw.flashAttentionForward(out, lse, q, k, v, heads.nHeads, heads.nKvHeads ?? heads.nHeads, heads.segments ?? null))
+}
+
+/** The backward of flashAttentionForward: accumulates (+=) into dq, dk, dv (shapes of q, k, v). */
+export function flashAttentionBackward(dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor, out: Tensor, lse: Tensor,
+  q: Tensor, k: Tensor, v: Tensor, heads: AttentionHeads): Promise<void> {
+  return call(() => raw.flashAttentionBackward(dq, dk, dv, dout, out, lse, q, k, v, heads.nHeads, heads.nKvHeads ?? heads.nHeads,
+    heads.segments ?? null))
 }

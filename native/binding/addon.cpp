@@ -91,6 +91,8 @@ Napi::Object Register(Napi::Env env, Napi::Object exports) {
     exports.Set("embeddingBackward", Napi::Function::New(env, EmbeddingBackward));
     exports.Set("adamw", Napi::Function::New(env, AdamW));
     exports.Set("matmul", Napi::Function::New(env, Matmul));
+    exports.Set("flashAttentionForward", Napi::Function::New(env, FlashAttentionForward));
+    exports.Set("flashAttentionBackward", Napi::Function::New(env, FlashAttentionBackward));
     return exports;
 }
 

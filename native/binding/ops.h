@@ -13,5 +13,7 @@ Napi::Value EmbeddingForward(const Napi::CallbackInfo& info);
 Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info);
 Napi::Value AdamW(const Napi::CallbackInfo& info);
 Napi::Value Matmul(const Napi::CallbackInfo& info);
+Napi::Value FlashAttentionForward(const Napi::CallbackInfo& info);
+Napi::Value FlashAttentionBackward(const Napi::CallbackInfo& info);
 
 }  // namespace plw::binding
