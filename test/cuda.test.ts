@@ -12,10 +12,13 @@
  *   error, hence 2e-3 on the losses and 1e-2 on the gradients;
  * - bf16 GEMMs: bf16 inputs (the CPU gets the same rounded values) and bf16 logits:
  *   1e-2 on the losses and 3e-2 on the gradients.
+ * - fused attention: f32 as above (1e-5); bf16 (tensor cores on sm_80+: P and dS rounded to
+ *   bf16 before their products, outputs rounded once) 1e-2 on out and 3e-2 on the gradients,
+ *   the unfused bf16 path's bounds; lse is f32 from f32 scores: 1e-5.
  */
 import {
   tensor, Tensor, Device, DType, weightedCrossEntropyForward, weightedCrossEntropyBackward, fusedHeadCrossEntropyForward,
-  fusedHeadCrossEntropyBackward, embeddingForward, embeddingBackward, adamw,
+  fusedHeadCrossEntropyBackward, embeddingForward, embeddingBackward, adamw, flashAttentionForward, flashAttentionBackward,
 } from '../ts/native'
 import { announceCudaSkip, describeCuda } from './support/devices'
 import { rng, randn, randInt, relError, bf16Round } from './support/reference'
@@ -161,6 +164,39 @@ describeCuda(`CUDA matches CPU (seed ${seed})`, () => {
       expect(relError(state.cuda[i].v.toArray(), state.cpu[i].v.toArray())).toBeLessThan(1e-6)
     })
   })
+
+  test.each([
+    ['float32', 2, 77, 4, 4, 64, false, 1e-5, 1e-5],
+    ['float32', 1, 130, 8, 2, 128, true, 1e-5, 1e-5],
+    ['bfloat16', 2, 77, 4, 4, 64, false, 1e-2, 3e-2],
+    ['bfloat16', 1, 150, 14, 2, 80, true, 1e-2, 3e-2], // GQA 7, packed segments
+    ['bfloat16', 1, 64, 2, 1, 96, false, 1e-2, 3e-2],
+    ['bfloat16', 2, 129, 4, 2, 128, false, 1e-2, 3e-2],
+  ] as Array<[DType, number, number, number, number, number, boolean, number, number]>)(
+    'fused attention %s B=%d T=%d NH=%d NKV=%d hs=%d segments=%s', async (dtype, B, T, NH, NKV, hs, packed, tolOut, tolGrad) => {
+      const round = (x: Float32Array) => (dtype === 'bfloat16' ? x.map(bf16Round) : x)
+      const q = round(randn(B * T * NH * hs, r)), k = round(randn(B * T * NKV * hs, r)), v = round(randn(B * T * NKV * hs, r))
+      const dout = round(randn(B * T * NH * hs, r, 0.1))
+      const seg = packed ? Int32Array.from({ length: B * T }, (_, i) => Math.floor((i % T) / 37)) : null
+      const got: Record<string, Record<string, Float32Array>> = {}
+      for (const d of ['cpu', 'cuda'] as Device[]) {
+        const dt: DType = d === 'cpu' ? 'float32' : dtype // the CPU takes f32: the same bf16-rounded values
+        const t = (shape: number[], data?: Float32Array) => tensor(shape, { dtype: dt, device: d, ...(data ? { data } : {}) })
+        const [tq, tk, tv, tdo] = [t([B, T, NH * hs], q), t([B, T, NKV * hs], k), t([B, T, NKV * hs], v), t([B, T, NH * hs], dout)]
+        const [out, dq, dk, dv] = [t([B, T, NH * hs]), t([B, T, NH * hs]), t([B, T, NKV * hs]), t([B, T, NKV * hs])]
+        const lse = tensor([B, NH, T], { device: d })
+        const segments = seg ? tensor([B, T], { dtype: 'int32', data: seg, device: d }) : undefined
+        const heads = { nHeads: NH, nKvHeads: NKV, segments }
+        await flashAttentionForward(out, lse, tq, tk, tv, heads)
+        await flashAttentionBackward(dq, dk, dv, tdo, out, lse, tq, tk, tv, heads)
+        got[d] = { out: out.toArray() as Float32Array, lse: lse.toArray() as Float32Array, dq: dq.toArray() as Float32Array,
+          dk: dk.toArray() as Float32Array, dv: dv.toArray() as Float32Array }
+        for (const x of [tq, tk, tv, tdo, out, dq, dk, dv, lse, ...(segments ? [segments] : [])]) x.dispose()
+      }
+      expect(relError(got.cuda.out, got.cpu.out)).toBeLessThan(tolOut)
+      expect(relError(got.cuda.lse, got.cpu.lse)).toBeLessThan(1e-5)
+      for (const g of ['dq', 'dk', 'dv']) expect(relError(got.cuda[g], got.cpu[g])).toBeLessThan(tolGrad)
+    })
 
   test('device tensors round trip, and dispose returns the memory', () => {
     const { cpu, cuda } = pair([3, 4], 'float32', randn(12, r))
