@@ -180,6 +180,8 @@ export interface ScoreBenchmarkOptions {
   /** Rows per forward pass (default and cap: the model's maxBatch). */
   maxBatch?: number
   onProgress?: (done: number, total: number) => void
+  /** Stops scoring between batches (scoreChoices), throwing its reason. */
+  signal?: AbortSignal
   /** Where fewShotShortfall's note goes (default: stderr). */
   warn?: (line: string) => void
 }
@@ -196,7 +198,7 @@ export async function scorePreparedBenchmark(model: Model, tokenizer: Tokenizer,
       'load it with maxSeqLen ≥ prepareBenchmark(…).longest')
   }
   const maxBatch = Math.max(1, Math.min(o.maxBatch ?? info.maxBatch, info.maxBatch))
-  const r = await scoreChoices(model, p.records, p.requests, { maxBatch, padId: tokenizer.eosId, onProgress: o.onProgress })
+  const r = await scoreChoices(model, p.records, p.requests, { maxBatch, padId: tokenizer.eosId, onProgress: o.onProgress, signal: o.signal })
   return {
     name: b.name, shots: b.shots, n: p.records.length, acc: r.acc ?? 0, acc_stderr: r.accStderr ?? 0,
     acc_norm: r.accNorm ?? 0, acc_norm_stderr: r.accNormStderr ?? 0, truncated: r.scores.filter((s) => s.truncated).length,

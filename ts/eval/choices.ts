@@ -90,15 +90,17 @@ function argmax(xs: readonly number[]): number {
  * tokenLosses: no logits leave the device), acc = argmax of the sums, acc_norm = argmax of the
  * sums divided by the choice's length (docs/eval.md). Requests are sorted longest first and
  * batched up to `maxBatch` rows per call (right-padded: a causal model's padding does not
- * change the positions before it).
+ * change the positions before it). An aborted `signal` stops it between batches, throwing the
+ * signal's reason.
  */
 export async function scoreChoices(model: Model, records: readonly ChoiceRecord[], requests: readonly ChoiceRequest[],
-  o: { maxBatch: number; padId: number; onProgress?: (done: number, total: number) => void }): Promise<ChoiceResult> {
+  o: { maxBatch: number; padId: number; onProgress?: (done: number, total: number) => void; signal?: AbortSignal }): Promise<ChoiceResult> {
   const lls = records.map((r) => new Array<number>(r.continuations.length).fill(NaN))
   const truncated = records.map(() => false)
   const order = requests.map((_, i) => i).sort((a, b) => requests[b].input.length - requests[a].input.length || a - b)
   let done = 0
   for (let start = 0; start < order.length;) {
+    o.signal?.throwIfAborted() // between batches: a batch in the engine runs to its end
     const T = requests[order[start]].input.length
     const chunk = order.slice(start, start + Math.max(1, o.maxBatch))
     start += chunk.length

@@ -42,6 +42,7 @@ export type SweepEvent = { dataset: string } & (
   | { type: 'start'; index: number; total: number; lambda: number; seed: number; dir: string; resumeFrom: number | null }
   | { type: 'step'; lambda: number; seed: number; step: number }
   | { type: 'finish'; index: number; total: number; lambda: number; seed: number; dir: string; result: RunResult }
+  | { type: 'scoring'; lambda: number; seed: number; dir: string }
   | { type: 'interrupted'; lambda: number; seed: number; dir: string; step: number })
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
@@ -95,6 +96,8 @@ async function runGrid(spec: SweepSpec, options: SweepOptions, ctx: SweepContext
     const dir = runDirOf(spec.out, lambda, seed)
     const tag = `[${k + 1}/${total}] λ = ${lambdaLabel(lambda)}, seed ${seed}`
     const resultFile = path.join(dir, 'result.json')
+    // A trained run waiting for its benchmark scores (scoring was interrupted): result.json less the scores.
+    const unscoredFile = path.join(dir, 'result.unscored.json')
     if (fs.existsSync(resultFile)) {
       const result = JSON.parse(fs.readFileSync(resultFile, 'utf8')) as RunResult
       say(`${tag}: finished already: ${describeResult(result)}`)
@@ -107,81 +110,47 @@ async function runGrid(spec: SweepSpec, options: SweepOptions, ctx: SweepContext
       return true // runSweep writes the reports
     }
 
-    // A run with a complete checkpoint resumes with its saved config; one without starts over.
-    const checkpoint = new RunDir(dir).checkpoints().pop()
-    let config: TrainConfig
-    let priorMs = 0
-    if (checkpoint !== undefined) {
-      const file = path.join(dir, 'config.json')
-      const saved = readJsonObject(file, 'run configuration', (m) => new ConfigError(m))
-      if (saved.promptLossWeight !== lambda || saved.seed !== seed) {
-        throw new ConfigError(`${file}: a run of λ = ${saved.promptLossWeight}, seed ${saved.seed} in the place of λ = ${lambda}, seed ${seed}`)
-      }
-      config = resolveConfig({ source: file, values: { ...saved, device: spec.base.device, resume: dir, out: dir } })
-      priorMs = (JSON.parse(fs.readFileSync(path.join(checkpoint.dir, 'trainer_state.json'), 'utf8')) as TrainerState).elapsedMs
-      say(`${tag}: resuming ${dir} from step ${checkpoint.step}`)
-    } else {
-      fs.rmSync(dir, { recursive: true, force: true })
-      config = resolveConfig({ source: 'the sweep', values: { ...spec.base, promptLossWeight: lambda, seed, out: dir, resume: null } })
-      say(`${tag}: training → ${dir}`)
-    }
-    emit({ type: 'start', index: k, total, lambda, seed, dir, resumeFrom: checkpoint?.step ?? null })
-
-    const trainer: Trainer = new Trainer(config, { data: shared })
-    let progress: Progress | null = null
-    const label = `λ=${lambdaLabel(lambda)} s${seed}`
-    trainer.on('log', (line: string) => {
-      if (!line.startsWith('warning')) return
-      if (progress) progress.log(`${tag}: ${line}`)
-      else say(`${tag}: ${line}`)
-    })
-    if (stream) {
-      trainer.on('start', (st: { totalSteps: number; startStep: number }) => {
-        progress = new Progress({ total: st.totalSteps, stream, label })
-        progress.update(st.startStep, {})
-      })
-      trainer.on('generate-start', (g: { total: number }) => {
-        progress?.finish()
-        progress = new Progress({ total: g.total, stream, label: `${label} test answers` })
-      })
-      trainer.on('generate-progress', (g: { done: number }) => progress?.update(g.done, {}))
-    }
-    trainer.on('step', (s: StepMetrics) => {
-      progress?.update(s.step, { loss: s.loss.toFixed(4), compl: s.completion_loss === null ? '—' : s.completion_loss.toFixed(4) })
-      emit({ type: 'step', lambda, seed, step: s.step })
-    })
+    const unscored = ctx.benchmarks.length > 0 && fs.existsSync(unscoredFile)
+      ? readJsonObject(unscoredFile, 'unscored run result', (m) => new ConfigError(m)) as unknown as RunResult : null
     const t0 = Date.now()
-    let r: TrainResult
-    try {
-      r = await trainer.fit({ signal: options.signal })
-    } finally {
-      ;(progress as Progress | null)?.finish()
+    let result: RunResult
+    let tokenizer: Tokenizer
+    let finalDir: string | null
+    if (unscored !== null) {
+      say(`${tag}: trained already; scoring it`)
+      emit({ type: 'start', index: k, total, lambda, seed, dir, resumeFrom: unscored.steps })
+      result = unscored
+      tokenizer = shared?.tokenizer ?? await loadTokenizer(spec.base.model)
+      finalDir = path.join(dir, 'final')
+    } else {
+      const trained = await trainRun(spec, options, { index: k, total, lambda, seed, dir, tag, emit, say, shared })
+      if (trained.interrupted) return true // runSweep writes the reports
+      shared = trained.shared
+      result = trained.result
+      tokenizer = shared?.tokenizer ?? await loadTokenizer(spec.base.model)
+      finalDir = trained.finalDir
+      if (ctx.benchmarks.length > 0 && finalDir !== null) replaceFile(unscoredFile, JSON.stringify(result, null, 2) + '\n')
     }
-    shared = trainer.prepared ?? shared
-    if (r.stopReason === 'interrupted') {
-      emit({ type: 'interrupted', lambda, seed, dir, step: r.steps })
-      say(`${tag}: interrupted at step ${r.steps} (checkpoint saved); run the same command again to continue`)
-      return true // runSweep writes the reports
-    }
-    let scores: Record<string, BenchmarkScore> | undefined
-    if (ctx.benchmarks.length > 0 && r.finalDir !== null && trainer.prepared !== null) {
+    const scoringStart = Date.now()
+    if (ctx.benchmarks.length > 0 && finalDir !== null) {
       say(`${tag}: scoring the final model on ${ctx.benchmarks.map((b) => b.name).join(', ')}`)
-      scores = await scoreModel(r.finalDir, trainer.prepared.tokenizer, spec.base.device, ctx.benchmarks)
-    }
-    const ms = Date.now() - t0
-    const result: RunResult = {
-      lambda, seed, stop_reason: r.stopReason,
-      val_completion_loss: r.bestValCompletionLoss,
-      test_completion_loss: r.test?.loss?.completionLoss ?? null,
-      test_exact_match: r.test?.accuracy ?? null,
-      steps: r.steps,
-      seconds: Math.round((priorMs + ms) / 100) / 10,
-    }
-    if (scores !== undefined) {
-      result.benchmarks = scores
+      emit({ type: 'scoring', lambda, seed, dir })
+      let scores: Record<string, BenchmarkScore>
+      try {
+        scores = await scoreModel(finalDir, tokenizer, spec.base.device, ctx.benchmarks, options.signal)
+      } catch (err) {
+        if (!options.signal?.aborted) throw err
+        emit({ type: 'interrupted', lambda, seed, dir, step: result.steps })
+        say(`${tag}: interrupted while scoring (the training is saved); run the same command again to score it`)
+        return true
+      }
+      result = { ...result, benchmarks: scores }
       if (ctx.base !== null) result.vs_base = changeAgainst(scores, ctx.base.benchmarks)
     }
+    const ms = Date.now() - t0
+    result.seconds = Math.round((result.seconds + (Date.now() - scoringStart) / 1000) * 10) / 10 // training + scoring
     replaceFile(resultFile, JSON.stringify(result, null, 2) + '\n')
+    fs.rmSync(unscoredFile, { force: true })
     timings.push(ms)
     const left = grid.slice(k + 1).filter((g) => !fs.existsSync(path.join(runDirOf(spec.out, g.lambda, g.seed), 'result.json'))).length
     const mean = timings.reduce((a, b) => a + b, 0) / timings.length
@@ -192,13 +161,97 @@ async function runGrid(spec: SweepSpec, options: SweepOptions, ctx: SweepContext
   return false
 }
 
+interface RunPlace {
+  index: number
+  total: number
+  lambda: number
+  seed: number
+  dir: string
+  tag: string
+  emit: (e: DistributiveOmit<SweepEvent, 'dataset'>) => void
+  say: (line: string) => void
+  shared: PreparedData | null
+}
+
+type Trained = { interrupted: true } | { interrupted: false; result: RunResult; shared: PreparedData | null; finalDir: string | null }
+
+/** Trains one run (or resumes it from its last checkpoint); its result without benchmark scores. */
+async function trainRun(spec: SweepSpec, options: SweepOptions, run: RunPlace): Promise<Trained> {
+  const { index, total, lambda, seed, dir, tag, emit, say } = run
+  const stream = options.stream
+  // A run with a complete checkpoint resumes with its saved config; one without starts over.
+  const checkpoint = new RunDir(dir).checkpoints().pop()
+  let config: TrainConfig
+  let priorMs = 0
+  if (checkpoint !== undefined) {
+    const file = path.join(dir, 'config.json')
+    const saved = readJsonObject(file, 'run configuration', (m) => new ConfigError(m))
+    if (saved.promptLossWeight !== lambda || saved.seed !== seed) {
+      throw new ConfigError(`${file}: a run of λ = ${saved.promptLossWeight}, seed ${saved.seed} in the place of λ = ${lambda}, seed ${seed}`)
+    }
+    config = resolveConfig({ source: file, values: { ...saved, device: spec.base.device, resume: dir, out: dir } })
+    priorMs = (JSON.parse(fs.readFileSync(path.join(checkpoint.dir, 'trainer_state.json'), 'utf8')) as TrainerState).elapsedMs
+    say(`${tag}: resuming ${dir} from step ${checkpoint.step}`)
+  } else {
+    fs.rmSync(dir, { recursive: true, force: true })
+    config = resolveConfig({ source: 'the sweep', values: { ...spec.base, promptLossWeight: lambda, seed, out: dir, resume: null } })
+    say(`${tag}: training → ${dir}`)
+  }
+  emit({ type: 'start', index, total, lambda, seed, dir, resumeFrom: checkpoint?.step ?? null })
+
+  const trainer: Trainer = new Trainer(config, { data: run.shared })
+  let progress: Progress | null = null
+  const label = `λ=${lambdaLabel(lambda)} s${seed}`
+  trainer.on('log', (line: string) => {
+    if (!line.startsWith('warning')) return
+    if (progress) progress.log(`${tag}: ${line}`)
+    else say(`${tag}: ${line}`)
+  })
+  if (stream) {
+    trainer.on('start', (st: { totalSteps: number; startStep: number }) => {
+      progress = new Progress({ total: st.totalSteps, stream, label })
+      progress.update(st.startStep, {})
+    })
+    trainer.on('generate-start', (g: { total: number }) => {
+      progress?.finish()
+      progress = new Progress({ total: g.total, stream, label: `${label} test answers` })
+    })
+    trainer.on('generate-progress', (g: { done: number }) => progress?.update(g.done, {}))
+  }
+  trainer.on('step', (s: StepMetrics) => {
+    progress?.update(s.step, { loss: s.loss.toFixed(4), compl: s.completion_loss === null ? '—' : s.completion_loss.toFixed(4) })
+    emit({ type: 'step', lambda, seed, step: s.step })
+  })
+  const t0 = Date.now()
+  let r: TrainResult
+  try {
+    r = await trainer.fit({ signal: options.signal })
+  } finally {
+    ;(progress as Progress | null)?.finish()
+  }
+  if (r.stopReason === 'interrupted') {
+    emit({ type: 'interrupted', lambda, seed, dir, step: r.steps })
+    say(`${tag}: interrupted at step ${r.steps} (checkpoint saved); run the same command again to continue`)
+    return { interrupted: true }
+  }
+  const result: RunResult = {
+    lambda, seed, stop_reason: r.stopReason,
+    val_completion_loss: r.bestValCompletionLoss,
+    test_completion_loss: r.test?.loss?.completionLoss ?? null,
+    test_exact_match: r.test?.accuracy ?? null,
+    steps: r.steps,
+    seconds: Math.round((priorMs + Date.now() - t0) / 100) / 10,
+  }
+  return { interrupted: false, result, shared: trainer.prepared ?? run.shared, finalDir: r.finalDir }
+}
+
 /** A model directory's scores on every benchmark (f32, batched; the same few-shot draws for every model). */
-async function scoreModel(dir: string, tokenizer: Tokenizer, device: TrainConfig['device'], benchmarks: readonly Benchmark[]):
-  Promise<Record<string, BenchmarkScore>> {
+async function scoreModel(dir: string, tokenizer: Tokenizer, device: TrainConfig['device'], benchmarks: readonly Benchmark[],
+  signal?: AbortSignal): Promise<Record<string, BenchmarkScore>> {
   const model = await loadModel(dir, { device, precision: 'f32', maxBatch: BENCHMARK_BATCH })
   try {
     const out: Record<string, BenchmarkScore> = {}
-    for (const b of benchmarks) out[b.name] = await scoreBenchmark(model, tokenizer, b, { maxBatch: BENCHMARK_BATCH })
+    for (const b of benchmarks) out[b.name] = await scoreBenchmark(model, tokenizer, b, { maxBatch: BENCHMARK_BATCH, signal })
     return out
   } finally {
     model.dispose()
@@ -227,7 +280,8 @@ async function statsLine(spec: SweepSpec): Promise<string> {
 }
 
 /** The base model's scores: base.json when it holds these benchmarks, else scored now and saved. */
-async function baseScoresOf(spec: SweepSpec, benchmarks: readonly Benchmark[], say: (l: string) => void): Promise<BaseScores | null> {
+async function baseScoresOf(spec: SweepSpec, benchmarks: readonly Benchmark[], say: (l: string) => void,
+  signal?: AbortSignal): Promise<BaseScores | null> {
   if (benchmarks.length === 0 || spec.base.model === null) return null
   const file = path.join(spec.out, 'base.json')
   if (fs.existsSync(file)) {
@@ -236,7 +290,7 @@ async function baseScoresOf(spec: SweepSpec, benchmarks: readonly Benchmark[], s
   }
   say(`sweep: scoring the base model ${spec.base.model} on ${benchmarks.map((b) => b.name).join(', ')}`)
   const tokenizer = await loadTokenizer(spec.base.model)
-  const base: BaseScores = { model: spec.base.model, benchmarks: await scoreModel(spec.base.model, tokenizer, spec.base.device, benchmarks) }
+  const base: BaseScores = { model: spec.base.model, benchmarks: await scoreModel(spec.base.model, tokenizer, spec.base.device, benchmarks, signal) }
   fs.mkdirSync(spec.out, { recursive: true })
   replaceFile(file, JSON.stringify(base, null, 2) + '\n')
   return base
@@ -282,10 +336,19 @@ export async function runSweep(spec: SweepSpec, options: SweepOptions = {}): Pro
   if (spec.datasets.length > 1) checkSweepFile(spec)
   else checkSweepFile(datasetSpec(spec, spec.datasets[0]))
   const benchmarks = spec.benchmarks.length > 0 ? await loadBenchmarks(spec.benchmarks) : []
-  const base = await baseScoresOf(spec, benchmarks, say)
+  let base: BaseScores | null = null
+  let baseInterrupted = false
+  try {
+    base = await baseScoresOf(spec, benchmarks, say, options.signal)
+  } catch (err) {
+    if (!options.signal?.aborted) throw err
+    baseInterrupted = true // the grid below stops before its first run
+    say('sweep: interrupted while scoring the base model')
+  }
   const ctx: SweepContext = {
     benchmarks, base, statsLines: new Map(), command: options.command,
     baseNote: benchmarks.length === 0 ? 'not measured (no --benchmarks).'
+      : baseInterrupted ? 'not measured yet: the sweep was interrupted while scoring the base model.'
       : base !== null ? `the base model ${base.model} scored on the same benchmarks (base.json); the tables show each λ's change against it.`
         : 'not measured: without --model the runs start from a fresh initialization, so there is no base model to compare with.',
   }
