@@ -1,7 +1,10 @@
 // Fused (flash) causal attention with packed-segment masks and grouped-query attention, the
 // CUDA twin of native/cpu/flash_attention.h (the reference: same names, arguments and math),
 // for f32 and bf16 activations (Act = float or uint16_t, raw bf16; one templated
-// implementation, also templated on the head size HS = 64, 80, 96, 128).
+// implementation, also templated on the head size HS = 64, 80, 96, 128): the SIMT kernels.
+// The public functions at the end check shapes and pointers, then send bf16 to the
+// tensor-core kernels of flash_attention_mma.cu on sm_80+ unless PLW_CUDA_FLASH=simt
+// (decide_mma, once per process); f32 always runs the kernels below.
 //
 // Shapes: B = batch, T = time, NH = query heads, NKV = key/value heads, HS = head size,
 // n_rep = NH / NKV; query head h = j * n_rep + r reads KV head j; z = b * NH + h.
@@ -68,9 +71,13 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
 
 #include "check.cuh"
 #include "common.cuh"
+#include "flash_attention_mma.h"
 #include "runtime.h"
 
 namespace plw::cuda {
@@ -726,6 +733,24 @@ void backward_launch(Act* dq, Act* dk, Act* dv, const Act* dout, const Act* out,
     PLW_CUDA_CHECK_LAUNCH("flash_backward_dkdv_kernel");
 }
 
+// The path of the bf16 functions, decided once per process: the tensor-core kernels
+// (flash_attention_mma.cu) on sm_80 and newer, unless PLW_CUDA_FLASH=simt; PLW_CUDA_FLASH=mma
+// (or unset) takes them wherever the device allows. Any other value is an error.
+bool decide_mma() {
+    const char* env = std::getenv("PLW_CUDA_FLASH");
+    const bool want_simt = env != nullptr && std::strcmp(env, "simt") == 0;
+    PLW_CHECK(env == nullptr || *env == 0 || want_simt || std::strcmp(env, "mma") == 0,
+              "PLW_CUDA_FLASH=" << env << ": expected simt or mma");
+    if (want_simt) {
+        return false;
+    }
+    int device = 0;
+    int major = 0;
+    PLW_CUDA_CHECK(cudaGetDevice(&device));
+    PLW_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    return major >= 8;
+}
+
 template <typename Act>
 void forward_impl(Act* out, float* lse, const Act* q, const Act* k, const Act* v,
                   const int32_t* segments, int B, int T, int NH, int NKV, int hs, int q_stride,
@@ -737,6 +762,13 @@ void forward_impl(Act* out, float* lse, const Act* q, const Act* k, const Act* v
     PLW_CHECK(out != nullptr && lse != nullptr && q != nullptr && k != nullptr && v != nullptr,
               "flash_attention_forward: null device pointer");
     const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
+    if constexpr (std::is_same_v<Act, uint16_t>) {
+        if (flash_attention_uses_mma()) {
+            detail::flash_attention_mma_forward(out, lse, q, k, v, segments, B, T, NH, NKV, hs, q_stride,
+                                                kv_stride, scale);
+            return;
+        }
+    }
     switch (hs) {
         case 64:
             forward_launch<64>(out, lse, q, k, v, segments, B, T, NH, NKV, q_stride, kv_stride, scale);
@@ -767,6 +799,13 @@ void backward_impl(Act* dq, Act* dk, Act* dv, const Act* dout, const Act* out, c
     const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
     ScratchBuffer scratch(flash_attention_scratch_bytes(B, T, NH, hs));
     float* dsum = static_cast<float*>(scratch.data());
+    if constexpr (std::is_same_v<Act, uint16_t>) {
+        if (flash_attention_uses_mma()) {
+            detail::flash_attention_mma_backward(dq, dk, dv, dout, out, lse, dsum, q, k, v, segments, B, T,
+                                                 NH, NKV, hs, q_stride, kv_stride, scale);
+            return;
+        }
+    }
     switch (hs) {
         case 64:
             backward_launch<64>(dq, dk, dv, dout, out, lse, dsum, q, k, v, segments, B, T, NH, NKV,
@@ -793,6 +832,11 @@ void backward_impl(Act* dq, Act* dk, Act* dv, const Act* dout, const Act* out, c
 // flash_attention.h
 
 bool flash_attention_supports(int hs) { return hs == 64 || hs == 80 || hs == 96 || hs == 128; }
+
+bool flash_attention_uses_mma() {
+    static const bool use = decide_mma();  // a throw leaves it undecided: the next call retries
+    return use;
+}
 
 size_t flash_attention_scratch_bytes(int B, int T, int NH, int hs) {
     (void)hs;

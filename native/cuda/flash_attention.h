@@ -21,27 +21,30 @@
 //
 // Activations are f32 or bf16 (every tensor of a call but lse has the same type); scores,
 // softmax statistics and every sum stay f32 inside, and a bf16 result is rounded once, when
-// stored (dq, dk, dv: once per call, round(old + increment)). No cuBLASLt: these kernels work
+// stored (dq, dk, dv: once per call, round(old + increment)); the tensor-core path also rounds
+// P and dS to bf16 as the operands of their products (below). No cuBLASLt: these kernels work
 // in any CUDA build.
 //
-// This version is SIMT: plain f32 FMAs on f32 tiles in shared memory (at most 48 KiB a block,
-// no opt-in), so that the host emulator (test/emulator) proves it. What a tensor-core version
-// would change (the algorithm, masks, tile order and determinism stay):
-//   - sm_80+: mma.sync.m16n8k16 bf16 (f32 accumulate) for S = Q K^T, O += P V, dP = dO V^T,
-//     dV += P^T dO, dK += dS^T Q, dQ += dS K, operands fed by ldmatrix from bf16 tiles in
-//     shared memory (half the bytes: 64 x 128 tiles at hs = 128), cp.async double-buffered
-//     loads, > 48 KiB of shared memory by cudaFuncSetAttribute opt-in; the S accumulator
-//     fragment is reused as the A operand of P V after rounding P to bf16 in registers. f32
-//     activations would run TF32 mma (m16n8k8) or keep this path.
-//   - sm_90: wgmma (warpgroup MMA reading K/V straight from shared memory) with TMA loads
-//     and warp-specialized producer/consumer pipelines (FlashAttention-3's layout).
-//   - numerics: P and dS rounded to bf16 before their products (as the cuBLASLt path rounds
-//     att and dS today), so bf16 errors grow to the unfused path's bounds
-//     (test/emulator/test_attention.cpp), while this SIMT version rounds only the outputs.
-//   - determinism is kept by the same split as here: dQ in its own kernel per query tile,
-//     dK/dV per key tile (FlashAttention-2's atomicAdd on dQ is what this design avoids).
-// The inline PTX of such a version would sit behind a compile-time switch that the emulator
-// build leaves off, with this path as its reference.
+// Two implementations, the same op and contract (masks, GQA, strides, lse, +=, determinism):
+//   - SIMT (flash_attention.cu): plain f32 FMAs on f32 tiles in shared memory, for f32 and
+//     bf16; a bf16 result is rounded once, when stored. f32 always runs it.
+//   - tensor cores (flash_attention_mma.cu, sm_80+): bf16 only, mma.sync.m16n8k16 with f32
+//     accumulation for S = Q K^T, O += P V, dP = dO V^T, dQ += dS K, dV += P^T dO,
+//     dK += dS^T Q; the online softmax and dS are computed on the accumulator fragments in
+//     registers, and P and dS are rounded to bf16 before their products (as the cuBLASLt path
+//     of attention.h rounds att and dS), so bf16 errors reach the unfused path's bounds
+//     (test/emulator/test_attention.cpp) rather than the SIMT kernels' single rounding.
+//     Shared memory stays within 48 KiB (no opt-in); no ldmatrix, cp.async or wgmma yet.
+// The bf16 functions take the tensor-core kernels when the device is sm_80 or newer (every
+// device the runtime accepts) unless the environment variable PLW_CUDA_FLASH=simt, read once
+// per process (flash_attention_uses_mma). Both paths are proven in the host emulator
+// (test/emulator: test_flash_attention for SIMT, test_flash_attention_mma, with the mma
+// instruction emulated from the PTX fragment layout); only a GPU run shows real speed and the
+// hardware's rounding inside an mma. What sm_90 would add next: wgmma (warpgroup MMA reading
+// K/V from shared memory) with TMA loads and warp-specialized pipelines (FlashAttention-3's
+// layout), and > 48 KiB of shared memory by cudaFuncSetAttribute opt-in for larger tiles.
+// Determinism is kept by the split into a dQ kernel per query tile and a dK/dV kernel per key
+// tile (FlashAttention-2's atomicAdd on dQ is what this design avoids).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -69,6 +72,12 @@ void flash_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, co
 // Whether the fused kernels take this head size (64, 80, 96, 128); the others use
 // attention.h. The four functions above throw for any other.
 bool flash_attention_supports(int hs);
+
+// Whether the bf16 functions run the tensor-core kernels (flash_attention_mma.cu): the device
+// is sm_80 or newer and the environment variable PLW_CUDA_FLASH is not "simt" (read once, on
+// the first call; "mma" or unset: tensor cores where the device has them; anything else
+// throws). f32 always runs the SIMT kernels.
+bool flash_attention_uses_mma();
 
 // Device scratch the backward takes from the ScratchBuffer pool (runtime.h), for the memory
 // bill: D = rowsum(dout * out), (B, NH, T) f32. The forward takes none; hs does not matter.

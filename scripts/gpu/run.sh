@@ -37,3 +37,9 @@ for a in "$OUT"/hf/*-lora; do
   python3 scripts/gpu/peft_adapter_check.py --base "${a%-lora}" --adapter "$a" --out "$a.peft-check.json" 2>&1 | tail -1
 done
 node dist/bench/run.js --device cuda --json "$OUT/bench-gpu.json" 2>&1 | tee "$OUT/bench.log" | tail -40
+# bf16 fused attention runs the tensor-core (mma.sync) kernels by default: the SIMT ones beside
+# them, and the HMMA instructions in the built SASS (none would mean no tensor-core path).
+PLW_CUDA_FLASH=simt node dist/bench/run.js --device cuda --only attn --json "$OUT/bench-attn-simt.json" 2>&1 \
+  | tee "$OUT/bench-attn-simt.log" | tail -12
+command -v cuobjdump > /dev/null && echo "HMMA in SASS: $(cuobjdump -sass build/Release/plwtune.node 2>/dev/null | grep -c HMMA)" \
+  | tee -a "$OUT/gpu.txt"

@@ -29,6 +29,7 @@ const allPrograms = [
   { name: 'test_linear_adamw', args: [] },
   { name: 'test_attention', args: [] },
   { name: 'test_flash_attention', args: [] },
+  { name: 'test_flash_attention_mma', args: [] },
   { name: 'test_engine', args: ['f32'], label: 'test_engine f32' },
   { name: 'test_engine', args: ['bf16'], label: 'test_engine bf16' },
   { name: 'test_llama_ops', args: [] },
@@ -51,6 +52,12 @@ const ptx = new Map([
   ['asm volatile("shl.b32 %0, %1, 16;" : "=r"(r) : "r"(w));', 'r = w << 16;'],
   ['asm volatile("and.b32 %0, %1, 0xffff0000;" : "=r"(r) : "r"(w));', 'r = w & 0xffff0000u;'],
 ])
+
+// A section of a native/cuda source between `// emulator-replace-begin: NAME` and
+// `// emulator-replace-end` is replaced by `#include "NAME"`, a header of test/emulator/include
+// (line breaks kept, so compiler messages keep their line numbers): mma.cuh's mma.sync
+// wrappers become mma_emu.h's emulated warp instruction, and nothing else of the file changes.
+const sectionPattern = /^[ \t]*\/\/ emulator-replace-begin: ([\w.]+)[^\n]*\n[\s\S]*?^[ \t]*\/\/ emulator-replace-end[^\n]*$/gm
 
 class TransformError extends Error {}
 
@@ -77,7 +84,16 @@ function lineOf(text, index) {
 }
 
 function transformCuda(file, text) {
-  let s = text
+  let s = text.replace(sectionPattern, (m, header) => {
+    if (!fs.existsSync(path.join(here, 'include', header))) {
+      throw new TransformError(`${file}: emulator-replace-begin names ${header}, not in test/emulator/include`)
+    }
+    return `#include "${header}"` + '\n'.repeat(m.split('\n').length - 1)
+  })
+  const stray = /\/\/ emulator-replace-(?:begin|end)/.exec(s)
+  if (stray) {
+    throw new TransformError(`${file}:${lineOf(s, stray.index)}: emulator-replace-begin/end markers do not pair up`)
+  }
   for (const [from, to] of ptx) s = s.split(from).join(to)
   // kernel<<<grid, block[, smem]>>>(args) -> emu::launch(kernel, grid, block, smem, args);
   // the kernel name may carry template arguments one level deep.

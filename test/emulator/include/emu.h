@@ -11,6 +11,12 @@
 // test/emulator/build.js rewrites kernel<<<grid, block[, smem]>>>(args) into
 // emu::launch(kernel, grid, block, smem, args) and `extern __shared__ T name[];` into a
 // pointer to emu::dynamic_shared<T>().
+//
+// Warp collectives (shuffles, and the wide exchange behind the emulated mma.sync in
+// mma_emu.h) are full-warp only: every lane publishes, a warp barrier, every lane reads, a
+// second barrier. Each lane counts its collectives; an exchange whose lanes are at different
+// counts (divergent control flow around a warp-wide instruction) fails. A lane that never
+// arrives cannot be detected: the warp hangs instead.
 #pragma once
 #include <array>
 #include <barrier>
@@ -24,6 +30,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #define __global__
@@ -71,6 +78,18 @@ inline cudaError_t cudaMemset(void* d, int v, size_t n) {
     std::memset(d, v, n);
     return cudaSuccess;
 }
+// One device, reported as compute capability 9.0 (an H100's), so that code choosing a path by
+// architecture (sm_80+: tensor cores) takes the one the GPUs here take.
+enum cudaDeviceAttr { cudaDevAttrComputeCapabilityMajor = 75, cudaDevAttrComputeCapabilityMinor = 76 };
+inline cudaError_t cudaGetDevice(int* device) {
+    *device = 0;
+    return cudaSuccess;
+}
+inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
+    if (device != 0) return 101;  // cudaErrorInvalidDevice
+    *value = attr == cudaDevAttrComputeCapabilityMajor ? 9 : 0;
+    return cudaSuccess;
+}
 
 // Device intrinsics. The _rn arithmetic is what it says: one IEEE operation, no contraction.
 inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
@@ -89,11 +108,13 @@ namespace emu {
 }
 
 constexpr size_t kMaxDynamicShared = 48 * 1024;
+constexpr size_t kExchangeBytes = 256;  // per lane: the widest warp exchange
 
 // The state one block's threads share: barriers and the exchange slots of the shuffles.
 struct Block {
     Block(unsigned threads, size_t dynamic_bytes)
-        : sync(threads), slots(threads / 32), dynamic(dynamic_bytes + 16) {
+        : sync(threads), slots(threads / 32), wide(threads / 32, std::vector<unsigned char>(32 * kExchangeBytes)),
+          dynamic(dynamic_bytes + 16) {
         for (unsigned w = 0; w < threads / 32; w++) warp_sync.push_back(std::make_unique<std::barrier<>>(32));
         poison();
     }
@@ -102,9 +123,11 @@ struct Block {
     std::barrier<> sync;  // __syncthreads
     std::vector<std::unique_ptr<std::barrier<>>> warp_sync;
     std::vector<std::array<uint64_t, 32>> slots;
+    std::vector<std::vector<unsigned char>> wide;  // per warp: 32 lanes x kExchangeBytes
     std::vector<unsigned char> dynamic;  // extern __shared__ (16-byte aligned, like new[])
 };
 inline thread_local Block* current = nullptr;
+inline thread_local uint64_t collectives = 0;  // warp collectives this thread has run in its block
 inline std::mutex atomic_mutex;
 
 template <typename T>
@@ -135,6 +158,7 @@ void launch(K kernel, dim3 grid, dim3 block, size_t dynamic_bytes, A... args) {
             for (unsigned by = 0; by < grid.y; by++) {
                 for (unsigned bx = 0; bx < grid.x; bx++) {
                     blockIdx = {bx, by, 0};
+                    collectives = 0;
                     kernel(args...);
                     next_block.arrive_and_wait();
                 }
@@ -152,6 +176,7 @@ T shuffle(T v, F src_lane) {
     const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     uint64_t bits = 0;
     std::memcpy(&bits, &v, sizeof v);
+    ++collectives;
     current->slots[warp][lane] = bits;
     current->warp_sync[warp]->arrive_and_wait();
     const uint64_t other = current->slots[warp][src_lane(lane)];
@@ -159,6 +184,35 @@ T shuffle(T v, F src_lane) {
     T r;
     std::memcpy(&r, &other, sizeof r);
     return r;
+}
+
+// A wide warp exchange (the two-barrier discipline of shuffle, for up to kExchangeBytes - 8
+// bytes a lane): every lane of the warp publishes `mine`, then `use` gets all 32 lanes'
+// values (index = lane). All lanes must be at the same collective, or it fails.
+template <typename T, typename F>
+void warp_exchange(const T& mine, F&& use) {
+    static_assert(std::is_trivially_copyable_v<T>, "exchange of a type that is not trivially copyable");
+    static_assert(sizeof(T) + 8 <= kExchangeBytes, "exchange wider than kExchangeBytes");
+    const unsigned lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    unsigned char* slots = current->wide[warp].data();
+    const uint64_t seq = ++collectives;
+    std::memcpy(slots + lane * kExchangeBytes, &seq, 8);
+    std::memcpy(slots + lane * kExchangeBytes + 8, &mine, sizeof(T));
+    current->warp_sync[warp]->arrive_and_wait();
+    std::array<T, 32> all;
+    unsigned diverged = 0;
+    for (unsigned l = 0; l < 32; l++) {
+        uint64_t s;
+        std::memcpy(&s, slots + l * kExchangeBytes, 8);
+        diverged += s != seq;
+        std::memcpy(&all[l], slots + l * kExchangeBytes + 8, sizeof(T));
+    }
+    current->warp_sync[warp]->arrive_and_wait();  // nobody overwrites a slot still being read
+    if (diverged)
+        fail("warp " + std::to_string(warp) + " of block (" + std::to_string(blockIdx.x) + ", " +
+             std::to_string(blockIdx.y) + "): " + std::to_string(diverged) +
+             " lanes at another warp collective than lane " + std::to_string(lane) + " (divergent warp-wide instruction)");
+    use(all);
 }
 
 }  // namespace emu

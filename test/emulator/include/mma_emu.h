@@ -1,0 +1,111 @@
+// The emulator's mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32: test/emulator/build.js
+// puts this file in place of the inline-PTX section of native/cuda/mma.cuh, so the kernels
+// (and mma.cuh's fragment loaders) run unchanged and only the instruction is emulated.
+//
+// Every lane of the warp publishes its A and B registers (emu::warp_exchange: two warp
+// barriers); each lane then rebuilds the whole 16x16 A and 16x8N B tiles from the 32 lanes'
+// registers by the PTX ISA's fragment table ("Matrix Fragments for mma.m16n8k16 with floating
+// point type", written out below on its own, not shared with mma.cuh, so that a wrong loader
+// in mma.cuh shows as wrong results) and computes its own four accumulators per 8-column tile:
+//   d = c; for k = 0 .. 15: d = fma(A[row][k], B[k][col], d)        (f32, in this order)
+// (bf16 x bf16 products are exact in f32, so each step rounds once, on the add).
+//
+// What that proves: fragment layouts, indexing, masks and the algorithm around the
+// instruction. What it does not: the GPU's result bits. The PTX ISA does not specify the order
+// or the intermediate rounding of the sums inside an MMA (the hardware need not add the 16
+// products one IEEE step at a time, as here), so the emulator's results are not expected to
+// match a GPU's bit for bit; tests compare against references with a tolerance. Only the full-warp, all-lanes form the kernels use is emulated; a warp whose lanes
+// reach different collectives fails (emu.h), and mismatched tile counts fail here.
+#pragma once
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "emu.h"
+
+namespace emu {
+
+// The PTX table, per lane l (groupID = l >> 2, threadID_in_group = l % 4) and element i of the
+// fragment; element i of a bf16 fragment sits in register i / 2, low half for even i.
+inline int mma_a_row(int l, int i) { return (i < 2 || (i >= 4 && i < 6)) ? (l >> 2) : (l >> 2) + 8; }
+inline int mma_a_col(int l, int i) { return (l % 4) * 2 + (i & 1) + (i >= 4 ? 8 : 0); }
+inline int mma_b_row(int l, int i) { return (l % 4) * 2 + (i & 1) + (i >= 2 ? 8 : 0); }
+inline int mma_b_col(int l, int) { return l >> 2; }
+inline int mma_c_row(int l, int i) { return (l >> 2) + (i >= 2 ? 8 : 0); }
+inline int mma_c_col(int l, int i) { return (l % 4) * 2 + (i & 1); }
+
+inline float mma_bf16_element(const uint32_t* regs, int i) {
+    const uint32_t w = regs[i / 2];
+    return __uint_as_float(((i & 1) ? w >> 16 : w & 0xffffu) << 16);
+}
+
+// The table above places every element of A (16x16), B (16x8) and C (16x8) exactly once.
+inline bool mma_table_is_a_bijection() {
+    int a[16][16] = {}, b[16][8] = {}, c[16][8] = {};
+    for (int l = 0; l < 32; l++) {
+        for (int i = 0; i < 8; i++) a[mma_a_row(l, i)][mma_a_col(l, i)]++;
+        for (int i = 0; i < 4; i++) b[mma_b_row(l, i)][mma_b_col(l, i)]++;
+        for (int i = 0; i < 4; i++) c[mma_c_row(l, i)][mma_c_col(l, i)]++;
+    }
+    for (int r = 0; r < 16; r++) {
+        for (int k = 0; k < 16; k++)
+            if (a[r][k] != 1) return false;
+        for (int n = 0; n < 8; n++)
+            if (b[r][n] != 1 || c[r][n] != 1) return false;
+    }
+    return true;
+}
+
+// N mma.sync with the same A: d[n] += A B[n], as one warp exchange.
+template <int N>
+void mma_m16n8k16_bf16(float (&d)[N][4], const uint32_t (&a)[4], const uint32_t (&b)[N][2]) {
+    static const bool table_ok = mma_table_is_a_bijection();
+    if (!table_ok) fail("mma_emu.h: the fragment table does not cover the tiles once");
+    struct Frags {
+        uint32_t n;
+        uint32_t a[4];
+        uint32_t b[N][2];
+    };
+    Frags mine;
+    mine.n = N;
+    std::memcpy(mine.a, a, sizeof mine.a);
+    std::memcpy(mine.b, b, sizeof mine.b);
+    warp_exchange(mine, [&](const std::array<Frags, 32>& all) {
+        float A[16][16], B[16][8 * N];
+        for (int l = 0; l < 32; l++) {
+            if (all[l].n != N) fail("mma.sync: lanes of a warp with different tile counts");
+            for (int i = 0; i < 8; i++) A[mma_a_row(l, i)][mma_a_col(l, i)] = mma_bf16_element(all[l].a, i);
+            for (int n = 0; n < N; n++)
+                for (int i = 0; i < 4; i++)
+                    B[mma_b_row(l, i)][8 * n + mma_b_col(l, i)] = mma_bf16_element(all[l].b[n], i);
+        }
+        const int lane = static_cast<int>(threadIdx.x & 31);
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < 4; i++) {
+                const int row = mma_c_row(lane, i), col = 8 * n + mma_c_col(lane, i);
+                float acc = d[n][i];
+                for (int k = 0; k < 16; k++) acc = std::fma(A[row][k], B[k][col], acc);
+                d[n][i] = acc;
+            }
+    });
+}
+
+}  // namespace emu
+
+// The functions of mma.cuh's instruction section.
+namespace plw::cuda::detail {
+
+inline void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+    float dd[1][4] = {{d[0], d[1], d[2], d[3]}};
+    const uint32_t bb[1][2] = {{b[0], b[1]}};
+    emu::mma_m16n8k16_bf16<1>(dd, a, bb);
+    for (int i = 0; i < 4; i++) d[i] = dd[0][i];
+}
+
+template <int N>
+void mma_bf16_16816_row(float (&d)[N][4], const uint32_t (&a)[4], const uint32_t (&b)[N][2]) {
+    emu::mma_m16n8k16_bf16<N>(d, a, b);
+}
+
+}  // namespace plw::cuda::detail
