@@ -78,6 +78,7 @@
 #include "check.cuh"
 #include "common.cuh"
 #include "flash_attention_mma.h"
+#include "head_size.cuh"
 #include "runtime.h"
 
 namespace plw::cuda {
@@ -769,20 +770,10 @@ void forward_impl(Act* out, float* lse, const Act* q, const Act* k, const Act* v
             return;
         }
     }
-    switch (hs) {
-        case 64:
-            forward_launch<64>(out, lse, q, k, v, segments, B, T, NH, NKV, q_stride, kv_stride, scale);
-            break;
-        case 80:
-            forward_launch<80>(out, lse, q, k, v, segments, B, T, NH, NKV, q_stride, kv_stride, scale);
-            break;
-        case 96:
-            forward_launch<96>(out, lse, q, k, v, segments, B, T, NH, NKV, q_stride, kv_stride, scale);
-            break;
-        default:  // 128 (check_shape took the others out)
-            forward_launch<128>(out, lse, q, k, v, segments, B, T, NH, NKV, q_stride, kv_stride, scale);
-            break;
-    }
+    detail::with_head_size(hs, "flash_attention_forward", [&](auto HS) {
+        forward_launch<decltype(HS)::value>(out, lse, q, k, v, segments, B, T, NH, NKV, q_stride, kv_stride,
+                                            scale);
+    });
 }
 
 template <typename Act>
@@ -806,24 +797,10 @@ void backward_impl(Act* dq, Act* dk, Act* dv, const Act* dout, const Act* out, c
             return;
         }
     }
-    switch (hs) {
-        case 64:
-            backward_launch<64>(dq, dk, dv, dout, out, lse, dsum, q, k, v, segments, B, T, NH, NKV,
-                                q_stride, kv_stride, scale);
-            break;
-        case 80:
-            backward_launch<80>(dq, dk, dv, dout, out, lse, dsum, q, k, v, segments, B, T, NH, NKV,
-                                q_stride, kv_stride, scale);
-            break;
-        case 96:
-            backward_launch<96>(dq, dk, dv, dout, out, lse, dsum, q, k, v, segments, B, T, NH, NKV,
-                                q_stride, kv_stride, scale);
-            break;
-        default:
-            backward_launch<128>(dq, dk, dv, dout, out, lse, dsum, q, k, v, segments, B, T, NH, NKV,
-                                 q_stride, kv_stride, scale);
-            break;
-    }
+    detail::with_head_size(hs, "flash_attention_backward", [&](auto HS) {
+        backward_launch<decltype(HS)::value>(dq, dk, dv, dout, out, lse, dsum, q, k, v, segments, B, T, NH,
+                                             NKV, q_stride, kv_stride, scale);
+    });
 }
 
 }  // namespace

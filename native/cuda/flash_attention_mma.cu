@@ -93,6 +93,7 @@
 
 #include "check.cuh"
 #include "common.cuh"
+#include "head_size.cuh"
 #include "mma.cuh"
 
 namespace plw::cuda::detail {
@@ -674,22 +675,10 @@ void backward_launch(uint16_t* dq, uint16_t* dk, uint16_t* dv, const uint16_t* d
 void flash_attention_mma_forward(uint16_t* out, float* lse, const uint16_t* q, const uint16_t* k,
                                  const uint16_t* v, const int32_t* segments, int B, int T, int NH,
                                  int NKV, int hs, int q_stride, int kv_stride, float scale) {
-    switch (hs) {
-        case 64:
-            forward_launch<64>(out, lse, q, k, v, segments, B, T, NH, NKV, q_stride, kv_stride, scale);
-            break;
-        case 80:
-            forward_launch<80>(out, lse, q, k, v, segments, B, T, NH, NKV, q_stride, kv_stride, scale);
-            break;
-        case 96:
-            forward_launch<96>(out, lse, q, k, v, segments, B, T, NH, NKV, q_stride, kv_stride, scale);
-            break;
-        case 128:
-            forward_launch<128>(out, lse, q, k, v, segments, B, T, NH, NKV, q_stride, kv_stride, scale);
-            break;
-        default:
-            PLW_CHECK(false, "flash_attention_mma_forward: head size " << hs << " (64, 80, 96, 128)");
-    }
+    detail::with_head_size(hs, "flash_attention_mma_forward", [&](auto HS) {
+        forward_launch<decltype(HS)::value>(out, lse, q, k, v, segments, B, T, NH, NKV, q_stride, kv_stride,
+                                            scale);
+    });
 }
 
 void flash_attention_mma_backward(uint16_t* dq, uint16_t* dk, uint16_t* dv, const uint16_t* dout,
@@ -697,26 +686,10 @@ void flash_attention_mma_backward(uint16_t* dq, uint16_t* dk, uint16_t* dv, cons
                                   const uint16_t* q, const uint16_t* k, const uint16_t* v,
                                   const int32_t* segments, int B, int T, int NH, int NKV, int hs,
                                   int q_stride, int kv_stride, float scale) {
-    switch (hs) {
-        case 64:
-            backward_launch<64>(dq, dk, dv, dout, out, lse, dsum, q, k, v, segments, B, T, NH, NKV,
-                                q_stride, kv_stride, scale);
-            break;
-        case 80:
-            backward_launch<80>(dq, dk, dv, dout, out, lse, dsum, q, k, v, segments, B, T, NH, NKV,
-                                q_stride, kv_stride, scale);
-            break;
-        case 96:
-            backward_launch<96>(dq, dk, dv, dout, out, lse, dsum, q, k, v, segments, B, T, NH, NKV,
-                                q_stride, kv_stride, scale);
-            break;
-        case 128:
-            backward_launch<128>(dq, dk, dv, dout, out, lse, dsum, q, k, v, segments, B, T, NH, NKV,
-                                 q_stride, kv_stride, scale);
-            break;
-        default:
-            PLW_CHECK(false, "flash_attention_mma_backward: head size " << hs << " (64, 80, 96, 128)");
-    }
+    detail::with_head_size(hs, "flash_attention_mma_backward", [&](auto HS) {
+        backward_launch<decltype(HS)::value>(dq, dk, dv, dout, out, lse, dsum, q, k, v, segments, B, T, NH,
+                                             NKV, q_stride, kv_stride, scale);
+    });
 }
 
 }  // namespace plw::cuda::detail
