@@ -2,9 +2,9 @@
 // CUDA twin of native/cpu/flash_attention.h (the reference: same names, arguments and math),
 // for f32 and bf16 activations (Act = float or uint16_t, raw bf16; one templated
 // implementation, also templated on the head size HS = 64, 80, 96, 128): the SIMT kernels.
-// The public functions at the end check shapes and pointers, then send bf16 to the
-// tensor-core kernels of flash_attention_mma.cu on sm_80+ unless PLW_CUDA_FLASH=simt
-// (decide_mma, once per process); f32 always runs the kernels below.
+// The public functions at the end check shapes and pointers, then send f32 and bf16 to the
+// tensor-core kernels of flash_attention_mma.cu on sm_80+ (f32 as tf32 operands) unless
+// PLW_CUDA_FLASH=simt (decide_mma, once per process); with simt both run the kernels below.
 //
 // Shapes: B = batch, T = time, NH = query heads, NKV = key/value heads, HS = head size,
 // n_rep = NH / NKV; query head h = j * n_rep + r reads KV head j; z = b * NH + h.
@@ -734,8 +734,9 @@ void backward_launch(Act* dq, Act* dk, Act* dv, const Act* dout, const Act* out,
     PLW_CUDA_CHECK_LAUNCH("flash_backward_dkdv_kernel");
 }
 
-// The path of the bf16 functions, decided once per process: the tensor-core kernels
-// (flash_attention_mma.cu) on sm_80 and newer, unless PLW_CUDA_FLASH=simt; PLW_CUDA_FLASH=mma
+// The path of the fused kernels (f32 and bf16 alike), decided once per process: the tensor-core
+// kernels (flash_attention_mma.cu: bf16 on m16n8k16, f32 as tf32 on m16n8k8) on sm_80 and
+// newer, unless PLW_CUDA_FLASH=simt; PLW_CUDA_FLASH=mma
 // (or unset) takes them wherever the device allows. Any other value is an error.
 bool decide_mma() {
     const char* env = std::getenv("PLW_CUDA_FLASH");
@@ -763,12 +764,10 @@ void forward_impl(Act* out, float* lse, const Act* q, const Act* k, const Act* v
     PLW_CHECK(out != nullptr && lse != nullptr && q != nullptr && k != nullptr && v != nullptr,
               "flash_attention_forward: null device pointer");
     const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
-    if constexpr (std::is_same_v<Act, uint16_t>) {
-        if (flash_attention_uses_mma()) {
-            detail::flash_attention_mma_forward(out, lse, q, k, v, segments, B, T, NH, NKV, hs, q_stride,
-                                                kv_stride, scale);
-            return;
-        }
+    if (flash_attention_uses_mma()) {
+        detail::flash_attention_mma_forward(out, lse, q, k, v, segments, B, T, NH, NKV, hs, q_stride, kv_stride,
+                                            scale);
+        return;
     }
     detail::with_head_size(hs, "flash_attention_forward", [&](auto HS) {
         forward_launch<decltype(HS)::value>(out, lse, q, k, v, segments, B, T, NH, NKV, q_stride, kv_stride,
@@ -790,12 +789,10 @@ void backward_impl(Act* dq, Act* dk, Act* dv, const Act* dout, const Act* out, c
     const float scale = 1.0f / std::sqrt(static_cast<float>(hs));
     ScratchBuffer scratch(flash_attention_scratch_bytes(B, T, NH, hs));
     float* dsum = static_cast<float*>(scratch.data());
-    if constexpr (std::is_same_v<Act, uint16_t>) {
-        if (flash_attention_uses_mma()) {
-            detail::flash_attention_mma_backward(dq, dk, dv, dout, out, lse, dsum, q, k, v, segments, B, T,
-                                                 NH, NKV, hs, q_stride, kv_stride, scale);
-            return;
-        }
+    if (flash_attention_uses_mma()) {
+        detail::flash_attention_mma_backward(dq, dk, dv, dout, out, lse, dsum, q, k, v, segments, B, T, NH, NKV,
+                                             hs, q_stride, kv_stride, scale);
+        return;
     }
     detail::with_head_size(hs, "flash_attention_backward", [&](auto HS) {
         backward_launch<decltype(HS)::value>(dq, dk, dv, dout, out, lse, dsum, q, k, v, segments, B, T, NH,

@@ -22,22 +22,24 @@
 // Activations are f32 or bf16 (every tensor of a call but lse has the same type); scores,
 // softmax statistics and every sum stay f32 inside, and a bf16 result is rounded once, when
 // stored (dq, dk, dv: once per call, round(old + increment)); the tensor-core path also rounds
-// P and dS to bf16 as the operands of their products (below). No cuBLASLt: these kernels work
-// in any CUDA build.
+// the operands of its products (below): bf16 P and dS; for f32, Q, K, V, dO, P and dS to tf32.
+// No cuBLASLt: these kernels work in any CUDA build.
 //
 // Two implementations, the same op and contract (masks, GQA, strides, lse, +=, determinism):
 //   - SIMT (flash_attention.cu): plain f32 FMAs on f32 tiles in shared memory, for f32 and
-//     bf16; a bf16 result is rounded once, when stored. f32 always runs it.
-//   - tensor cores (flash_attention_mma.cu, sm_80+): bf16 only, mma.sync.m16n8k16 with f32
-//     accumulation for S = Q K^T, O += P V, dP = dO V^T, dQ += dS K, dV += P^T dO,
-//     dK += dS^T Q; the online softmax and dS are computed on the accumulator fragments in
-//     registers, and P and dS are rounded to bf16 before their products (as the cuBLASLt path
-//     of attention.h rounds att and dS), so bf16 errors reach the unfused path's bounds
-//     (test/emulator/test_attention.cpp) rather than the SIMT kernels' single rounding.
+//     bf16; a bf16 result is rounded once, when stored. Taken with PLW_CUDA_FLASH=simt.
+//   - tensor cores (flash_attention_mma.cu, sm_80+): mma.sync with f32 accumulation for
+//     S = Q K^T, O += P V, dP = dO V^T, dQ += dS K, dV += P^T dO, dK += dS^T Q: bf16 operands
+//     on m16n8k16, f32 activations as TF32 operands on m16n8k8 (cvt.rna.tf32.f32 of Q, K, V,
+//     dO, P and dS: 10-bit mantissas, as the cuBLASLt path of attention.h runs f32 GEMMs in
+//     TF32); the online softmax and dS are computed on the accumulator fragments in
+//     registers, and P and dS are rounded to the operand type before their products (as the
+//     cuBLASLt path rounds att and dS), so errors reach the unfused path's bounds
+//     (test/emulator/test_attention.cpp; TF32's for f32) rather than the SIMT kernels'.
 //     Shared memory stays within 48 KiB (no opt-in); no ldmatrix, cp.async or wgmma yet.
-// The bf16 functions take the tensor-core kernels when the device is sm_80 or newer (every
-// device the runtime accepts) unless the environment variable PLW_CUDA_FLASH=simt, read once
-// per process (flash_attention_uses_mma). Both paths are proven in the host emulator
+// Both types take the tensor-core kernels when the device is sm_80 or newer (every device the
+// runtime accepts) unless the environment variable PLW_CUDA_FLASH=simt, read once per process
+// (flash_attention_uses_mma). Both paths are proven in the host emulator
 // (test/emulator: test_flash_attention for SIMT, test_flash_attention_mma, with the mma
 // instruction emulated from the PTX fragment layout); only a GPU run shows real speed and the
 // hardware's rounding inside an mma. What sm_90 would add next: wgmma (warpgroup MMA reading
@@ -73,10 +75,10 @@ void flash_attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, co
 // attention.h. The four functions above throw for any other.
 bool flash_attention_supports(int hs);
 
-// Whether the bf16 functions run the tensor-core kernels (flash_attention_mma.cu): the device
-// is sm_80 or newer and the environment variable PLW_CUDA_FLASH is not "simt" (read once, on
-// the first call; "mma" or unset: tensor cores where the device has them; anything else
-// throws). f32 always runs the SIMT kernels.
+// Whether the four functions run the tensor-core kernels (flash_attention_mma.cu; f32 as TF32):
+// the device is sm_80 or newer and the environment variable PLW_CUDA_FLASH is not "simt" (read
+// once, on the first call; "mma" or unset: tensor cores where the device has them; anything
+// else throws). Otherwise both types run the SIMT kernels.
 bool flash_attention_uses_mma();
 
 // Device scratch the backward takes from the ScratchBuffer pool (runtime.h), for the memory

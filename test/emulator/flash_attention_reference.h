@@ -1,5 +1,5 @@
 // The CPU side shared by the fused-attention programs (test_flash_attention.cpp: the SIMT
-// kernels; test_flash_attention_mma.cpp: the tensor-core kernels): shapes and buffers, segment
+// kernels; test_flash_attention_mma.cpp: the tensor-core kernels, bf16 and f32 as tf32): shapes and buffers, segment
 // modes, the references (the unfused CPU op, the CPU flash twin, a float64 lse), the
 // magnitudes the error bounds are built from, and the checks.
 #pragma once
@@ -21,6 +21,7 @@ using test::Buf;
 
 const double kU = std::ldexp(1.0, -8);   // bf16 unit roundoff (8 significant bits)
 const double kU32 = std::ldexp(1.0, -24);  // f32 unit roundoff
+const double kUtf32 = std::ldexp(1.0, -11);  // tf32 unit roundoff (11 significant bits, rounding to nearest)
 
 inline float b2f(plw::bf16 x) { return plw::bf16_to_f32(x); }
 
@@ -125,7 +126,8 @@ struct Reference {
     std::vector<float> fout, flse, fdqkv;      // CPU flash twin: out, lse, dqkv0 + increments
     std::vector<double> lse;                   // float64 log-sum-exp
     std::vector<double> lse_tol;               // its f32 error bound (see lse_bound)
-    std::vector<double> m_out, m_dq, m_D, m_F;  // error magnitudes (see magnitudes)
+    std::vector<double> m_abs_s;               // per (b, h, t): max over allowed t2 of scale sum_d |q k|
+    std::vector<double> m_out, m_dq, m_D, m_F, m_W;  // error magnitudes (see magnitudes)
 };
 
 // f32 error of lse: the score s = (q.k in f32, HS terms in order) * scale is off by at most
@@ -149,6 +151,9 @@ inline double lse_bound(int hs, int T, double m_abs_s, double lse) {
 //       m_D: the same with mD alone: the bf16 kernels take D from the stored bf16 out, so D
 //         is off by up to u_bf16 mD more.
 //     dv takes no dS: 0.
+//   m_W: the same with P (t, t2) W(t), W(t) = sum_t3 att(t, t3) mdP(t3) (= sum_d |dout| m_out
+//     of row t: how far D moves when out carries errors of a relative size, the tf32 kernels'
+//     out); dv: 0.
 inline void magnitudes(const Shape& s, const std::vector<float>& qkv, const std::vector<float>& dout, Reference& R) {
     const int B = s.B, T = s.T, NH = s.NH, hs = s.hs;
     const double scale = 1.0 / std::sqrt(double(float(hs)));
@@ -156,8 +161,9 @@ inline void magnitudes(const Shape& s, const std::vector<float>& qkv, const std:
     R.m_dq.assign(s.nqkv(), 0);
     R.m_D.assign(s.nqkv(), 0);
     R.m_F.assign(s.nqkv(), 0);
+    R.m_W.assign(s.nqkv(), 0);
     const size_t TT = size_t(T) * T;
-    std::vector<double> m_dS(TT), m_DS(TT), m_FS(TT), mD(T);
+    std::vector<double> m_dS(TT), m_DS(TT), m_FS(TT), m_WS(TT), mD(T);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             const int j = h / s.n_rep();
@@ -194,16 +200,19 @@ inline void magnitudes(const Shape& s, const std::vector<float>& qkv, const std:
                     dot += a[size_t(t) * T + t2] * x;
                     abs_dot += a[size_t(t) * T + t2] * std::fabs(x);
                 }
+                double W = 0;
+                for (int t2 = 0; t2 < T; t2++) W += a[size_t(t) * T + t2] * mdP[t2];
                 for (int t2 = 0; t2 < T; t2++) {
                     const double at = a[size_t(t) * T + t2];
                     m_dS[size_t(t) * T + t2] = at * (2 * std::fabs(dP[t2] - dot) + abs_dot);
                     m_DS[size_t(t) * T + t2] = at * mD[t];
                     m_FS[size_t(t) * T + t2] = at * (mdP[t2] + mD[t]);
+                    m_WS[size_t(t) * T + t2] = at * W;
                 }
             }
             for (int t = 0; t < T; t++)
                 for (int d = 0; d < hs; d++) {
-                    double sq = 0, sk = 0, Dq = 0, Dk = 0, Fq = 0, Fk = 0;
+                    double sq = 0, sk = 0, Dq = 0, Dk = 0, Fq = 0, Fk = 0, Wq = 0, Wk = 0;
                     for (int t2 = 0; t2 < T; t2++) {
                         const size_t row = size_t(t) * T + t2, col = size_t(t2) * T + t;  // dq[t]; dk[t]
                         sq += m_dS[row] * std::fabs(k(t2, d));
@@ -212,6 +221,8 @@ inline void magnitudes(const Shape& s, const std::vector<float>& qkv, const std:
                         Dk += m_DS[col] * std::fabs(q(t2, d));
                         Fq += m_FS[row] * std::fabs(k(t2, d));
                         Fk += m_FS[col] * std::fabs(q(t2, d));
+                        Wq += m_WS[row] * std::fabs(k(t2, d));
+                        Wk += m_WS[col] * std::fabs(q(t2, d));
                     }
                     R.m_dq[s.qi(b, t, h) + d] = scale * sq;
                     R.m_dq[s.ki(b, t, j) + d] += scale * sk;
@@ -219,6 +230,8 @@ inline void magnitudes(const Shape& s, const std::vector<float>& qkv, const std:
                     R.m_D[s.ki(b, t, j) + d] += scale * Dk;
                     R.m_F[s.qi(b, t, h) + d] = scale * Fq;
                     R.m_F[s.ki(b, t, j) + d] += scale * Fk;
+                    R.m_W[s.qi(b, t, h) + d] = scale * Wq;
+                    R.m_W[s.ki(b, t, j) + d] += scale * Wk;
                 }
         }
 }
@@ -249,6 +262,7 @@ inline Reference reference(const Shape& s, const std::vector<float>& qkv, const 
     const double scale = double(1.0f / std::sqrt(float(s.hs)));
     R.lse.resize(s.nlse());
     R.lse_tol.resize(s.nlse());
+    R.m_abs_s.resize(s.nlse());
     for (int b = 0; b < s.B; b++)
         for (int h = 0; h < s.NH; h++)
             for (int t = 0; t < s.T; t++) {
@@ -272,6 +286,7 @@ inline Reference reference(const Shape& s, const std::vector<float>& qkv, const 
                 const size_t i = (size_t(b) * s.NH + h) * s.T + t;
                 R.lse[i] = m + std::log(z);
                 R.lse_tol[i] = lse_bound(s.hs, s.T, m_abs, R.lse[i]);
+                R.m_abs_s[i] = m_abs;
             }
     magnitudes(s, qkv, dout, R);
     return R;
@@ -301,15 +316,18 @@ inline double g_worst = 0;  // largest err / tol of all checks
 
 inline void note(double w) { g_worst = std::max(g_worst, w); }
 
-// lse of the GPU (both types) against float64 and the CPU twin.
-inline void check_lse(const char* type, const Shape& s, const Reference& R, const float* lse_g) {
+// lse of the GPU (both types) against float64 and the CPU twin. c_s: a further c_s m_abs_s of
+// error in the scores (tf32 operands: 2 u_tf32 with its margin; f32 and bf16: 0).
+inline void check_lse(const char* type, const Shape& s, const Reference& R, const float* lse_g, double c_s = 0) {
     char what[64];
     std::vector<double> g(lse_g, lse_g + s.nlse()), r(R.lse.begin(), R.lse.end()), f(R.flse.begin(), R.flse.end());
+    std::vector<double> tol(R.lse_tol);
+    for (size_t i = 0; i < tol.size(); i++) tol[i] += c_s * R.m_abs_s[i];
     std::snprintf(what, sizeof what, "%s lse vs float64", type);
-    note(check(what, g, r, R.lse_tol));
+    note(check(what, g, r, tol));
     // the CPU twin is an f32 computation with the same bound
-    std::vector<double> tol2(R.lse_tol);
-    for (auto& x : tol2) x *= 2;
+    std::vector<double> tol2(tol);
+    for (size_t i = 0; i < tol2.size(); i++) tol2[i] += R.lse_tol[i];
     std::snprintf(what, sizeof what, "%s lse vs cpu flash", type);
     note(check(what, g, f, tol2));
     std::snprintf(what, sizeof what, "cpu flash lse vs float64");

@@ -8,7 +8,8 @@
 // recompute 'block' (fused attention on both backends, each layer recomputed in the backward).
 //
 // Tolerances, whole-tensor relative: f32 1e-5 on the loss and 1e-4 on the gradients (the
-// same math in another order, through 2 layers); bf16 1e-2 on the loss and 8e-2 on the
+// same math in another order, through 2 layers; the f32 recompute 'block' case, whose fused
+// attention runs in TF32, 2e-3 and 1e-2: derived in test_engine); bf16 1e-2 on the loss and 8e-2 on the
 // gradients (bf16 activations round each op's output to 8 bits: ~2^-9 relative per op,
 // compounded through the layers and their backward), as in test/cuda-engine.test.ts.
 #include <cmath>
@@ -139,7 +140,18 @@ void test_engine(const char* label, const ModelSpec& cfg, bool bf, int steps) {
     b.positions = pos.data();
     double norm = 0;
     for (float x : w) norm += x;
-    const double tol_loss = bf ? 1e-2 : 1e-5, tol_grad = bf ? 8e-2 : 1e-4, tol_curve = bf ? 5e-2 : 1e-4;
+    // f32 under recompute 'block' runs its attention on the fused kernels, which take the TF32
+    // tensor cores (flash_attention_mma.cu; the emulator's cuBLASLt stays exact f32): Q, K, V,
+    // dO, P and dS are rounded to 10-bit mantissas (u = 2^-11 = 4.9e-4 relative), the rest is
+    // f32. The loss, evaluation and logits carry a few u of the attention output: 2e-3 (4 u);
+    // gradients one u per rounded operand, compounded through 2 layers and their backward (the
+    // q/k projections of layer 1 the deepest): 1e-2 (20 u), half of what test/cuda-engine.test.ts
+    // allows where every f32 GEMM is TF32; the curve alike. Seen: worst gradient 1.06e-3 (layer
+    // 1 q_proj), logits 3.2e-4, evaluation 1.2e-5 relative.
+    const bool tf32_attention = !bf && cfg.recompute == Recompute::Block;
+    const double tol_loss = bf ? 1e-2 : tf32_attention ? 2e-3 : 1e-5;
+    const double tol_grad = bf ? 8e-2 : tf32_attention ? 1e-2 : 1e-4;
+    const double tol_curve = bf ? 5e-2 : tf32_attention ? 1e-2 : 1e-4;
 
     LossReport a = cpu->accumulate(b, norm), c = gpu->accumulate(b, norm);
     std::printf("loss cpu %.6f emulated %.6f\n", a.loss_sum, c.loss_sum);

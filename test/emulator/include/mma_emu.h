@@ -1,4 +1,5 @@
-// The emulator's mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32: test/emulator/build.js
+// The emulator's mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 and
+// mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32, and cvt.rna.tf32.f32: test/emulator/build.js
 // puts this file in place of the inline-PTX section of native/cuda/mma.cuh, so the kernels
 // (and mma.cuh's fragment loaders) run unchanged and only the instruction is emulated.
 //
@@ -20,6 +21,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 
 #include "emu.h"
@@ -91,6 +93,85 @@ void mma_m16n8k16_bf16(float (&d)[N][4], const uint32_t (&a)[4], const uint32_t 
     });
 }
 
+// ---- mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 ----
+// The PTX table ("Matrix Fragments for mma.m16n8k8", .tf32), one element per .b32 register:
+//   A (16x8): row g for a0, a2, g + 8 for a1, a3; col t for a0, a1, t + 4 for a2, a3;
+//   B (8x8): row t for b0, t + 4 for b1; col g;   C/D: as m16n8k16 (mma_c_row, mma_c_col).
+inline int tf32_a_row(int l, int i) { return (l >> 2) + ((i & 1) ? 8 : 0); }
+inline int tf32_a_col(int l, int i) { return (l % 4) + (i >= 2 ? 4 : 0); }
+inline int tf32_b_row(int l, int i) { return (l % 4) + (i ? 4 : 0); }
+inline int tf32_b_col(int l, int) { return l >> 2; }
+
+inline bool tf32_table_is_a_bijection() {
+    int a[16][8] = {}, b[8][8] = {};
+    for (int l = 0; l < 32; l++) {
+        for (int i = 0; i < 4; i++) a[tf32_a_row(l, i)][tf32_a_col(l, i)]++;
+        for (int i = 0; i < 2; i++) b[tf32_b_row(l, i)][tf32_b_col(l, i)]++;
+    }
+    for (int r = 0; r < 16; r++)
+        for (int k = 0; k < 8; k++)
+            if (a[r][k] != 1 || (r < 8 && b[r][k] != 1)) return false;
+    return true;
+}
+
+// A tf32 operand register: the f32 pattern, which must have its low 13 bits zero (a value
+// cvt.rna.tf32.f32 produced). PTX leaves other bit patterns' values to the hardware, so the
+// emulator refuses them: an operand that skipped the conversion fails here.
+inline float tf32_element(uint32_t w) {
+    if ((w & 0x1fffu) != 0) {  // (fail throws inside a lane thread, where the message may be lost: say it first)
+        std::fprintf(stderr, "mma.sync tf32: operand register %08x is not tf32 (low 13 bits set): not converted\n", w);
+        fail("mma.sync tf32: an operand register is not tf32 (low 13 bits set): not converted");
+    }
+    return __uint_as_float(w);
+}
+
+// N mma.sync m16n8k8 tf32 with the same A: d[n] += A B[n], as one warp exchange; each lane
+// sums d = c; for k = 0 .. 7: d = fma(A[row][k], B[k][col], d) (f32; the tf32 x tf32 products
+// are exact in f32).
+template <int N>
+void mma_m16n8k8_tf32(float (&d)[N][4], const uint32_t (&a)[4], const uint32_t (&b)[N][2]) {
+    static const bool table_ok = tf32_table_is_a_bijection() && mma_table_is_a_bijection();
+    if (!table_ok) fail("mma_emu.h: the tf32 fragment table does not cover the tiles once");
+    struct Frags {
+        uint32_t n;
+        uint32_t a[4];
+        uint32_t b[N][2];
+    };
+    Frags mine;
+    mine.n = N;
+    std::memcpy(mine.a, a, sizeof mine.a);
+    std::memcpy(mine.b, b, sizeof mine.b);
+    warp_exchange(mine, [&](const std::array<Frags, 32>& all) {
+        float A[16][8], B[8][8 * N];
+        for (int l = 0; l < 32; l++) {
+            if (all[l].n != N) fail("mma.sync: lanes of a warp with different tile counts");
+            for (int i = 0; i < 4; i++) A[tf32_a_row(l, i)][tf32_a_col(l, i)] = tf32_element(all[l].a[i]);
+            for (int n = 0; n < N; n++)
+                for (int i = 0; i < 2; i++) B[tf32_b_row(l, i)][8 * n + tf32_b_col(l, i)] = tf32_element(all[l].b[n][i]);
+        }
+        const int lane = static_cast<int>(threadIdx.x & 31);
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < 4; i++) {
+                const int row = mma_c_row(lane, i), col = 8 * n + mma_c_col(lane, i);
+                float acc = d[n][i];
+                for (int k = 0; k < 8; k++) acc = std::fma(A[row][k], B[k][col], acc);
+                d[n][i] = acc;
+            }
+    });
+}
+
+// cvt.rna.tf32.f32: round to nearest, ties away from zero, to 10 fraction bits; the result is
+// the f32 pattern with its low 13 bits zero. On the bits of a finite x that is adding half a
+// tf32 ulp (0x1000) to the magnitude bits and clearing the low 13 (a carry out of the fraction
+// raises the exponent, and past the largest tf32 it gives infinity, as rounding to nearest
+// without .satfinite does); infinities and NaN are kept (the low bits of a NaN cleared, the
+// quiet bit keeps it a NaN).
+inline uint32_t tf32_rna_bits(float x) {
+    const uint32_t w = __float_as_uint(x);
+    if ((w & 0x7f800000u) == 0x7f800000u) return (w & 0x7fffffffu) > 0x7f800000u ? (w | 0x00400000u) & ~0x1fffu : w;
+    return (w + 0x1000u) & ~0x1fffu;
+}
+
 }  // namespace emu
 
 // The functions of mma.cuh's instruction section.
@@ -107,5 +188,19 @@ template <int N>
 void mma_bf16_16816_row(float (&d)[N][4], const uint32_t (&a)[4], const uint32_t (&b)[N][2]) {
     emu::mma_m16n8k16_bf16<N>(d, a, b);
 }
+
+inline void mma_tf32_1688(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+    float dd[1][4] = {{d[0], d[1], d[2], d[3]}};
+    const uint32_t bb[1][2] = {{b[0], b[1]}};
+    emu::mma_m16n8k8_tf32<1>(dd, a, bb);
+    for (int i = 0; i < 4; i++) d[i] = dd[0][i];
+}
+
+template <int N>
+void mma_tf32_1688_row(float (&d)[N][4], const uint32_t (&a)[4], const uint32_t (&b)[N][2]) {
+    emu::mma_m16n8k8_tf32<N>(d, a, b);
+}
+
+inline uint32_t to_tf32(float x) { return emu::tf32_rna_bits(x); }
 
 }  // namespace plw::cuda::detail
