@@ -205,48 +205,22 @@ struct Tf32Ops {
 // kKvKeys: keys of a dk/dv block (16 a warp, 2 warps at least). f32 tiles take twice the
 // bytes: its K and V tiles of 64 keys alone pass 48 KiB at HS >= 80, so its dk/dv blocks hold
 // 32 keys there (2 warps), and its steps are shorter.
+template <int FwdBc, int DqBc, int KvBr, int KvKeys, bool DqDoInSmem = false>
+struct TileSet {
+    static constexpr int kFwdBc = FwdBc, kDqBc = DqBc, kKvBr = KvBr, kKvKeys = KvKeys;
+    static constexpr bool kDqDoInSmem = DqDoInSmem;  // dq keeps dO in shared memory, not registers
+};
 template <typename Ops, int HS>
 struct Tiles;
-template <>
-struct Tiles<Bf16Ops, 64> {
-    static constexpr int kFwdBc = 64, kDqBc = 32, kKvBr = 32, kKvKeys = 64;
-    static constexpr bool kDqDoInSmem = false;
-};
-template <>
-struct Tiles<Bf16Ops, 80> {
-    static constexpr int kFwdBc = 64, kDqBc = 32, kKvBr = 32, kKvKeys = 64;
-    static constexpr bool kDqDoInSmem = false;
-};
-template <>
-struct Tiles<Bf16Ops, 96> {
-    static constexpr int kFwdBc = 64, kDqBc = 32, kKvBr = 32, kKvKeys = 64;
-    static constexpr bool kDqDoInSmem = false;
-};
-template <>
-struct Tiles<Bf16Ops, 128> {
-    static constexpr int kFwdBc = 32, kDqBc = 32, kKvBr = 16, kKvKeys = 64;
-    static constexpr bool kDqDoInSmem = false;
-};
-template <>
-struct Tiles<Tf32Ops, 64> {
-    static constexpr int kFwdBc = 64, kDqBc = 32, kKvBr = 16, kKvKeys = 64;
-    static constexpr bool kDqDoInSmem = false;
-};
-template <>
-struct Tiles<Tf32Ops, 80> {
-    static constexpr int kFwdBc = 64, kDqBc = 32, kKvBr = 16, kKvKeys = 32;
-    static constexpr bool kDqDoInSmem = false;
-};
-template <>
-struct Tiles<Tf32Ops, 96> {
-    static constexpr int kFwdBc = 32, kDqBc = 32, kKvBr = 16, kKvKeys = 32;
-    static constexpr bool kDqDoInSmem = false;
-};
-template <>
-struct Tiles<Tf32Ops, 128> {
-    static constexpr int kFwdBc = 32, kDqBc = 8, kKvBr = 8, kKvKeys = 32;
-    static constexpr bool kDqDoInSmem = true;
-};
+// TileSet<kFwdBc, kDqBc, kKvBr, kKvKeys[, kDqDoInSmem]> per operand type and head size:
+template <> struct Tiles<Bf16Ops, 64> : TileSet<64, 32, 32, 64> {};
+template <> struct Tiles<Bf16Ops, 80> : TileSet<64, 32, 32, 64> {};
+template <> struct Tiles<Bf16Ops, 96> : TileSet<64, 32, 32, 64> {};
+template <> struct Tiles<Bf16Ops, 128> : TileSet<32, 32, 16, 64> {};
+template <> struct Tiles<Tf32Ops, 64> : TileSet<64, 32, 16, 64> {};
+template <> struct Tiles<Tf32Ops, 80> : TileSet<64, 32, 16, 32> {};
+template <> struct Tiles<Tf32Ops, 96> : TileSet<32, 32, 16, 32> {};
+template <> struct Tiles<Tf32Ops, 128> : TileSet<32, 8, 8, 32, true> {};
 
 // Byte offsets from the 16-byte aligned start of dynamic shared memory. bf16 tiles have rows
 // of kLd = HS + 8 elements (16-byte aligned rows).
