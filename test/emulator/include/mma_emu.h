@@ -59,11 +59,12 @@ inline bool mma_table_is_a_bijection() {
     return true;
 }
 
-// N mma.sync with the same A: d[n] += A B[n], as one warp exchange.
-template <int N>
-void mma_m16n8k16_bf16(float (&d)[N][4], const uint32_t (&a)[4], const uint32_t (&b)[N][2]) {
-    static const bool table_ok = mma_table_is_a_bijection();
-    if (!table_ok) fail("mma_emu.h: the fragment table does not cover the tiles once");
+// What every emulated mma.sync shares: each lane publishes its 4 A registers and N x 2 B
+// registers in one warp exchange; place(l, a, b, A, B) puts lane l's elements into the 16 x K A
+// tile and the K x 8N B tile by the instruction's fragment table; then each lane sums its C/D
+// elements (mma_c_row, mma_c_col) in f32: d = fma(A[row][k], B[k][col], d) for k = 0 .. K-1.
+template <int K, int N, typename Place>
+void emulate_mma(float (&d)[N][4], const uint32_t (&a)[4], const uint32_t (&b)[N][2], Place place) {
     struct Frags {
         uint32_t n;
         uint32_t a[4];
@@ -74,22 +75,31 @@ void mma_m16n8k16_bf16(float (&d)[N][4], const uint32_t (&a)[4], const uint32_t 
     std::memcpy(mine.a, a, sizeof mine.a);
     std::memcpy(mine.b, b, sizeof mine.b);
     warp_exchange(mine, [&](const std::array<Frags, 32>& all) {
-        float A[16][16], B[16][8 * N];
+        float A[16][K], B[K][8 * N];
         for (int l = 0; l < 32; l++) {
             if (all[l].n != N) fail("mma.sync: lanes of a warp with different tile counts");
-            for (int i = 0; i < 8; i++) A[mma_a_row(l, i)][mma_a_col(l, i)] = mma_bf16_element(all[l].a, i);
-            for (int n = 0; n < N; n++)
-                for (int i = 0; i < 4; i++)
-                    B[mma_b_row(l, i)][8 * n + mma_b_col(l, i)] = mma_bf16_element(all[l].b[n], i);
+            place(l, all[l].a, all[l].b, A, B);
         }
         const int lane = static_cast<int>(threadIdx.x & 31);
         for (int n = 0; n < N; n++)
             for (int i = 0; i < 4; i++) {
                 const int row = mma_c_row(lane, i), col = 8 * n + mma_c_col(lane, i);
                 float acc = d[n][i];
-                for (int k = 0; k < 16; k++) acc = std::fma(A[row][k], B[k][col], acc);
+                for (int k = 0; k < K; k++) acc = std::fma(A[row][k], B[k][col], acc);
                 d[n][i] = acc;
             }
+    });
+}
+
+// N mma.sync with the same A: d[n] += A B[n], as one warp exchange.
+template <int N>
+void mma_m16n8k16_bf16(float (&d)[N][4], const uint32_t (&a)[4], const uint32_t (&b)[N][2]) {
+    static const bool table_ok = mma_table_is_a_bijection();
+    if (!table_ok) fail("mma_emu.h: the fragment table does not cover the tiles once");
+    emulate_mma<16, N>(d, a, b, [](int l, const auto& ra, const auto& rb, auto& A, auto& B) {
+        for (int i = 0; i < 8; i++) A[mma_a_row(l, i)][mma_a_col(l, i)] = mma_bf16_element(ra, i);
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < 4; i++) B[mma_b_row(l, i)][8 * n + mma_b_col(l, i)] = mma_bf16_element(rb[n], i);
     });
 }
 
@@ -132,31 +142,10 @@ template <int N>
 void mma_m16n8k8_tf32(float (&d)[N][4], const uint32_t (&a)[4], const uint32_t (&b)[N][2]) {
     static const bool table_ok = tf32_table_is_a_bijection() && mma_table_is_a_bijection();
     if (!table_ok) fail("mma_emu.h: the tf32 fragment table does not cover the tiles once");
-    struct Frags {
-        uint32_t n;
-        uint32_t a[4];
-        uint32_t b[N][2];
-    };
-    Frags mine;
-    mine.n = N;
-    std::memcpy(mine.a, a, sizeof mine.a);
-    std::memcpy(mine.b, b, sizeof mine.b);
-    warp_exchange(mine, [&](const std::array<Frags, 32>& all) {
-        float A[16][8], B[8][8 * N];
-        for (int l = 0; l < 32; l++) {
-            if (all[l].n != N) fail("mma.sync: lanes of a warp with different tile counts");
-            for (int i = 0; i < 4; i++) A[tf32_a_row(l, i)][tf32_a_col(l, i)] = tf32_element(all[l].a[i]);
-            for (int n = 0; n < N; n++)
-                for (int i = 0; i < 2; i++) B[tf32_b_row(l, i)][8 * n + tf32_b_col(l, i)] = tf32_element(all[l].b[n][i]);
-        }
-        const int lane = static_cast<int>(threadIdx.x & 31);
+    emulate_mma<8, N>(d, a, b, [](int l, const auto& ra, const auto& rb, auto& A, auto& B) {
+        for (int i = 0; i < 4; i++) A[tf32_a_row(l, i)][tf32_a_col(l, i)] = tf32_element(ra[i]);
         for (int n = 0; n < N; n++)
-            for (int i = 0; i < 4; i++) {
-                const int row = mma_c_row(lane, i), col = 8 * n + mma_c_col(lane, i);
-                float acc = d[n][i];
-                for (int k = 0; k < 8; k++) acc = std::fma(A[row][k], B[k][col], acc);
-                d[n][i] = acc;
-            }
+            for (int i = 0; i < 2; i++) B[tf32_b_row(l, i)][8 * n + tf32_b_col(l, i)] = tf32_element(rb[n][i]);
     });
 }
 
