@@ -21,7 +21,7 @@ import { encodeTexts } from '../data/encode'
 import { ChatMessage, DataRecord } from '../data/records'
 import { Template } from '../data/template'
 import { Tokenizer } from '../data/tokenizer'
-import { answerEnds } from '../eval/generation'
+import { answerEnds, promptSegments } from '../eval/generation'
 
 export interface Turn {
   user: string
@@ -106,7 +106,7 @@ export class ChatSession {
     const records: Array<{ texts: string[]; eos: boolean }> = []
     if (this.chat) {
       const record: DataRecord = { format: 'chat', messages: [...this.messages(user), { role: 'assistant', content: '' }], source }
-      records.push({ texts: promptSegments(this.template, record), eos: false })
+      records.push({ texts: promptSegments(this.template, record).before, eos: false })
     } else {
       if (this.system !== null && this.system !== '') records.push({ texts: [this.system + '\n\n'], eos: false })
       for (const t of this.turns) {
@@ -114,7 +114,7 @@ export class ChatSession {
         records.push({ texts: r.segments.map((s) => s.text), eos: r.eos })
       }
       const next: DataRecord = { format: 'alpaca', instruction: user, input: '', output: '', source }
-      records.push({ texts: promptSegments(this.template, next), eos: false })
+      records.push({ texts: promptSegments(this.template, next).before, eos: false })
     }
     const texts = records.flatMap((r) => r.texts)
     const { prefix, parts } = encodeTexts(this.tokenizer, texts)
@@ -172,13 +172,4 @@ export class ChatSession {
     const p = this.answerPrefix
     return (p !== '' && text.startsWith(p) ? text.slice(p.length) : text).trim()
   }
-}
-
-/** The texts of a record's segments before its last completion segment (its generation prompt). */
-function promptSegments(template: Template, record: DataRecord): string[] {
-  const { segments } = template.render(record)
-  let last = segments.length - 1
-  while (last >= 0 && segments[last].kind !== 'completion') last--
-  if (last < 0) throw new Error(`the ${template.name} template renders no answer to generate`)
-  return segments.slice(0, last).map((s) => s.text)
 }

@@ -6,21 +6,27 @@
  */
 import { StreamStopReason } from '../generate-stream'
 import { encodeTexts } from '../data/encode'
+import { TemplateError } from '../data/errors'
 import { DataRecord } from '../data/records'
 import { Template } from '../data/template'
 import { Tokenizer } from '../data/tokenizer'
 import { Model } from '../model'
 import { exactMatch } from './match'
 
-/** The ids of a record's generation prompt: its segments before the last completion, encoded as in training (encodeTexts: BOS, boundaries). */
-export function promptIds(template: Template, tokenizer: Tokenizer, record: DataRecord): { ids: number[]; text: string; expected: string } {
+/** A record's generation prompt as texts: its segments before the last completion, and that completion's text. */
+export function promptSegments(template: Template, record: DataRecord): { before: string[]; expected: string } {
   const { segments } = template.render(record)
   let last = segments.length - 1
   while (last >= 0 && segments[last].kind !== 'completion') last--
-  if (last < 0) throw new Error('the record renders no completion to generate')
-  const before = segments.slice(0, last)
-  const { prefix, parts } = encodeTexts(tokenizer, before.map((s) => s.text))
-  return { ids: [...prefix, ...parts.flat()], text: before.map((s) => s.text).join(''), expected: segments[last].text }
+  if (last < 0) throw new TemplateError(`the ${template.name} template renders no answer to generate`)
+  return { before: segments.slice(0, last).map((s) => s.text), expected: segments[last].text }
+}
+
+/** The ids of a record's generation prompt (promptSegments), encoded as in training (encodeTexts: BOS, boundaries). */
+export function promptIds(template: Template, tokenizer: Tokenizer, record: DataRecord): { ids: number[]; text: string; expected: string } {
+  const { before, expected } = promptSegments(template, record)
+  const { prefix, parts } = encodeTexts(tokenizer, before)
+  return { ids: [...prefix, ...parts.flat()], text: before.join(''), expected }
 }
 
 /** Cuts a generated text at the first stop string. */

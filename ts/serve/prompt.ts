@@ -20,7 +20,7 @@ import { TemplateError } from '../data/errors'
 import { DataRecord } from '../data/records'
 import { Template } from '../data/template'
 import { Tokenizer } from '../data/tokenizer'
-import { answerEnds } from '../eval/generation'
+import { answerEnds, promptIds } from '../eval/generation'
 import { ApiError, ChatRequest } from './openai-shapes'
 
 export interface PromptPlan {
@@ -57,13 +57,9 @@ function chatRecord(template: Template, messages: ChatRequest['messages'], answe
 
 export function chatPrompt(template: Template, tokenizer: Tokenizer, messages: ChatRequest['messages'], stop: readonly string[]): PromptPlan {
   try {
-    const { segments } = template.render(chatRecord(template, messages, ''))
-    let last = segments.length - 1
-    while (last >= 0 && segments[last].kind !== 'completion') last--
-    if (last < 0) throw new TemplateError('the template renders no answer for the assistant')
-    const { prefix, parts } = encodeTexts(tokenizer, segments.slice(0, last).map((s) => s.text))
-    const ids = [...prefix, ...parts.flat()]
-    const ends = answerEnds(template, tokenizer, chatRecord(template, messages, ''))
+    const record = chatRecord(template, messages, '')
+    const { ids } = promptIds(template, tokenizer, record)
+    const ends = answerEnds(template, tokenizer, record)
     return { ids: ids.length > 0 ? ids : [tokenizer.eosId], stops: [...new Set([...ends.stops, ...stop])], stopIds: ends.stopIds,
       prefix: ends.prefix }
   } catch (err) {
