@@ -161,6 +161,9 @@ void run_sgemm_checks() {
         {15, 33, 37, false},  {14, 32, 16, false},   {29, 65, 300, true},  {6, 1100, 33, true},
         {151, 53, 275, true}, {300, 40, 600, true},  {259, 1057, 300, true},  // past MC, KC, NC of both kernels
         {5, 2500, 64, true},  {2000, 5, 48, true},   {64, 768, 70, true},
+        // M = 18 x 14 + 4 (one stretched AVX-512 A block, a 4-row edge strip) and 252 + 66 (past the
+        // stretch: a second block of 4 x 14 + 10 rows): the edge kernels of every even height
+        {256, 40, 24, true},  {318, 33, 20, true},   {9, 45, 19, false},   {3, 70, 21, false},
     };
     const float alphas[] = {1.0f, -0.5f, 2.5f, 0.75f};
     const float betas[] = {0.0f, 1.0f, -1.5f, 0.3f};
