@@ -114,20 +114,17 @@ async function runGrid(spec: SweepSpec, options: SweepOptions, ctx: SweepContext
       ? readJsonObject(unscoredFile, 'unscored run result', (m) => new ConfigError(m)) as unknown as RunResult : null
     const t0 = Date.now()
     let result: RunResult
-    let tokenizer: Tokenizer
     let finalDir: string | null
     if (unscored !== null) {
       say(`${tag}: trained already; scoring it`)
       emit({ type: 'start', index: k, total, lambda, seed, dir, resumeFrom: unscored.steps })
       result = unscored
-      tokenizer = shared?.tokenizer ?? await loadTokenizer(spec.base.model)
       finalDir = path.join(dir, 'final')
     } else {
       const trained = await trainRun(spec, options, { index: k, total, lambda, seed, dir, tag, emit, say, shared })
       if (trained.interrupted) return true // runSweep writes the reports
       shared = trained.shared
       result = trained.result
-      tokenizer = shared?.tokenizer ?? await loadTokenizer(spec.base.model)
       finalDir = trained.finalDir
       if (ctx.benchmarks.length > 0 && finalDir !== null) replaceFile(unscoredFile, JSON.stringify(result, null, 2) + '\n')
     }
@@ -135,6 +132,7 @@ async function runGrid(spec: SweepSpec, options: SweepOptions, ctx: SweepContext
     if (ctx.benchmarks.length > 0 && finalDir !== null) {
       say(`${tag}: scoring the final model on ${ctx.benchmarks.map((b) => b.name).join(', ')}`)
       emit({ type: 'scoring', lambda, seed, dir })
+      const tokenizer = shared?.tokenizer ?? await loadTokenizer(spec.base.model)
       let scores: Record<string, BenchmarkScore>
       try {
         scores = await scoreModel(finalDir, tokenizer, spec.base.device, ctx.benchmarks, options.signal)
