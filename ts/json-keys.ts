@@ -46,17 +46,28 @@ export function checkJsonKeys(value: unknown, where: string, make: (message: str
 }
 
 /**
- * A JSON object read from `file`: a parse error, a non-object or a forbidden key is thrown as
- * `make(message)`, the message naming the file (and `what` it is).
+ * A JSON object read from `file`. An unreadable, empty or unparsable file, a non-object and a
+ * forbidden key are each thrown as `make(message)`, the message naming the file and `what` it
+ * is; `damaged`, when given, is added to the messages about a file that is there but unusable
+ * (a run directory's files say how they get that way).
  */
-export function readJsonObject(file: string, what: string, make: (message: string) => Error = (m) => new Error(m)): Record<string, unknown> {
+export function readJsonObject(file: string, what: string, make: (message: string) => Error = (m) => new Error(m),
+  damaged = ''): Record<string, unknown> {
+  let text: string
+  try {
+    text = fs.readFileSync(file, 'utf8')
+  } catch (err) {
+    throw make(`${file}: cannot read the ${what} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
+  }
+  const bad = (why: string): Error => make(`${file}: the ${what} ${why}${damaged === '' ? '' : `: ${damaged}`}`)
+  if (text.trim() === '') throw bad('is empty')
   let json: unknown
   try {
-    json = JSON.parse(fs.readFileSync(file, 'utf8'))
+    json = JSON.parse(text)
   } catch (err) {
-    throw make(`${file}: the ${what} is not valid JSON (${(err as Error).message})`)
+    throw bad(`is not valid JSON (${(err as Error).message})`)
   }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw make(`${file}: the ${what} is not a JSON object`)
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw bad('is not a JSON object')
   checkJsonKeys(json, file, make)
   return json as Record<string, unknown>
 }

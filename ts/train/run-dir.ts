@@ -27,6 +27,7 @@ import { WriteError, appendFileRestoring, pidAlive, replaceDir, replaceFile, wri
 import { LoadOptions, Model, SaveOptions, loadModel } from '../model'
 import { writeTokenizerFiles } from './tokenizer-files'
 import { TrainingMeta, writeMeta } from '../model-dir'
+import { readJsonObject } from '../json-keys'
 
 export interface TrainerState {
   /** Optimizer steps done. */
@@ -70,20 +71,10 @@ function removeDir(dir: string): void {
   fs.rmSync(doomed, { recursive: true, force: true })
 }
 
-/** A JSON file of the run, with a message naming it when it is missing, empty or cut short. */
-export function readJsonFile<T>(file: string, what: string): T {
-  let text: string
-  try {
-    text = fs.readFileSync(file, 'utf8')
-  } catch (err) {
-    throw new RunDirError(`${file}: cannot read the ${what} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`)
-  }
-  try {
-    return JSON.parse(text) as T
-  } catch (err) {
-    throw new RunDirError(`${file}: the ${what} is ${text.trim() === '' ? 'empty' : `not valid JSON (${(err as Error).message})`}: ` +
-      'the file is damaged (a crash or a full disk while it was written?)')
-  }
+/** A JSON object of the run, with a message naming it when it is missing, empty or cut short. */
+function readRunJson<T>(file: string, what: string): T {
+  return readJsonObject(file, what, (m) => new RunDirError(m),
+    'the file is damaged (a crash or a full disk while it was written?)') as unknown as T
 }
 
 const numel = (ps: Array<{ shape: number[] }>): number => ps.reduce((s, p) => s + p.shape.reduce((a, d) => a * d, 1), 0)
@@ -167,7 +158,7 @@ export class RunDir {
   readConfig(): Record<string, unknown> {
     const file = path.join(this.dir, 'config.json')
     if (!fs.existsSync(file)) throw new Error(`${this.dir}: no config.json: not a plwtune run directory`)
-    return readJsonFile<Record<string, unknown>>(file, 'run configuration')
+    return readRunJson<Record<string, unknown>>(file, 'run configuration')
   }
 
   /** data-files.json: size and SHA-256 of each data file, so a resume can tell they are unchanged. */
@@ -181,7 +172,7 @@ export class RunDir {
   changedDataFiles(): string[] {
     const file = path.join(this.dir, 'data-files.json')
     if (!fs.existsSync(file)) return []
-    const record = readJsonFile<Record<string, { bytes: number; sha256: string }>>(file, 'data file record')
+    const record = readRunJson<Record<string, { bytes: number; sha256: string }>>(file, 'data file record')
     const out: string[] = []
     for (const [f, then] of Object.entries(record)) {
       if (!fs.existsSync(f)) { out.push(`${f} is gone`); continue }
@@ -338,7 +329,7 @@ export class RunDir {
 
   /** Loads a checkpoint: the model with its AdamW moments and step, and the trainer state. */
   static async loadCheckpoint(dir: string, options: LoadOptions): Promise<{ model: Model; state: TrainerState }> {
-    const state = readJsonFile<TrainerState>(path.join(dir, 'trainer_state.json'), 'trainer state')
+    const state = readRunJson<TrainerState>(path.join(dir, 'trainer_state.json'), 'trainer state')
     const model = await loadModel(dir, options)
     const st = openSafetensors(path.join(dir, 'optimizer.safetensors'))
     try {

@@ -34,7 +34,7 @@ import { TrainingMeta, checkTokenizerFits } from '../model-dir'
 import { Answer, generateAnswers } from '../eval/generation'
 import { evaluateLoss, SplitLoss } from './evaluate'
 import { renderLossPlot } from './plot'
-import { RunDir, RunDirError, TokenizerSource, TrainerState, readJsonFile } from './run-dir'
+import { RunDir, RunDirError, TokenizerSource, TrainerState } from './run-dir'
 import { learningRate, Schedule } from './schedule'
 import { TrainConfig, parseSize } from './config'
 import type { SaveDtype } from '../checkpoint'
@@ -424,8 +424,7 @@ function checkResume(c: TrainConfig): void {
     throw new RunDirError(`resume ${dir}: a resumed run continues in its own directory, but out is ${c.out}`)
   }
   if (!fs.existsSync(path.join(dir, 'config.json'))) throw new RunDirError(`resume ${dir}: no config.json there (not a plwtune run directory)`)
-  const file = path.join(dir, 'config.json')
-  const saved = readJsonFile<Record<string, unknown>>(file, 'run configuration')
+  const saved = new RunDir(dir).readConfig()
   const free = new Set(['resume', 'out', 'device', 'recompute', 'overwrite', 'allowDataChange'])
   // maxLength compares as the effective length (capped at the model's positions): runs record that one
   const newest = new RunDir(dir).checkpoints().pop()
