@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -64,6 +65,60 @@ inline std::vector<float> widen(const plw::bf16* b, size_t n) {
     std::vector<float> f(n);
     for (size_t i = 0; i < n; i++) f[i] = plw::bf16_to_f32(b[i]);
     return f;
+}
+
+// n elements of T at `off` elements past a 256-byte boundary (NaN bytes until written), alive
+// until the program ends.
+template <typename T>
+T* alloc(size_t n, int off) {
+    static std::vector<std::unique_ptr<Buf<T>>> keep;
+    keep.push_back(std::make_unique<Buf<T>>(n, off));
+    return keep.back()->p;
+}
+// bf16 copy of p, and p itself rounded to the same values (the reference's inputs)
+inline plw::bf16* to_bf16(float* p, size_t n, int off) {
+    plw::bf16* b = alloc<plw::bf16>(n, off);
+    for (size_t i = 0; i < n; i++) {
+        b[i] = plw::f32_to_bf16(p[i]);
+        p[i] = plw::bf16_to_f32(b[i]);
+    }
+    return b;
+}
+
+// |got - ref| <= atol + rtol |ref| elementwise (equal values incl. infinities, and NaN vs NaN,
+// pass); returns the worst error in units of the tolerance (<= 1 passes).
+inline double compare(const char* what, const float* got, const float* ref, size_t n, double rtol, double atol) {
+    double worst = 0;
+    size_t wi = 0;
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (got[i] == ref[i] || (std::isnan(got[i]) && std::isnan(ref[i]))) continue;
+        const double d = std::fabs(double(got[i]) - double(ref[i]));
+        if (!(d <= atol + rtol * std::fabs(double(ref[i])))) bad++;
+        const double r = std::isnan(d) ? INFINITY : d / (atol + rtol * std::fabs(double(ref[i])));
+        if (r > worst) {
+            worst = r;
+            wi = i;
+        }
+    }
+    EXPECT(bad == 0, "%s: %d of %zu out of tolerance; worst at %zu got %.9g ref %.9g", what, bad, n, wi, got[wi],
+           ref[wi]);
+    return worst;
+}
+// compare for a bf16 result: rtol_f32 plus the bf16 rounding of the result (2^-8)
+inline double compare_bf16(const char* what, const plw::bf16* got, const float* ref, size_t n, double rtol_f32,
+                           double atol) {
+    const std::vector<float> g = widen(got, n);
+    return compare(what, g.data(), ref, n, std::ldexp(1.0, -8) + rtol_f32, atol);
+}
+// fraction of elements that are exactly f32_to_bf16(ref) (NaN: any NaN)
+inline double rne_fraction(const plw::bf16* got, const float* ref, size_t n) {
+    size_t same = 0;
+    for (size_t i = 0; i < n; i++) {
+        const plw::bf16 r = plw::f32_to_bf16(ref[i]);
+        if (got[i].bits == r.bits || (std::isnan(ref[i]) && std::isnan(plw::bf16_to_f32(got[i])))) same++;
+    }
+    return n ? double(same) / n : 1.0;
 }
 
 inline void same_bits(const char* what, const void* a, const void* b, size_t bytes) {

@@ -31,60 +31,13 @@ using plw::f32_to_bf16;
 
 namespace {
 
-// n elements of T at `off` elements past a 256-byte boundary, alive until the program ends.
-template <typename T>
-T* alloc(size_t n, int off) {
-    static std::vector<std::unique_ptr<test::Buf<T>>> keep;
-    keep.push_back(std::make_unique<test::Buf<T>>(n, off));
-    return keep.back()->p;
-}
+using test::alloc;
+using test::compare;
+using test::compare_bf16;
+using test::fill;
+using test::rne_fraction;
+using test::to_bf16;
 
-void fill(float* p, size_t n, float scale, float shift = 0.f) { test::fill(p, n, scale, shift); }
-// bf16 copy of p, and p itself rounded to the same values (the reference's inputs)
-bf16* to_bf16(float* p, size_t n, int off) {
-    bf16* b = alloc<bf16>(n, off);
-    for (size_t i = 0; i < n; i++) {
-        b[i] = f32_to_bf16(p[i]);
-        p[i] = bf16_to_f32(b[i]);
-    }
-    return b;
-}
-// |got - ref| <= atol + rtol |ref| elementwise (equal values incl. infinities, and NaN vs NaN,
-// pass); returns the worst error in units of the tolerance (<= 1 passes).
-double compare(const char* what, const float* got, const float* ref, size_t n, double rtol,
-                      double atol) {
-    double worst = 0;
-    size_t wi = 0;
-    int bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (got[i] == ref[i] || (std::isnan(got[i]) && std::isnan(ref[i]))) continue;
-        const double d = std::fabs(double(got[i]) - double(ref[i]));
-        if (!(d <= atol + rtol * std::fabs(double(ref[i])))) bad++;
-        const double r = std::isnan(d) ? INFINITY : d / (atol + rtol * std::fabs(double(ref[i])));
-        if (r > worst) {
-            worst = r;
-            wi = i;
-        }
-    }
-    EXPECT(bad == 0, "%s: %d of %zu out of tolerance; worst at %zu got %.9g ref %.9g", what, bad, n,
-           wi, got[wi], ref[wi]);
-    return worst;
-}
-double compare_bf16(const char* what, const bf16* got, const float* ref, size_t n,
-                           double rtol_f32, double atol) {
-    const std::vector<float> g = test::widen(got, n);
-    return compare(what, g.data(), ref, n, std::ldexp(1.0, -8) + rtol_f32, atol);
-}
-// fraction of elements that are exactly f32_to_bf16(ref) (NaN: any NaN)
-double rne_fraction(const bf16* got, const float* ref, size_t n) {
-    size_t same = 0;
-    for (size_t i = 0; i < n; i++) {
-        const bf16 r = f32_to_bf16(ref[i]);
-        if (got[i].bits == r.bits || (std::isnan(ref[i]) && std::isnan(bf16_to_f32(got[i]))))
-            same++;
-    }
-    return n ? double(same) / n : 1.0;
-}
 // got == f32_to_bf16(ref) bit for bit (NaN: both NaN)
 void bf16_exact(const char* what, const bf16* got, const float* ref, size_t n) {
     int bad = 0;

@@ -49,27 +49,14 @@ using plw::WeightLayout;
 
 namespace {
 
-// n elements of T at `off` elements past a 256-byte boundary (NaN bytes), alive until the
-// program ends.
-template <typename T>
-T* alloc(size_t n, int off) {
-    static std::vector<std::unique_ptr<test::Buf<T>>> keep;
-    keep.push_back(std::make_unique<test::Buf<T>>(n, off));
-    return keep.back()->p;
-}
+using test::alloc;
+using test::rne_fraction;
+using test::to_bf16;
+
 float* copy_f32(const float* p, size_t n, int off) {
     float* c = alloc<float>(n, off);
     std::memcpy(c, p, n * 4);
     return c;
-}
-// bf16 copy of p, and p itself rounded to the same values (the reference's inputs)
-bf16* to_bf16(float* p, size_t n, int off) {
-    bf16* b = alloc<bf16>(n, off);
-    for (size_t i = 0; i < n; i++) {
-        b[i] = f32_to_bf16(p[i]);
-        p[i] = bf16_to_f32(b[i]);
-    }
-    return b;
 }
 bf16* copy_bf16(const bf16* p, size_t n, int off) {
     bf16* c = alloc<bf16>(n, off);
@@ -112,12 +99,6 @@ double within(const char* what, const float* got, const float* ref, const std::v
 double within_bf16(const char* what, const bf16* got, const float* ref, const std::vector<double>& bound) {
     const std::vector<float> g = test::widen(got, bound.size());
     return within(what, g.data(), ref, bound);
-}
-// fraction of elements that are exactly f32_to_bf16(ref)
-double rne_fraction(const bf16* got, const float* ref, size_t n) {
-    size_t same = 0;
-    for (size_t i = 0; i < n; i++) same += got[i].bits == f32_to_bf16(ref[i]).bits;
-    return n ? double(same) / n : 1.0;
 }
 
 // Bounds (see the top): f32 term 1e-5 (|y0| + P), plus 2^-8 |ref| where the result is stored
