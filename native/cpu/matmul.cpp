@@ -63,7 +63,8 @@
 //       [128, 512]: 256 for a 48 KiB L1d (Zen 5, Ice Lake / Sapphire Rapids), 160 for 32 KiB
 //       (Skylake-X, Zen 4). The A strip (14 x KC) streams past it from L2.
 //   MC  the A block (MC x KC) takes at most 1/4 of the L2, a multiple of 14 in [14*4, 14*36]:
-//       at KC = 256, 252 rows for 1 MiB, 504 for 2 MiB.
+//       at KC = 256, 252 rows for 1 MiB, 504 for 2 MiB. The last block of a thread's rows may
+//       be up to a quarter taller rather than leave a thin remainder (avx512::a_block_rows).
 //   NC  the B panel (KC x NC) takes at most the L2, a multiple of 32 in [512, 4096]: 1024
 //       at KC = 256 and 1 MiB of L2.
 // Both paths do the same arithmetic per C element (an FMA chain in k order within a KC block,
