@@ -104,6 +104,38 @@ void layout_kernel(float* d1, float* d2, float* d3, float* d4, const uint16_t* A
         }
 }
 
+// The four results of a layout kernel against the f32 fma chain over k in `order` (the order the
+// emulator visits the physical k): a (16, K) and b (K, W) row-major, c (16, W); D3 is checked
+// against round(D1[:, 0:K]) b[:, 0:8], the accumulators reused as an A operand.
+template <typename Round>
+void check_layout(const char* what, int K, const int* order, const std::vector<float>& a, const std::vector<float>& b,
+                  const std::vector<float>& c, const std::vector<float>& d1, const std::vector<float>& d2,
+                  const std::vector<float>& d3, const std::vector<float>& d4, Round round) {
+    const int W = 8 * kN;
+    auto product = [&](auto&& lhs, int r, int col, float init) {
+        float acc = init;
+        for (int j = 0; j < K; j++) acc = std::fma(lhs(r, order[j]), b[order[j] * W + col], acc);
+        return acc;
+    };
+    size_t bad1 = 0, bad2 = 0, bad3 = 0, bad4 = 0;
+    for (int r = 0; r < 16; r++)
+        for (int col = 0; col < W; col++) {
+            const float ref = product([&](int i, int k) { return a[i * K + k]; }, r, col, c[r * W + col]);
+            bad1 += std::memcmp(&ref, &d1[r * W + col], 4) != 0;
+            bad2 += std::memcmp(&ref, &d2[r * W + col], 4) != 0;
+            if (col < 8) {
+                bad4 += std::memcmp(&ref, &d4[r * W + col], 4) != 0;
+                const float ref3 = product([&](int i, int k) { return round(d1[i * W + k]); }, r, col, 0.f);
+                bad3 += std::memcmp(&ref3, &d3[r * W + col], 4) != 0;
+            }
+        }
+    EXPECT(bad1 == 0, "%s layout: A x B from column rows: %zu of %d elements differ", what, bad1, 16 * W);
+    EXPECT(bad2 == 0, "%s layout: A x B from rows: %zu of %d elements differ", what, bad2, 16 * W);
+    EXPECT(bad3 == 0, "%s layout: accumulators reused as A: %zu of 128 elements differ", what, bad3);
+    EXPECT(bad4 == 0, "%s layout: single mma: %zu of 128 elements differ", what, bad4);
+    std::printf("%s layout done\n", what);
+}
+
 void test_layout() {
     const int W = 8 * kN;
     std::vector<float> a(16 * 16), bm(16 * W), c(16 * W);
@@ -122,29 +154,8 @@ void test_layout() {
     std::vector<float> d1(16 * W, NAN), d2(16 * W, NAN), d3(16 * W, NAN), d4(16 * W, NAN);
     emu::launch(layout_kernel, dim3(1), dim3(32), 0, d1.data(), d2.data(), d3.data(), d4.data(), A.data(),
                 Bc.data(), Br.data(), c.data());
-    auto product = [&](auto&& lhs, int r, int col, float init) {
-        float acc = init;
-        for (int k = 0; k < 16; k++) acc = std::fma(lhs(r, k), bm[k * W + col], acc);
-        return acc;
-    };
-    size_t bad1 = 0, bad2 = 0, bad3 = 0, bad4 = 0;
-    for (int r = 0; r < 16; r++)
-        for (int col = 0; col < W; col++) {
-            const float ref = product([&](int i, int k) { return a[i * 16 + k]; }, r, col, c[r * W + col]);
-            bad1 += std::memcmp(&ref, &d1[r * W + col], 4) != 0;
-            bad2 += std::memcmp(&ref, &d2[r * W + col], 4) != 0;
-            if (col < 8) {
-                bad4 += std::memcmp(&ref, &d4[r * W + col], 4) != 0;
-                const float ref3 =
-                    product([&](int i, int k) { return test::round_bf16(d1[i * W + k]); }, r, col, 0.f);
-                bad3 += std::memcmp(&ref3, &d3[r * W + col], 4) != 0;
-            }
-        }
-    EXPECT(bad1 == 0, "layout: A row-major x B from column rows: %zu of %d elements differ", bad1, 16 * W);
-    EXPECT(bad2 == 0, "layout: A x B from rows (16-bit loads): %zu of %d elements differ", bad2, 16 * W);
-    EXPECT(bad3 == 0, "layout: accumulators reused as A: %zu of 128 elements differ", bad3);
-    EXPECT(bad4 == 0, "layout: single mma: %zu of 128 elements differ", bad4);
-    std::printf("layout done\n");
+    const int order[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    check_layout("bf16", 16, order, a, bm, c, d1, d2, d3, d4, test::round_bf16);
 }
 
 // ---------------------------------------------------------------- tf32
@@ -245,28 +256,7 @@ void test_layout_tf32() {
     std::vector<float> d1(16 * W, NAN), d2(16 * W, NAN), d3(16 * W, NAN), d4(16 * W, NAN);
     emu::launch(layout_tf32_kernel, dim3(1), dim3(32), 0, d1.data(), d2.data(), d3.data(), d4.data(), A.data(),
                 Bc.data(), Br.data(), c.data());
-    auto product = [&](auto&& lhs, int r, int col, float init) {
-        float acc = init;
-        for (int k : kTf32Order) acc = std::fma(lhs(r, k), bm[k * W + col], acc);
-        return acc;
-    };
-    size_t bad1 = 0, bad2 = 0, bad3 = 0, bad4 = 0;
-    for (int r = 0; r < 16; r++)
-        for (int col = 0; col < W; col++) {
-            const float ref = product([&](int i, int k) { return a[i * 8 + k]; }, r, col, c[r * W + col]);
-            bad1 += std::memcmp(&ref, &d1[r * W + col], 4) != 0;
-            bad2 += std::memcmp(&ref, &d2[r * W + col], 4) != 0;
-            if (col < 8) {
-                bad4 += std::memcmp(&ref, &d4[r * W + col], 4) != 0;
-                const float ref3 = product([&](int i, int k) { return tf32(d1[i * W + k]); }, r, col, 0.f);
-                bad3 += std::memcmp(&ref3, &d3[r * W + col], 4) != 0;
-            }
-        }
-    EXPECT(bad1 == 0, "tf32 layout: A x B from column rows: %zu of %d elements differ", bad1, 16 * W);
-    EXPECT(bad2 == 0, "tf32 layout: A x B from rows: %zu of %d elements differ", bad2, 16 * W);
-    EXPECT(bad3 == 0, "tf32 layout: accumulator reused as A: %zu of 128 elements differ", bad3);
-    EXPECT(bad4 == 0, "tf32 layout: single mma: %zu of 128 elements differ", bad4);
-    std::printf("tf32 layout done\n");
+    check_layout("tf32", 8, kTf32Order, a, bm, c, d1, d2, d3, d4, tf32);
 }
 
 // ---------------------------------------------------------------- attention
