@@ -34,9 +34,9 @@ function scripted(tokens: number[], o: { late?: boolean } = {}): StartGeneration
     for (const t of tokens) {
       made.push(t)
       if (o.late) setImmediate(() => onToken(made.length - 1, t))
-      else if (!onToken(made.length - 1, t)) return { tokens: made, stopReason: 'cancelled' }
+      else if (!onToken(made.length - 1, t)) return { tokens: made, stopReason: 'cancelled', reused: 0 }
     }
-    return { tokens: made, stopReason: 'max_tokens' }
+    return { tokens: made, stopReason: 'max_tokens', reused: 0 }
   }
 }
 
@@ -56,7 +56,7 @@ describe('GenerationStream (scripted tokens)', () => {
       // the 4 bytes of 😀 come out as 3 empty pieces and then the character
       const emoji = pieces.findIndex((p) => p.text.includes('😀'))
       expect(pieces.slice(emoji - 3, emoji + 1).map((p) => p.text)).toEqual(['', '', '', '😀'])
-      expect(await stream.result).toEqual({ tokens: ids, text, stopReason: 'max_tokens' })
+      expect(await stream.result).toEqual({ tokens: ids, text, stopReason: 'max_tokens', reusedTokens: 0 })
     }
   })
 
@@ -106,10 +106,10 @@ describe('GenerationStream (scripted tokens)', () => {
     const c = new AbortController()
     c.abort()
     let started = false
-    const stream = new GenerationStream(async (onToken) => { started = true; onToken(0, 1); return { tokens: [1], stopReason: 'max_tokens' } },
+    const stream = new GenerationStream(async (onToken) => { started = true; onToken(0, 1); return { tokens: [1], stopReason: 'max_tokens', reused: 0 } },
       { signal: c.signal })
     expect(await collect(stream)).toEqual([])
-    expect(await stream.result).toEqual({ tokens: [], text: '', stopReason: 'aborted' })
+    expect(await stream.result).toEqual({ tokens: [], text: '', stopReason: 'aborted', reusedTokens: 0 })
     expect(started).toBe(false)
   })
 })
@@ -123,7 +123,7 @@ describe('generateStream (cpu engine)', () => {
       const pieces = await collect(stream)
       expect(pieces.map((p) => p.token)).toEqual(once.tokens)
       expect(pieces.every((p) => p.text === '')).toBe(true)
-      expect(await stream.result).toEqual({ tokens: once.tokens, text: '', stopReason: once.stopReason })
+      expect(await stream.result).toMatchObject({ tokens: once.tokens, text: '', stopReason: once.stopReason })
       const texts = m.generateStream([72, 105], { ...opts, decode })
       const joined = (await collect(texts)).map((p) => p.text).join('')
       expect(joined).toBe(decode(once.tokens))
@@ -171,14 +171,14 @@ describe('generateStream (cpu engine)', () => {
     const native = (m as unknown as { native: NativeModel }).native
     const seen: number[] = []
     const r = await native.generate(Int32Array.from([9]), { maxNewTokens: 1000, temperature: 1, topK: 0, topP: 1, seed: 0,
-      stopIds: new Int32Array(0), useCache: true }, (i, t) => { seen.push(t); return i < 4 })
+      stopIds: new Int32Array(0), useCache: true, reuseCache: false }, (i, t) => { seen.push(t); return i < 4 })
     expect(r.stopReason).toBe('cancelled')
     expect(r.tokens.length).toBeGreaterThanOrEqual(5)
     expect(r.tokens.length).toBeLessThan(1000)
     await new Promise((resolve) => setImmediate(resolve))
     expect(seen).toEqual(Array.from(r.tokens))
     expect(() => native.generate(Int32Array.from([9]), { maxNewTokens: 1, temperature: 0, topK: 0, topP: 1, seed: 0,
-      stopIds: new Int32Array(0), useCache: true }, 'no' as never)).toThrow(/Expected a function for onToken/)
+      stopIds: new Int32Array(0), useCache: true, reuseCache: false }, 'no' as never)).toThrow(/Expected a function for onToken/)
     m.dispose()
   })
 })

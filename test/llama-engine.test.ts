@@ -172,8 +172,24 @@ describe.each(FLAVOURS)('Llama-family engine (cpu): %s', (_label, config) => {
     expect(s1.tokens).toEqual(s2.tokens)
     // The model stops at its positions.
     const long = await model.generate(Array.from({ length: 30 }, (_, i) => i % V), { maxNewTokens: 10 })
-    expect(long).toEqual({ tokens: expect.any(Array), stopReason: 'length' })
+    expect(long).toMatchObject({ stopReason: 'length' })
     expect(long.tokens.length).toBe(2)
+    model.dispose()
+  })
+
+  test("generation: a chat's next turn keeps the cache's prefix and gives full recomputation's tokens", async () => {
+    const model = await initModel(config, { seed: 12, maxBatch: 1, maxSeqLen: 32 })
+    spread(model, 13)
+    const p1 = [3, 1, 4, 1, 5]
+    const g1 = await model.generate(p1, { maxNewTokens: 6, reuseCache: true })
+    const p2 = [...p1, ...g1.tokens, 2, 6, 5]
+    const g2 = await model.generate(p2, { maxNewTokens: 6, reuseCache: true })
+    expect(g2.reusedTokens).toBe(p1.length + g1.tokens.length - 1)
+    expect(g2.tokens).toEqual((await model.generate(p2, { maxNewTokens: 6, useCache: false })).tokens)
+    model.write('model.norm.weight', model.read('model.norm.weight').map((x) => x * 1.5))
+    const g3 = await model.generate(p2, { maxNewTokens: 6, reuseCache: true })
+    expect(g3.reusedTokens).toBe(0)
+    expect(g3.tokens).toEqual((await model.generate(p2, { maxNewTokens: 6, useCache: false })).tokens)
     model.dispose()
   })
 

@@ -29,6 +29,8 @@ export interface StreamResult {
   /** The text up to the first stop string ('' without `decode`). */
   text: string
   stopReason: StreamStopReason
+  /** Prompt tokens the KV cache held from the model's previous generation (Generation.reusedTokens). */
+  reusedTokens: number
 }
 
 export interface StreamTextOptions {
@@ -42,7 +44,7 @@ export interface StreamTextOptions {
 
 /** Starts the engine's generation; `onToken` returns false to stop it at its next token. */
 export type StartGeneration = (onToken: (index: number, token: number) => boolean) =>
-  Promise<{ tokens: ArrayLike<number>; stopReason: string }>
+  Promise<{ tokens: ArrayLike<number>; stopReason: string; reused: number }>
 
 export class GenerationStream implements AsyncIterable<StreamPiece> {
   /** Settles when the engine is done and the model is free again (after an abort too). */
@@ -71,10 +73,10 @@ export class GenerationStream implements AsyncIterable<StreamPiece> {
       if (index === this.tokens.length && !this.finished()) this.accept(token)
       return !this.finished()
     }
-    this.result = (this.aborted ? Promise.resolve({ tokens: [], stopReason: 'cancelled' }) : start(onToken)).then((r) => {
+    this.result = (this.aborted ? Promise.resolve({ tokens: [], stopReason: 'cancelled', reused: 0 }) : start(onToken)).then((r) => {
       // The result is the whole truth: calls still queued behind it add nothing new.
       for (let i = this.tokens.length; i < r.tokens.length && !this.finished(); i++) this.accept(r.tokens[i])
-      return this.finish(Array.from(r.tokens), r.stopReason)
+      return this.finish(Array.from(r.tokens), r.stopReason, r.reused)
     }, (err: unknown) => {
       this.failure = err
       this.ended = true
@@ -165,7 +167,7 @@ export class GenerationStream implements AsyncIterable<StreamPiece> {
     return longest
   }
 
-  private finish(tokens: number[], engineReason: string): StreamResult {
+  private finish(tokens: number[], engineReason: string, reusedTokens: number): StreamResult {
     let stopReason: StreamStopReason
     if (this.stoppedAt !== null) stopReason = 'stop'
     else if (this.aborted) stopReason = 'aborted'
@@ -175,7 +177,7 @@ export class GenerationStream implements AsyncIterable<StreamPiece> {
     if (!this.aborted && this.held.length > 0) this.release(end)
     this.ended = true
     this.notify()
-    return { tokens, text: this.text.slice(0, this.aborted ? this.emitted : end), stopReason }
+    return { tokens, text: this.text.slice(0, this.aborted ? this.emitted : end), stopReason, reusedTokens }
   }
 
   private notify(): void {

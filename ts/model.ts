@@ -24,6 +24,12 @@ export interface Generation {
   /** The new token ids (without the prompt and without a stop id). */
   tokens: number[]
   stopReason: 'stop' | 'max_tokens' | 'length'
+  /**
+   * Prompt tokens whose keys and values the KV cache still held from this model's previous
+   * generation (the prompt started with that generation's prompt and output): only the rest
+   * was run through the model. 0 without the cache.
+   */
+  reusedTokens: number
 }
 
 export interface ModelOptions {
@@ -251,7 +257,7 @@ export class Model {
   async generate(prompt: ArrayLike<number>, options: GenerateOptions = {}): Promise<Generation> {
     const args = generateArgs(prompt, options)
     const r = await guardNative(() => this.native.generate(args.prompt, args.options))
-    return { tokens: Array.from(r.tokens), stopReason: r.stopReason as Generation['stopReason'] }
+    return { tokens: Array.from(r.tokens), stopReason: r.stopReason as Generation['stopReason'], reusedTokens: r.reused }
   }
 
   /**
@@ -296,6 +302,7 @@ function generateArgs(prompt: ArrayLike<number>, options: GenerateOptions) {
       seed: options.seed ?? 0,
       stopIds: Int32Array.from(options.stopIds ?? []),
       useCache: options.useCache ?? true,
+      reuseCache: options.reuseCache ?? false,
     },
   }
 }

@@ -234,6 +234,14 @@ export interface GenerateOptions {
   stopIds?: number[]
   /** Use the KV cache (default true); false recomputes every step, for checking. */
   useCache?: boolean
+  /**
+   * Keep what the KV cache holds of this model's previous generation (its prompt and the tokens
+   * it fed back) when the prompt starts with it: a chat's next turn then runs only its new
+   * tokens (Generation.reusedTokens says how many were kept). Default false: each call is then
+   * a function of its prompt alone; with it, the kept rows were computed by the decode path
+   * rather than the batched prefill, so a near-tie between two tokens may come out the other way.
+   */
+  reuseCache?: boolean
 }
 
 /** The engine instance as the binding exposes it; ts/model.ts wraps it. */
@@ -255,7 +263,7 @@ export interface NativeModel {
   /** `onToken(index, token)` runs as tokens are made; returning false stops at the next one ('cancelled'). */
   generate(prompt: Int32Array, options: Required<Omit<GenerateOptions, 'stopIds'>> & { stopIds: Int32Array },
     onToken?: (index: number, token: number) => boolean):
-    Promise<{ tokens: Int32Array; stopReason: 'stop' | 'max_tokens' | 'length' | 'cancelled' }>
+    Promise<{ tokens: Int32Array; stopReason: 'stop' | 'max_tokens' | 'length' | 'cancelled'; reused: number }>
   dispose(): void
 }
 

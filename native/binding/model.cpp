@@ -565,8 +565,8 @@ struct TokenStream {
     }
 };
 
-// generate(prompt: Int32Array, { maxNewTokens, temperature, topK, topP, seed, stopIds: Int32Array, useCache }, onToken?)
-//   -> Promise<{ tokens: Int32Array, stopReason }>
+// generate(prompt: Int32Array, { maxNewTokens, temperature, topK, topP, seed, stopIds: Int32Array, useCache, reuseCache }, onToken?)
+//   -> Promise<{ tokens: Int32Array, stopReason, reused }>
 Napi::Value Model::Generate(const Napi::CallbackInfo& info) {
     return guarded(info, "generate", [&]() -> Napi::Value {
         engine(info.Env(), "generate");
@@ -597,6 +597,9 @@ Napi::Value Model::Generate(const Napi::CallbackInfo& info) {
         Napi::Value uc = o.Get("useCache");
         if (!uc.IsBoolean()) throw ArgError("Expected a boolean for options.useCache but received " + received(uc));
         g.use_cache = uc.As<Napi::Boolean>().Value();
+        Napi::Value rc = o.Get("reuseCache");
+        if (!rc.IsBoolean()) throw ArgError("Expected a boolean for options.reuseCache but received " + received(rc));
+        g.reuse_cache = rc.As<Napi::Boolean>().Value();
         if (info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsFunction())
             throw ArgError("Expected a function for onToken but received " + received(info[2]));
         // Made last: once it exists, only the queued work releases it (an unreleased one keeps
@@ -623,6 +626,7 @@ Napi::Value Model::Generate(const Napi::CallbackInfo& info) {
                 std::copy(out->tokens.begin(), out->tokens.end(), t.Data());
                 r.Set("tokens", t);
                 r.Set("stopReason", out->stop_reason);
+                r.Set("reused", out->reused);
                 return r;
             });
     });

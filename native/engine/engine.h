@@ -9,12 +9,13 @@
 //                                        to its linear layers (validate() first)
 //   static void validate(const ModelSpec&)   throws on a spec it cannot run
 //   void carve(Arena&, BatchShape)       its activation buffers (dry run or real)
-//   void carve_decode(Arena&)            its one-row decode buffers
+//   void carve_decode(Arena&)            its decode buffers (kDecodeRows rows)
 //   void forward(const Inputs&, KvCache* = nullptr)   -> hidden(): the final norm's output (N, C);
 //                                        with a cache (one row), each layer's K/V of rows 0..T-1 into it
 //   void backward(const Inputs&, const Act* dhidden)   parameter gradients +=
 //   int head_entry() const               the table entry whose rows are the LM head (V, C)
-//   void decode_step(const DecodeInputs&, KvCache&, float* out)   one token; out (C) = final norm, f32
+//   void decode_rows(const DecodeInputs&, KvCache&, float* out)   in.n tokens over the cache;
+//                                        out (C) = the last row's final norm, f32
 //   int kv_width() const                 NKV * hs, a cache row
 //   std::string describe() const         for messages ("Llama (16 layers, 2048 channels)")
 //
@@ -50,11 +51,14 @@ struct Inputs {
     const int32_t* segments;   // (N) packed example ids, or null: one example per row
 };
 
-// One token of generation: its id and position on the device, and the position on the host.
+// The tokens fed through the KV cache in one decode_rows call: up to kDecodeRows (spec.h) of
+// them, at positions pos, pos + 1, ... (a new token while generating, or a prompt's rows after
+// the part the cache already holds). Each attends to the cache up to itself.
 struct DecodeInputs {
-    const int32_t* token;
-    const int32_t* position;
-    int pos;
+    const int32_t* token;     // (n) device
+    const int32_t* position;  // (n) device: pos, pos + 1, ...
+    int pos;                  // the first row's position
+    int n;                    // rows, 1..kDecodeRows
 };
 
 // f32 keys and values of every layer for up to S positions: layer l's rows (S, width).
@@ -106,12 +110,20 @@ public:
     std::vector<ParamInfo> parameters() const override { return table_.infos(); }
 
     void read(Buffer which, const std::string& name, float* out, size_t n) const override { table_.read(which, name, out, n); }
-    void write(Buffer which, const std::string& name, const float* in, size_t n) override { table_.write(which, name, in, n); }
+    // Every call that can change a parameter forgets the cached prompt (generate's prefix reuse).
+    void write(Buffer which, const std::string& name, const float* in, size_t n) override {
+        cached_.clear();
+        table_.write(which, name, in, n);
+    }
     int adam_step() const override { return table_.adam_step(); }
     void set_adam_step(int t) override { table_.set_adam_step(t); }
-    void init_random(uint64_t seed) override { table_.init_random(seed); }
+    void init_random(uint64_t seed) override {
+        cached_.clear();
+        table_.init_random(seed);
+    }
     void init_adapters(uint64_t seed) override {
         PLW_CHECK(lora_.enabled(), "this model has no LoRA adapters to initialize");
+        cached_.clear();
         table_.init_adapters(seed);
     }
     // Drops the accumulated gradients: the optimizer step starts over (its dropout masks too).
@@ -121,6 +133,7 @@ public:
     }
     StepResult optimizer_step(const OptimizerSettings& opt) override {
         micro_ = 0;
+        cached_.clear();
         return table_.adamw(opt);
     }
 
@@ -142,6 +155,7 @@ public:
     TrainStepResult train_step(const std::vector<StepBatch>& micro_batches, double normalizer,
                                const OptimizerSettings& opt) override {
         PLW_CHECK(!micro_batches.empty(), "a training step needs at least one micro-batch");
+        cached_.clear();
         TrainStepResult r;
         for (const StepBatch& b : micro_batches) add(&r.report, accumulate(b, normalizer));
         if (!std::isfinite(r.report.loss_sum)) {
@@ -207,7 +221,7 @@ public:
         GenerateResult r;
         r.stop_reason = "max_tokens";
         if (o.max_new_tokens == 0) return r;
-        if (use_cache) prefill(seq, logits.data());
+        if (use_cache) r.reused = feed_prompt(seq, o.reuse_cache, logits.data());
         else full_logits(seq, logits.data());
         while (true) {
             const int32_t tok = sample_token(logits, o, rng);
@@ -226,8 +240,12 @@ public:
                 r.stop_reason = "length";
                 break;
             }
-            if (use_cache) decode(tok, static_cast<int>(seq.size()) - 1, logits.data());
-            else full_logits(seq, logits.data());
+            if (use_cache) {
+                decode(&tok, 1, static_cast<int>(seq.size()) - 1, logits.data());
+                cached_.push_back(tok);
+            } else {
+                full_logits(seq, logits.data());
+            }
         }
         return r;
     }
@@ -394,8 +412,8 @@ private:
         lora_.carve_decode(decode_arena_);
         dec_hidden_ = decode_arena_.template take<float>(spec_.hidden, act);
         dec_logits_ = decode_arena_.template take<float>(spec_.vocab_size, act);
-        dec_token_ = decode_arena_.template take<int32_t>(1, act);
-        dec_pos_ = decode_arena_.template take<int32_t>(1, act);
+        dec_token_ = decode_arena_.template take<int32_t>(kDecodeRows, act);
+        dec_pos_ = decode_arena_.template take<int32_t>(kDecodeRows, act);
         cache_.S = static_cast<int>(S);
         cache_.width = static_cast<int>(W);
         cache_.k = decode_arena_.template take<float>(L * S * W, act);
@@ -434,29 +452,47 @@ private:
         head_logits(out);
     }
 
-    // Fills the KV cache with the prompt and returns the logits of its last position: one
-    // batched forward when the prompt fits the activation arena, else token by token.
-    void prefill(const std::vector<int32_t>& seq, float* out) {
+    // Puts the prompt's keys and values into the KV cache and returns the logits of its last
+    // position. With `reuse`, the tokens the cache already holds from the last generate()
+    // (cached_: its prompt and the tokens it decoded) are kept as far as the prompt starts with
+    // them, when that is at least as long as the rest: a chat's next turn then feeds only the
+    // new messages, through decode_rows in chunks of kDecodeRows. Otherwise one batched forward
+    // fills the cache (or, past the activations' maxSeqLen, chunks from the start). Returns the
+    // tokens kept.
+    int feed_prompt(const std::vector<int32_t>& seq, bool reuse, float* out) {
         ensure_decode_arena();
         const int T = static_cast<int>(seq.size());
-        if (T > max_.T) {
-            for (int t = 0; t < T; t++) decode(seq[t], t, out);
-            return;
+        int keep = 0;
+        const int limit = reuse ? std::min(static_cast<int>(cached_.size()), T - 1) : 0;  // the last token is always fed
+        while (keep < limit && cached_[keep] == seq[keep]) keep++;
+        if (keep < T - keep && T <= max_.T) keep = 0;  // one batched forward costs less than the chunks
+        cached_.clear();  // until the cache holds seq: an exception on the way leaves nothing to reuse
+        if (keep == 0 && T <= max_.T) {
+            std::vector<int32_t> zeros;
+            std::vector<float> w;
+            const Inputs in = upload_batch(single_row(seq, &zeros, &w), /*eval=*/true);
+            forward_eval(in, &cache_);
+            to_f32(dec_hidden_, arch_.hidden() + static_cast<size_t>(T - 1) * spec_.hidden, spec_.hidden);
+            head_logits(out);
+        } else {
+            for (int t = keep; t < T; t += kDecodeRows) {
+                const int n = std::min(kDecodeRows, T - t);
+                decode(seq.data() + t, n, t, t + n == T ? out : nullptr);  // the head only after the last chunk
+            }
         }
-        std::vector<int32_t> zeros;
-        std::vector<float> w;
-        const Inputs in = upload_batch(single_row(seq, &zeros, &w), /*eval=*/true);
-        forward_eval(in, &cache_);
-        to_f32(dec_hidden_, arch_.hidden() + static_cast<size_t>(T - 1) * spec_.hidden, spec_.hidden);
-        head_logits(out);
+        cached_ = seq;
+        return keep;
     }
 
-    // One new token at position pos over the cache; its K and V join the cache.
-    void decode(int32_t token, int pos, float* out) {
-        BK::upload(dec_token_, &token, sizeof token);
-        BK::upload(dec_pos_, &pos, sizeof pos);
-        arch_.decode_step(DecodeInputs{dec_token_, dec_pos_, pos}, cache_, dec_hidden_);
-        head_logits(out);
+    // n (<= kDecodeRows) new tokens at positions pos.. over the cache; their K and V join it,
+    // out (unless null) = the logits of the last one.
+    void decode(const int32_t* tokens, int n, int pos, float* out) {
+        int32_t positions[kDecodeRows];
+        for (int i = 0; i < n; i++) positions[i] = pos + i;
+        BK::upload(dec_token_, tokens, sizeof(int32_t) * n);
+        BK::upload(dec_pos_, positions, sizeof(int32_t) * n);
+        arch_.decode_rows(DecodeInputs{dec_token_, dec_pos_, pos, n}, cache_, dec_hidden_);
+        if (out) head_logits(out);
     }
 
     // ------------------------------------------------------------------ helpers
@@ -482,8 +518,9 @@ private:
     uint8_t* head_scratch_ = nullptr;
     // generation
     float *dec_hidden_ = nullptr, *dec_logits_ = nullptr;
-    int32_t *dec_token_ = nullptr, *dec_pos_ = nullptr;
+    int32_t *dec_token_ = nullptr, *dec_pos_ = nullptr;  // (kDecodeRows)
     KvCache cache_;
+    std::vector<int32_t> cached_;  // the tokens whose keys and values cache_ holds, positions 0..
 };
 
 }  // namespace plw::engine

@@ -99,7 +99,7 @@ public:
     }
 
     void carve_decode(Arena<BK>& a) {
-        if (enabled()) dec_xs_ = a.template take<float>(s_.r, &MemoryReport::activations);
+        if (enabled()) dec_xs_ = a.template take<float>(static_cast<size_t>(kDecodeRows) * s_.r, &MemoryReport::activations);
     }
 
     // Before each forward: dropout on (a training micro-batch, with its stream) or off.
@@ -132,11 +132,11 @@ public:
         if (dropout_on_) BK::dropout_backward(dinp, dx, n, static_cast<float>(s_.dropout), seed(id));
     }
 
-    // Generation, one row in f32 on the masters: out (OC) += the adapter of inp (IC).
-    void decode(int id, float* out, const float* inp) {
+    // Generation, N <= kDecodeRows rows in f32 on the masters: out (N, OC) += the adapter of inp (N, IC).
+    void decode(int id, float* out, const float* inp, int N) {
         if (id < 0) return;
         const Adapter& ad = adapters_[id];
-        BK::lora_forward(out, dec_xs_, inp, t_.param(ad.a), t_.param(ad.b), 1, ad.IC, ad.OC, s_.r, scaling());
+        BK::lora_forward(out, dec_xs_, inp, t_.param(ad.a), t_.param(ad.b), N, ad.IC, ad.OC, s_.r, scaling());
     }
 
 private:
@@ -156,7 +156,7 @@ private:
     std::vector<std::string> seen_;  // every linear layer's leaf name, for check_targets()
     Act* dxs_ = nullptr;             // (N, r)
     Act *dropped_ = nullptr, *ddropped_ = nullptr;  // (N, max IC), with dropout
-    float* dec_xs_ = nullptr;        // (r) decode
+    float* dec_xs_ = nullptr;        // (kDecodeRows, r) decode
     bool dropout_on_ = false;
     uint64_t stream_ = 0;
 };

@@ -82,6 +82,11 @@ struct GenerateOptions {
     uint64_t seed = 0;
     std::vector<int32_t> stop_ids;  // generation ends at the first of these (not included)
     bool use_cache = true;          // false recomputes the whole sequence each step (for tests)
+    // Keep what the KV cache holds of the last call's prompt and tokens when this prompt starts
+    // with them (a chat's next turn). Off, a call is a function of its prompt alone; on, the kept
+    // rows were computed by another path (decode rows, not the batched prefill), so a near-tie
+    // may come out differently.
+    bool reuse_cache = false;
     // Called on the computing thread after each new token (index in the new tokens, id);
     // returning false ends generation there with stop_reason "cancelled". Empty: no calls.
     std::function<bool(int index, int32_t token)> on_token;
@@ -90,6 +95,7 @@ struct GenerateOptions {
 struct GenerateResult {
     std::vector<int32_t> tokens;  // the new tokens only
     std::string stop_reason;      // "stop", "max_tokens", "length" (n_positions reached) or "cancelled"
+    int reused = 0;               // prompt tokens whose keys and values the KV cache held from the last call
 };
 
 class Model {

@@ -3,7 +3,7 @@
 // projection of gpt2.h and llama.h is one call whatever is trained:
 //   forward   out = in . W + b  [+ adapter(in)]                       (working copy: bf16 or f32)
 //   backward  din += dout . W^T [+ the adapter's part]; dW, db += unless frozen; dA, dB +=
-//   decode    out = in . W + b  [+ adapter(in)], one row in f32 on the masters
+//   decode    out = in . W + b  [+ adapter(in)], a few rows in f32 on the masters
 #pragma once
 #include "../common/layout.h"
 #include "lora.h"
@@ -44,9 +44,9 @@ struct Projector {
         lora.backward(p.lora, din, dout, in, N);
     }
 
-    void decode(float* out, const float* in, const Proj& p, int IC, int OC) const {
-        BK::linear_forward(out, in, t.param(p.w), p.b < 0 ? nullptr : t.param(p.b), 1, IC, OC, layout);
-        lora.decode(p.lora, out, in);
+    void decode(float* out, const float* in, const Proj& p, int N, int IC, int OC) const {
+        BK::linear_forward(out, in, t.param(p.w), p.b < 0 ? nullptr : t.param(p.b), N, IC, OC, layout);
+        lora.decode(p.lora, out, in, N);
     }
 };
 

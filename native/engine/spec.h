@@ -83,4 +83,9 @@ struct BatchShape {
     int T = 1;
 };
 
+// Generation feeds tokens through the KV cache at most this many at a time (decode_rows): one
+// while generating, a prompt's new rows in chunks when the cache already holds its start. The
+// decode buffers (f32, a few hundred KB per row at 1B sizes) are sized for it.
+constexpr int kDecodeRows = 32;
+
 }  // namespace plw::engine

@@ -202,6 +202,22 @@ void test_engine(const char* label, const ModelSpec& cfg, bool bf, int steps) {
     const auto gn = gpu->generate({1, 2, 3, 4}, go);
     // bf16 logits may flip a near-tie of the greedy choice, so tokens are compared in f32 only
     if (!bf) EXPECT(ga.tokens == gc.tokens && gn.tokens == gc.tokens, "generated tokens differ");
+    // A next turn: the cache keeps {1, 2, 3, 4} and the fed-back tokens, and decode_rows runs the
+    // new rows (three at once: the turn is past maxSeqLen, so the cache it is) on both backends.
+    // The cache was last filled by the use_cache call; the recomputing one leaves it alone. A
+    // bf16 LoRA model has no f32 masters of its frozen base, so it never caches.
+    if (!bf || cfg.lora.r == 0) {
+        go.use_cache = true;
+        go.reuse_cache = true;
+        std::vector<int32_t> turn = {1, 2, 3, 4};
+        turn.insert(turn.end(), gc.tokens.begin(), gc.tokens.end());
+        for (int32_t t : {5, 6}) turn.push_back(t);
+        const auto ta = cpu->generate(turn, go), tc = gpu->generate(turn, go);
+        const int kept = 4 + static_cast<int>(gc.tokens.size()) - 1;
+        EXPECT(tc.reused == kept && (ga.tokens != gc.tokens || ta.reused == kept),
+               "next turn: reused %d (cpu) and %d (cuda) of %d cached tokens", ta.reused, tc.reused, kept);
+        if (!bf) EXPECT(ta.tokens == tc.tokens, "next turn: generated tokens differ");
+    }
     std::printf("engine %s %s done\n", label, bf ? "bf16" : "f32");
 }
 

@@ -194,43 +194,50 @@ public:
 
     // ------------------------------------------------------------------ generation (f32, masters)
     void carve_decode(Arena<BK>& a) {
-        const size_t C = s_.hidden;
+        const size_t R = kDecodeRows, C = s_.hidden;
         constexpr auto act = &MemoryReport::activations;
-        d_.x = a.template take<float>(C, act);
-        d_.ln = a.template take<float>(C, act);
-        d_.mean = a.template take<float>(1, act);
-        d_.rstd = a.template take<float>(1, act);
-        d_.qkv = a.template take<float>(3 * C, act);
-        d_.atty = a.template take<float>(C, act);
-        d_.tmp = a.template take<float>(C, act);
-        d_.res = a.template take<float>(C, act);
-        d_.fch = a.template take<float>(4 * C, act);
-        d_.fch_gelu = a.template take<float>(4 * C, act);
+        d_.x = a.template take<float>(R * C, act);
+        d_.ln = a.template take<float>(R * C, act);
+        d_.mean = a.template take<float>(R, act);
+        d_.rstd = a.template take<float>(R, act);
+        d_.qkv = a.template take<float>(R * 3 * C, act);
+        d_.atty = a.template take<float>(R * C, act);
+        d_.tmp = a.template take<float>(R * C, act);
+        d_.res = a.template take<float>(R * C, act);
+        d_.fch = a.template take<float>(R * 4 * C, act);
+        d_.fch_gelu = a.template take<float>(R * 4 * C, act);
     }
 
-    // The forward of one new token, attending over the cache; mirrors forward() op for op with N = 1.
-    void decode_step(const DecodeInputs& in, KvCache& cache, float* out) {
-        const int C = s_.hidden, NH = s_.heads, hs = C / NH;
+    // The forward of in.n new tokens over the cache: their K and V join it at rows in.pos..,
+    // each row attends to the cache up to itself; out (C) = the final norm of the last row.
+    // Mirrors forward() op for op, in f32 on the masters.
+    void decode_rows(const DecodeInputs& in, KvCache& cache, float* out) {
+        const int n = in.n, C = s_.hidden, NH = s_.heads, hs = C / NH;
         Dec& d = d_;
-        BK::embedding_forward(d.x, in.token, in.position, P(wte_), P(wpe_), 1, C);
+        BK::embedding_forward(d.x, in.token, in.position, P(wte_), P(wpe_), n, C);
         for (int l = 0; l < s_.layers; l++) {
             const Layer& o = layers_[l];
             float* kc = cache.k_layer(l);
             float* vc = cache.v_layer(l);
-            BK::layernorm_forward(d.ln, d.mean, d.rstd, d.x, P(o.ln1w), P(o.ln1b), 1, C);
-            lin_.decode(d.qkv, d.ln, o.qkv, C, 3 * C);
-            BK::copy(kc + static_cast<size_t>(in.pos) * C, d.qkv + C, sizeof(float) * C);
-            BK::copy(vc + static_cast<size_t>(in.pos) * C, d.qkv + 2 * C, sizeof(float) * C);
-            BK::attention_decode_forward(d.atty, d.qkv, kc, vc, in.pos + 1, NH, NH, hs);
-            lin_.decode(d.tmp, d.atty, o.attproj, C, C);
-            BK::residual_forward(d.res, d.x, d.tmp, C);
-            BK::layernorm_forward(d.ln, d.mean, d.rstd, d.res, P(o.ln2w), P(o.ln2b), 1, C);
-            lin_.decode(d.fch, d.ln, o.fc, C, 4 * C);
-            BK::gelu_forward(d.fch_gelu, d.fch, static_cast<size_t>(4) * C);
-            lin_.decode(d.tmp, d.fch_gelu, o.fcproj, 4 * C, C);
-            BK::residual_forward(d.x, d.res, d.tmp, C);
+            BK::layernorm_forward(d.ln, d.mean, d.rstd, d.x, P(o.ln1w), P(o.ln1b), n, C);
+            lin_.decode(d.qkv, d.ln, o.qkv, n, C, 3 * C);
+            for (int i = 0; i < n; i++) {  // each row's K and V (parts 1 and 2 of its qkv row) into the cache
+                const float* row = d.qkv + static_cast<size_t>(i) * 3 * C;
+                BK::copy(kc + static_cast<size_t>(in.pos + i) * C, row + C, sizeof(float) * C);
+                BK::copy(vc + static_cast<size_t>(in.pos + i) * C, row + 2 * C, sizeof(float) * C);
+            }
+            for (int i = 0; i < n; i++)  // row i sees the cache up to its own position
+                BK::attention_decode_forward(d.atty + static_cast<size_t>(i) * C, d.qkv + static_cast<size_t>(i) * 3 * C,
+                                             kc, vc, in.pos + i + 1, NH, NH, hs);
+            lin_.decode(d.tmp, d.atty, o.attproj, n, C, C);
+            BK::residual_forward(d.res, d.x, d.tmp, static_cast<size_t>(n) * C);
+            BK::layernorm_forward(d.ln, d.mean, d.rstd, d.res, P(o.ln2w), P(o.ln2b), n, C);
+            lin_.decode(d.fch, d.ln, o.fc, n, C, 4 * C);
+            BK::gelu_forward(d.fch_gelu, d.fch, static_cast<size_t>(n) * 4 * C);
+            lin_.decode(d.tmp, d.fch_gelu, o.fcproj, n, 4 * C, C);
+            BK::residual_forward(d.x, d.res, d.tmp, static_cast<size_t>(n) * C);
         }
-        BK::layernorm_forward(out, d.mean, d.rstd, d.x, P(lnfw_), P(lnfb_), 1, C);
+        BK::layernorm_forward(out, d.mean, d.rstd, d.x + static_cast<size_t>(n - 1) * C, P(lnfw_), P(lnfb_), 1, C);
     }
 
 private:
@@ -271,7 +278,7 @@ private:
 
     void to_f32(float* dst, const Act* src, size_t n) { device_to_f32<BK>(dst, src, n); }
 
-    struct Dec {  // one-row decode buffers, f32
+    struct Dec {  // decode buffers for kDecodeRows rows, f32
         float *x, *ln, *mean, *rstd, *qkv, *atty, *tmp, *res, *fch, *fch_gelu;
     };
 

@@ -282,59 +282,63 @@ public:
 
     // ------------------------------------------------------------------ generation (f32, masters)
     void carve_decode(Arena<BK>& a) {
-        const size_t C = s_.hidden, NH = s_.heads, Q = NH * s_.head_dim, KV = kv_width(), F = s_.intermediate;
+        const size_t R = kDecodeRows, C = s_.hidden, NH = s_.heads, Q = NH * s_.head_dim, KV = kv_width(),
+                     F = s_.intermediate;
         constexpr auto act = &MemoryReport::activations;
-        d_.x = a.template take<float>(C, act);
-        d_.ln = a.template take<float>(C, act);
-        d_.rstd = a.template take<float>(NH, act);
-        d_.q_lin = a.template take<float>(Q, act);
-        d_.k_lin = a.template take<float>(KV, act);
-        d_.q = a.template take<float>(Q, act);
-        d_.k = a.template take<float>(KV, act);
-        d_.atty = a.template take<float>(Q, act);
-        d_.tmp = a.template take<float>(C, act);
-        d_.res = a.template take<float>(C, act);
-        d_.gate = a.template take<float>(F, act);
-        d_.up = a.template take<float>(F, act);
-        d_.act = a.template take<float>(F, act);
+        d_.x = a.template take<float>(R * C, act);
+        d_.ln = a.template take<float>(R * C, act);
+        d_.rstd = a.template take<float>(R * NH, act);
+        d_.q_lin = a.template take<float>(R * Q, act);
+        d_.k_lin = a.template take<float>(R * KV, act);
+        d_.q = a.template take<float>(R * Q, act);
+        d_.atty = a.template take<float>(R * Q, act);
+        d_.tmp = a.template take<float>(R * C, act);
+        d_.res = a.template take<float>(R * C, act);
+        d_.gate = a.template take<float>(R * F, act);
+        d_.up = a.template take<float>(R * F, act);
+        d_.act = a.template take<float>(R * F, act);
     }
 
-    // The forward of one new token over the cache; mirrors forward() op for op with N = 1.
-    void decode_step(const DecodeInputs& in, KvCache& cache, float* out) {
-        const int C = s_.hidden, NH = s_.heads, NKV = s_.kv_heads, hs = s_.head_dim, Q = NH * hs, KV = NKV * hs,
-                  F = s_.intermediate;
+    // The forward of in.n new tokens over the cache: their K and V join it at rows in.pos..,
+    // each row attends to the cache up to itself; out (C) = the final norm of the last row.
+    // Mirrors forward() op for op, in f32 on the masters.
+    void decode_rows(const DecodeInputs& in, KvCache& cache, float* out) {
+        const int n = in.n, C = s_.hidden, NH = s_.heads, NKV = s_.kv_heads, hs = s_.head_dim, Q = NH * hs,
+                  KV = NKV * hs, F = s_.intermediate;
         const float eps = static_cast<float>(s_.norm_eps);
         Dec& d = d_;
-        BK::embedding_forward(d.x, in.token, nullptr, P(embed_), nullptr, 1, C);
+        BK::embedding_forward(d.x, in.token, nullptr, P(embed_), nullptr, n, C);
         for (int l = 0; l < s_.layers; l++) {
             const Layer& o = layers_[l];
             float* kc = cache.k_layer(l);
             float* vc = cache.v_layer(l);
-            float* krow = kc + static_cast<size_t>(in.pos) * KV;
-            BK::rmsnorm_forward(d.ln, d.rstd, d.x, P(o.ln1), 1, C, eps);
+            float* krows = kc + static_cast<size_t>(in.pos) * KV;
+            BK::rmsnorm_forward(d.ln, d.rstd, d.x, P(o.ln1), n, C, eps);
             if (s_.qk_norm) {
-                lin_.decode(d.q_lin, d.ln, o.q, C, Q);
-                lin_.decode(d.k_lin, d.ln, o.k, C, KV);
-                BK::rmsnorm_forward(d.q, d.rstd, d.q_lin, P(o.qnorm), NH, hs, eps);
-                BK::rmsnorm_forward(krow, d.rstd, d.k_lin, P(o.knorm), NKV, hs, eps);
+                lin_.decode(d.q_lin, d.ln, o.q, n, C, Q);
+                lin_.decode(d.k_lin, d.ln, o.k, n, C, KV);
+                BK::rmsnorm_forward(d.q, d.rstd, d.q_lin, P(o.qnorm), n * NH, hs, eps);
+                BK::rmsnorm_forward(krows, d.rstd, d.k_lin, P(o.knorm), n * NKV, hs, eps);
             } else {
-                lin_.decode(d.q, d.ln, o.q, C, Q);
-                lin_.decode(krow, d.ln, o.k, C, KV);
+                lin_.decode(d.q, d.ln, o.q, n, C, Q);
+                lin_.decode(krows, d.ln, o.k, n, C, KV);
             }
-            lin_.decode(vc + static_cast<size_t>(in.pos) * KV, d.ln, o.v, C, KV);
-            BK::rope_forward(d.q, in.position, inv_freq_, 1, NH, hs);
-            BK::rope_forward(krow, in.position, inv_freq_, 1, NKV, hs);
-            BK::attention_decode_forward(d.atty, d.q, kc, vc, in.pos + 1, NH, NKV, hs);
-            lin_.decode(d.tmp, d.atty, o.o, Q, C);
-            BK::residual_forward(d.res, d.x, d.tmp, C);
-            BK::rmsnorm_forward(d.ln, d.rstd, d.res, P(o.ln2), 1, C, eps);
-            lin_.decode(d.gate, d.ln, o.gate, C, F);
-            lin_.decode(d.up, d.ln, o.up, C, F);
-            BK::swiglu_forward(d.act, d.gate, d.up, static_cast<size_t>(F));
-            lin_.decode(d.tmp, d.act, o.down, F, C);
-            BK::residual_forward(d.x, d.res, d.tmp, C);
+            lin_.decode(vc + static_cast<size_t>(in.pos) * KV, d.ln, o.v, n, C, KV);
+            BK::rope_forward(d.q, in.position, inv_freq_, n, NH, hs);
+            BK::rope_forward(krows, in.position, inv_freq_, n, NKV, hs);
+            for (int i = 0; i < n; i++)  // row i sees the cache up to its own position
+                BK::attention_decode_forward(d.atty + static_cast<size_t>(i) * Q, d.q + static_cast<size_t>(i) * Q, kc,
+                                             vc, in.pos + i + 1, NH, NKV, hs);
+            lin_.decode(d.tmp, d.atty, o.o, n, Q, C);
+            BK::residual_forward(d.res, d.x, d.tmp, static_cast<size_t>(n) * C);
+            BK::rmsnorm_forward(d.ln, d.rstd, d.res, P(o.ln2), n, C, eps);
+            lin_.decode(d.gate, d.ln, o.gate, n, C, F);
+            lin_.decode(d.up, d.ln, o.up, n, C, F);
+            BK::swiglu_forward(d.act, d.gate, d.up, static_cast<size_t>(n) * F);
+            lin_.decode(d.tmp, d.act, o.down, n, F, C);
+            BK::residual_forward(d.x, d.res, d.tmp, static_cast<size_t>(n) * C);
         }
-        BK::rmsnorm_forward(out, d.rstd, d.x, P(norm_), 1, C, eps);
+        BK::rmsnorm_forward(out, d.rstd, d.x + static_cast<size_t>(n - 1) * C, P(norm_), 1, C, eps);
     }
 
 private:
@@ -383,8 +387,8 @@ private:
 
     void to_f32(float* dst, const Act* src, size_t n) { device_to_f32<BK>(dst, src, n); }
 
-    struct Dec {  // one-row decode buffers, f32
-        float *x, *ln, *rstd, *q_lin, *k_lin, *q, *k, *atty, *tmp, *res, *gate, *up, *act;
+    struct Dec {  // decode buffers for kDecodeRows rows, f32
+        float *x, *ln, *rstd, *q_lin, *k_lin, *q, *atty, *tmp, *res, *gate, *up, *act;
     };
 
     ModelSpec s_;
