@@ -48,7 +48,7 @@ export class FakeModel implements StreamingModel {
       this.busy = false
       done = true
       waiter.wake?.()
-      return { tokens, text, stopReason }
+      return { tokens, text, stopReason, reusedTokens: 0 }
     })()
     return {
       result,

@@ -72,7 +72,8 @@ describe('plwtune serve: the OpenAI API over the tiny model', () => {
     const whole = await client.completions.create({ model: 'tiny', prompt, temperature: 0, max_tokens: 30 })
     expect(whole.object).toBe('text_completion')
     expect(whole.choices).toEqual([{ index: 0, text: 'apple END', logprobs: null, finish_reason: 'stop' }])
-    expect(whole.usage).toEqual({ prompt_tokens: prompt.length, completion_tokens: 'apple END'.length, total_tokens: prompt.length + 9 })
+    expect(whole.usage).toEqual({ prompt_tokens: prompt.length, completion_tokens: 'apple END'.length, total_tokens: prompt.length + 9,
+      prompt_tokens_details: { cached_tokens: 0 } })
     const stopped = await client.completions.create({ model: 'tiny', prompt: [prompt], temperature: 0, stop: [' END'] })
     expect(stopped.choices[0]).toMatchObject({ text: 'apple', finish_reason: 'stop' })
     const stopString = await client.completions.create({ model: 'tiny', prompt, temperature: 0, stop: 'pl' })
@@ -80,6 +81,33 @@ describe('plwtune serve: the OpenAI API over the tiny model', () => {
     const short = await client.completions.create({ model: 'tiny', prompt, temperature: 0, max_tokens: 3 })
     expect(short.choices[0]).toMatchObject({ text: 'app', finish_reason: 'length' })
     expect(short.usage?.completion_tokens).toBe(3)
+  })
+
+  test('a prompt that continues the previous request reuses its KV cache (usage.prompt_tokens_details.cached_tokens)', async () => {
+    const first = 'Q: red\nA: '
+    const r1 = await client.completions.create({ model: 'tiny', prompt: first, temperature: 0, max_tokens: 30 })
+    const next = `${first}${r1.choices[0].text}\nQ: blue\nA: `
+    const r2 = await client.completions.create({ model: 'tiny', prompt: next, temperature: 0, max_tokens: 30 })
+    // The cache held the first prompt and the answer tokens it fed back (bytes here).
+    const cached = r2.usage?.prompt_tokens_details?.cached_tokens ?? 0
+    expect(cached).toBeGreaterThanOrEqual(first.length + r1.choices[0].text.length - 1)
+    expect(cached).toBeLessThan(next.length)
+    // The same prompt after an unrelated request is run whole, and answers the same.
+    await client.completions.create({ model: 'tiny', prompt: 'Q: white\nA: ', temperature: 0, max_tokens: 30 })
+    const r3 = await client.completions.create({ model: 'tiny', prompt: next, temperature: 0, max_tokens: 30 })
+    expect(r3.usage?.prompt_tokens_details?.cached_tokens).toBe(0)
+    expect(r3.choices[0].text).toBe(r2.choices[0].text)
+    // promptCache: false (--no-prompt-cache): the continuation is prefilled whole.
+    const s = await startServer({ served, port: 0, promptCache: false })
+    try {
+      const c = clientOf(s.url)
+      await c.completions.create({ model: 'tiny', prompt: first, temperature: 0, max_tokens: 30 })
+      const again = await c.completions.create({ model: 'tiny', prompt: next, temperature: 0, max_tokens: 30 })
+      expect(again.usage?.prompt_tokens_details?.cached_tokens).toBe(0)
+      expect(again.choices[0].text).toBe(r2.choices[0].text)
+    } finally {
+      await s.close()
+    }
   })
 
   test('chat: the messages rendered with the training template, the answer cut at its stop string', async () => {

@@ -115,6 +115,7 @@ export async function runRepl(o: ReplOptions): Promise<number> {
       const stream = o.model.generateStream(prepared.ids, {
         maxNewTokens: prepared.maxTokens, temperature: params.temperature, topP: params.topP, topK: params.topK,
         seed: params.seed ?? randomInt(0, 2 ** 31 - 1), stopIds: session.stopIds, signal: controller.signal,
+        reuseCache: true, // the conversation so far is in the cache: a turn runs only its new text
         decode: (ids) => o.tokenizer.decode(ids), stopStrings: session.stopStrings,
       })
       for await (const piece of stream) if (piece.text !== '') show(piece.text)

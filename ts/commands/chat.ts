@@ -111,7 +111,8 @@ export async function chatCommand(argv: string[], io: ChatIO = STD_IO): Promise<
     checkTokenizerFits(tokenizer, ref.files, baseDirOf(ref.dir))
     const { meta } = trainingMeta(ref.files, run)
     const { template, from } = chatTemplateOf({ flag: v.template, meta, tokenizer })
-    // The prefill runs in batches of up to 1024 positions (longer prompts go token by token).
+    // The prefill runs in batches of up to 1024 positions (longer prompts go through the KV
+    // cache 32 rows at a time), and each turn after the first runs only its new text.
     ;[model] = await loadForGeneration(ref, 1, 1024, device as 'cpu' | 'cuda' | 'auto')
     const contextLength = Math.min(model.maxPositions, v.context ?? Infinity)
     const session = new ChatSession({ template, tokenizer, contextLength, system: v.system ?? null })

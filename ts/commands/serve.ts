@@ -31,6 +31,8 @@ export const SERVE_FLAGS = {
   device: { kind: 'string', group: 'model', placeholder: 'D', help: 'cpu | cuda | auto', default: 'auto' },
   context: { kind: 'integer', group: 'generation', help: 'tokens of prompt + answer per request [the model\'s positions]' },
   'max-tokens': { kind: 'integer', group: 'generation', help: 'new tokens when a request gives no max_tokens', default: SERVER_DEFAULTS.defaultMaxTokens },
+  'no-prompt-cache': { kind: 'boolean', group: 'generation',
+    help: 'prefill every request whole (by default a request that starts with the last one\'s prompt and answer reuses their KV cache)' },
   host: { kind: 'string', group: 'server', placeholder: 'ADDR', help: 'the address to listen on (0.0.0.0: every interface)', default: SERVER_DEFAULTS.host },
   port: { kind: 'integer', group: 'server', help: 'the port (0: any free one, printed)', default: SERVER_DEFAULTS.port },
   'max-queue': { kind: 'integer', group: 'server', help: 'requests that may wait for the model behind the running one; more get 429', default: SERVER_DEFAULTS.maxQueue },
@@ -56,7 +58,7 @@ export const SERVE_HELP = commandHelp({
   ],
 })
 
-/** Largest prompt the model prefills in one forward (longer ones prefill token by token): bounds its activation memory. */
+/** Largest prompt the model prefills in one forward (longer ones go through the KV cache 32 rows at a time): bounds its activation memory. */
 const PREFILL_CHUNK = 1024
 
 /** The chat template: --template, else the training template (plwtune.json), else the model's chat_template (or chatml). */
@@ -110,7 +112,7 @@ export async function serveCommand(argv: string[], io: CommandIO = STD_IO,
     const name = v.name ?? path.basename(path.resolve(ref.adapter ?? ref.dir))
     const served: ServedModel = { model, tokenizer, template, name, context }
     const running = await startServer({ served, host: v.host ?? SERVER_DEFAULTS.host, port, maxQueue, timeoutS, apiKey: apiKey ?? null,
-      maxBodyBytes: maxBody, defaultMaxTokens: maxTokens, log: v.quiet ? undefined : (line) => io.err.write(line + '\n') })
+      maxBodyBytes: maxBody, defaultMaxTokens: maxTokens, promptCache: !v['no-prompt-cache'], log: v.quiet ? undefined : (line) => io.err.write(line + '\n') })
     io.out.write(`plwtune serve: ${running.url}/v1 serves ${name} (${model.describe()}; ${model.device}; chat template ${template.name}; ` +
       `context ${context})${apiKey !== undefined ? ', API key required' : ''}; Ctrl-C stops it\n`)
     o.onListening?.(running.url)

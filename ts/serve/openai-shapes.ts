@@ -255,9 +255,12 @@ export interface Usage {
   prompt_tokens: number
   completion_tokens: number
   total_tokens: number
+  /** cached_tokens: prompt tokens the KV cache still held from the previous request (OpenAI's prompt caching field). */
+  prompt_tokens_details: { cached_tokens: number }
 }
 
-export const usage = (prompt: number, completion: number): Usage => ({ prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion })
+export const usage = (prompt: number, completion: number, cached: number): Usage => ({ prompt_tokens: prompt,
+  completion_tokens: completion, total_tokens: prompt + completion, prompt_tokens_details: { cached_tokens: cached } })
 
 /** What one response is about: its id, the Unix time it was created, the model's name. */
 export interface ResponseHead {

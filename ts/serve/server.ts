@@ -71,6 +71,13 @@ export interface ServerOptions {
   maxBodyBytes?: number
   /** New tokens when a request gives no max_tokens (default 256, and never beyond the context). */
   defaultMaxTokens?: number
+  /**
+   * Keep the KV cache of the last request for the next one that starts with it (default true):
+   * a conversation sent back with one more message runs only the new part
+   * (usage.prompt_tokens_details.cached_tokens). false: every request is prefilled whole, and its
+   * answer depends on it alone (Model.generate's reuseCache).
+   */
+  promptCache?: boolean
   /** One line per request (method, path, status, tokens, seconds) and per notable event. */
   log?: (line: string) => void
   /** What happens to each generation, in order (tests watch the queue with it). */
@@ -149,6 +156,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const timeoutS = o.timeoutS ?? SERVER_DEFAULTS.timeoutS
   const maxBody = o.maxBodyBytes ?? SERVER_DEFAULTS.maxBodyBytes
   const defaultMaxTokens = o.defaultMaxTokens ?? SERVER_DEFAULTS.defaultMaxTokens
+  const promptCache = o.promptCache ?? true
   const apiKey = o.apiKey ?? null
   const log = o.log ?? (() => {})
   const queue = new ModelQueue(o.maxQueue ?? SERVER_DEFAULTS.maxQueue)
@@ -169,7 +177,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
    * stops, the template's prefix removed); the return is the whole answer and why it ended.
    */
   async function generate(plan: PromptPlan, s: SamplingRequest, maxNew: number, signal: AbortSignal, path: string,
-    onText: ((delta: string) => void) | null): Promise<{ text: string; tokens: number; finish: FinishReason }> {
+    onText: ((delta: string) => void) | null): Promise<{ text: string; tokens: number; cached: number; finish: FinishReason }> {
     const n = ++seq
     o.onEvent?.({ kind: 'queued', seq: n, path })
     return queue.run(async () => {
@@ -177,7 +185,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       try {
         const stream = served.model.generateStream(plan.ids, {
           maxNewTokens: maxNew, temperature: s.temperature, topP: s.topP, topK: s.topK,
-          seed: s.seed ?? randomInt(0, 2 ** 32), stopIds: plan.stopIds, signal,
+          seed: s.seed ?? randomInt(0, 2 ** 32), stopIds: plan.stopIds, signal, reuseCache: promptCache,
           decode: (ids) => served.tokenizer.decode(ids), stopStrings: plan.stops,
         })
         const strip = new PrefixStripper(plan.prefix)
@@ -190,7 +198,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
         const text = finishResponse(r.text, plan.stops, plan.prefix)
         const held = strip.end()
         if (held !== '' && onText !== null) onText(held)
-        return { text, tokens: r.tokens.length, finish: r.stopReason === 'stop' ? 'stop' : 'length' }
+        return { text, tokens: r.tokens.length, cached: r.reusedTokens, finish: r.stopReason === 'stop' ? 'stop' : 'length' }
       } finally {
         o.onEvent?.({ kind: 'end', seq: n, path })
       }
@@ -220,7 +228,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
 
     if (!r.stream) {
       const g = await generate(plan, r, maxNew, controller.signal, path, null)
-      const u = usage(promptTokens, g.tokens)
+      const u = usage(promptTokens, g.tokens, g.cached)
       sendJson(res, 200, chat ? chatResponse(head, g.text, g.finish, u) : completionResponse(head, g.text, g.finish, u))
       return `${g.tokens} tokens, ${g.finish}`
     }
@@ -241,7 +249,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       })
       start()
       sendEvent(res, chat ? chatChunk(head, {}, g.finish) : completionChunk(head, '', g.finish))
-      if (r.includeUsage) sendEvent(res, usageChunk(head, chat ? 'chat.completion.chunk' : 'text_completion', usage(promptTokens, g.tokens)))
+      if (r.includeUsage) sendEvent(res, usageChunk(head, chat ? 'chat.completion.chunk' : 'text_completion', usage(promptTokens, g.tokens, g.cached)))
       endEvents(res)
       return `${g.tokens} tokens, ${g.finish}, streamed`
     } catch (err) {
