@@ -110,20 +110,12 @@ public:
     std::vector<ParamInfo> parameters() const override { return table_.infos(); }
 
     void read(Buffer which, const std::string& name, float* out, size_t n) const override { table_.read(which, name, out, n); }
-    // Every call that can change a parameter forgets the cached prompt (generate's prefix reuse).
-    void write(Buffer which, const std::string& name, const float* in, size_t n) override {
-        cached_.clear();
-        table_.write(which, name, in, n);
-    }
+    void write(Buffer which, const std::string& name, const float* in, size_t n) override { table_.write(which, name, in, n); }
     int adam_step() const override { return table_.adam_step(); }
     void set_adam_step(int t) override { table_.set_adam_step(t); }
-    void init_random(uint64_t seed) override {
-        cached_.clear();
-        table_.init_random(seed);
-    }
+    void init_random(uint64_t seed) override { table_.init_random(seed); }
     void init_adapters(uint64_t seed) override {
         PLW_CHECK(lora_.enabled(), "this model has no LoRA adapters to initialize");
-        cached_.clear();
         table_.init_adapters(seed);
     }
     // Drops the accumulated gradients: the optimizer step starts over (its dropout masks too).
@@ -133,7 +125,6 @@ public:
     }
     StepResult optimizer_step(const OptimizerSettings& opt) override {
         micro_ = 0;
-        cached_.clear();
         return table_.adamw(opt);
     }
 
@@ -155,7 +146,6 @@ public:
     TrainStepResult train_step(const std::vector<StepBatch>& micro_batches, double normalizer,
                                const OptimizerSettings& opt) override {
         PLW_CHECK(!micro_batches.empty(), "a training step needs at least one micro-batch");
-        cached_.clear();
         TrainStepResult r;
         for (const StepBatch& b : micro_batches) add(&r.report, accumulate(b, normalizer));
         if (!std::isfinite(r.report.loss_sum)) {
@@ -454,14 +444,15 @@ private:
 
     // Puts the prompt's keys and values into the KV cache and returns the logits of its last
     // position. With `reuse`, the tokens the cache already holds from the last generate()
-    // (cached_: its prompt and the tokens it decoded) are kept as far as the prompt starts with
-    // them, when that is at least as long as the rest: a chat's next turn then feeds only the
-    // new messages, through decode_rows in chunks of kDecodeRows. Otherwise one batched forward
-    // fills the cache (or, past the activations' maxSeqLen, chunks from the start). Returns the
-    // tokens kept.
+    // (cached_: its prompt and the tokens it decoded; none once the weights moved on) are kept
+    // as far as the prompt starts with them, when that is at least as long as the rest: a chat's
+    // next turn then feeds only the new messages, through decode_rows in chunks of kDecodeRows.
+    // Otherwise one batched forward fills the cache (or, past the activations' maxSeqLen, chunks
+    // from the start). Returns the tokens kept.
     int feed_prompt(const std::vector<int32_t>& seq, bool reuse, float* out) {
         ensure_decode_arena();
         const int T = static_cast<int>(seq.size());
+        if (cached_version_ != table_.weights_version()) cached_.clear();  // computed from other weights
         int keep = 0;
         const int limit = reuse ? std::min(static_cast<int>(cached_.size()), T - 1) : 0;  // the last token is always fed
         while (keep < limit && cached_[keep] == seq[keep]) keep++;
@@ -481,6 +472,7 @@ private:
             }
         }
         cached_ = seq;
+        cached_version_ = table_.weights_version();
         return keep;
     }
 
@@ -521,6 +513,7 @@ private:
     int32_t *dec_token_ = nullptr, *dec_pos_ = nullptr;  // (kDecodeRows)
     KvCache cache_;
     std::vector<int32_t> cached_;  // the tokens whose keys and values cache_ holds, positions 0..
+    uint64_t cached_version_ = 0;  // the table's weights_version() they were computed with
 };
 
 }  // namespace plw::engine

@@ -158,6 +158,7 @@ public:
 
     void write(Buffer which, const std::string& name, const float* in, size_t n) {
         const Entry& e = checked(name, n);
+        if (which == Buffer::Param) ++weights_version_;
         if (which == Buffer::Param && e.master == kNone) return write_work(e, in);
         BK::upload(buffer(which, e), in, n * sizeof(float));
         if (which == Buffer::Param) refresh_work(e);
@@ -167,12 +168,14 @@ public:
     // numbers on every platform; std::normal_distribution is implementation-defined).
     // Init::Uniform draws 24-bit uniforms from the same stream.
     void init_random(uint64_t seed) {
+        ++weights_version_;
         std::mt19937_64 rng(seed);
         for (const Entry& e : entries_) init_entry(e, rng);
     }
 
     // Only the adapters' init, from their own stream (LoRA on a loaded base model).
     void init_adapters(uint64_t seed) {
+        ++weights_version_;
         std::mt19937_64 rng(seed);
         for (const Entry& e : entries_)
             if (e.spec.adapter) init_entry(e, rng);
@@ -187,6 +190,7 @@ public:
         hp.beta2 = opt.beta2;
         hp.eps = opt.eps;
         hp.step = ++adam_t_;
+        ++weights_version_;
         hp.grad_scale = cpu::clip_coefficient(norm, opt.max_grad_norm);
         for (const Entry& e : entries_) {
             if (e.grad_offset == kNone) continue;
@@ -202,6 +206,9 @@ public:
 
     void zero_grad() { BK::zero(grads_, num_trainable_ * sizeof(float)); }
     int adam_step() const { return adam_t_; }
+    // Moves on with every change to the weights (a write to them, an init, an AdamW step): what
+    // was computed from the weights (generation's kept KV cache) is stale once it moved.
+    uint64_t weights_version() const { return weights_version_; }
     void set_adam_step(int t) {
         PLW_CHECK(t >= 0, "AdamW step must be >= 0, got " << t);
         adam_t_ = t;
@@ -278,6 +285,7 @@ private:
     std::map<std::string, size_t> index_;
     size_t num_masters_ = 0, num_work_ = 0, num_trainable_ = 0, discard_len_ = 0;
     int adam_t_ = 0;
+    uint64_t weights_version_ = 0;
     float *params_ = nullptr, *grads_ = nullptr, *m_ = nullptr, *v_ = nullptr, *discard_ = nullptr;
     Act* work_ = nullptr;
 };
