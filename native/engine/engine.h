@@ -428,8 +428,10 @@ private:
         BK::download(out, dec_logits_, sizeof(float) * spec_.vocab_size);
     }
 
-    // Logits of the last position by a full forward of the sequence (no cache).
-    void full_logits(const std::vector<int32_t>& seq, float* out) {
+    // Logits of the last position by a full forward of the sequence; with `cache`, each layer's
+    // K and V of the sequence go into it (the batched prefill). Without one, this is generation
+    // without the KV cache, which recomputes the sequence for every token.
+    void full_logits(const std::vector<int32_t>& seq, float* out, KvCache* cache = nullptr) {
         PLW_CHECK(static_cast<int>(seq.size()) <= max_.T,
                   "generation without the KV cache needs the sequence (" << seq.size()
                       << " tokens) to fit the model's maxSeqLen (" << max_.T << ")");
@@ -437,7 +439,7 @@ private:
         std::vector<int32_t> zeros;
         std::vector<float> w;
         const Inputs in = upload_batch(single_row(seq, &zeros, &w), /*eval=*/true);
-        forward_eval(in);
+        forward_eval(in, cache);
         to_f32(dec_hidden_, arch_.hidden() + static_cast<size_t>(in.N - 1) * spec_.hidden, spec_.hidden);
         head_logits(out);
     }
@@ -459,12 +461,7 @@ private:
         if (keep < T - keep && T <= max_.T) keep = 0;  // one batched forward costs less than the chunks
         cached_.clear();  // until the cache holds seq: an exception on the way leaves nothing to reuse
         if (keep == 0 && T <= max_.T) {
-            std::vector<int32_t> zeros;
-            std::vector<float> w;
-            const Inputs in = upload_batch(single_row(seq, &zeros, &w), /*eval=*/true);
-            forward_eval(in, &cache_);
-            to_f32(dec_hidden_, arch_.hidden() + static_cast<size_t>(T - 1) * spec_.hidden, spec_.hidden);
-            head_logits(out);
+            full_logits(seq, out, &cache_);
         } else {
             for (int t = keep; t < T; t += kDecodeRows) {
                 const int n = std::min(kDecodeRows, T - t);
