@@ -433,7 +433,7 @@ bool gemm_block_avx512(bool trans_a, bool trans_b, int m0, int m1, int n0, int n
     if (M <= 0 || N <= 0) return true;
     const Avx512Blocking& bl = avx512_blocking();
     constexpr int mr = avx512::MR, nr = avx512::NR;
-    const int mc_max = (std::min(M, bl.mc + bl.mc / 4) + mr - 1) / mr * mr;  // avx512::a_block_rows' largest
+    const int mc_max = (std::min(M, avx512::a_block_max_rows(bl.mc)) + mr - 1) / mr * mr;
     const int nc_max = std::min(bl.nc, (N + nr - 1) / nr * nr);
     const int kc_max = std::min(bl.kc, K);
     float* Ap = tls_pack_a.get((size_t)mc_max * kc_max);

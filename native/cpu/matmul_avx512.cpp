@@ -282,8 +282,10 @@ void macro_kernel(int mc, int nc, int kc, float alpha, const float* Ap, const fl
 
 }  // namespace
 
+int a_block_max_rows(int mc_block) { return mc_block + mc_block / 4; }
+
 int a_block_rows(int rows_left, int mc_block) {
-    return rows_left <= mc_block + mc_block / 4 ? rows_left : mc_block;
+    return rows_left <= a_block_max_rows(mc_block) ? rows_left : mc_block;
 }
 
 bool compiled() { return true; }

@@ -17,11 +17,13 @@ bool compiled();
 // by at most a quarter (M = 256 at MC = 252 is one block, not 252 rows and a 4-row block that
 // sweeps the whole B panel again for one thin strip).
 int a_block_rows(int rows_left, int mc_block);
+// The most rows a_block_rows ever gives: the pack buffer's height.
+int a_block_max_rows(int mc_block);
 
 // The blocked algorithm on C[m0:m1, n0:n1], single-threaded, as matmul.cpp's gemm_block, with
 // the cache blocking passed in (kc, mc multiple of MR, nc multiple of NR) and the pack buffers
-// given, both 64-byte aligned: Ap >= min(m1 - m0, mc + mc / 4) rounded up to MR, times
-// min(kc, K) floats (the largest block a_block_rows gives); Bp >= nc * min(kc, K) floats.
+// given, both 64-byte aligned: Ap >= min(m1 - m0, a_block_max_rows(mc)) rounded up to MR,
+// times min(kc, K) floats; Bp >= nc * min(kc, K) floats.
 void gemm_block(bool trans_a, bool trans_b, int m0, int m1, int n0, int n1, int K, float alpha,
                 const float* A, std::ptrdiff_t lda, const float* B, std::ptrdiff_t ldb, float beta,
                 float* C, std::ptrdiff_t ldc, int kc_block, int mc_block, int nc_block, float* Ap, float* Bp);
