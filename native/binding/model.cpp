@@ -594,12 +594,13 @@ Napi::Value Model::Generate(const Napi::CallbackInfo& info) {
         g.top_p = static_cast<float>(num("topP", 1e-6, 1));
         g.seed = static_cast<uint64_t>(num("seed", 0, 9007199254740991.0));
         g.stop_ids = int32s(o.Get("stopIds"), "options.stopIds");
-        Napi::Value uc = o.Get("useCache");
-        if (!uc.IsBoolean()) throw ArgError("Expected a boolean for options.useCache but received " + received(uc));
-        g.use_cache = uc.As<Napi::Boolean>().Value();
-        Napi::Value rc = o.Get("reuseCache");
-        if (!rc.IsBoolean()) throw ArgError("Expected a boolean for options.reuseCache but received " + received(rc));
-        g.reuse_cache = rc.As<Napi::Boolean>().Value();
+        auto flag = [&](const char* key) {
+            Napi::Value v = o.Get(key);
+            if (!v.IsBoolean()) throw ArgError(std::string("Expected a boolean for options.") + key + " but received " + received(v));
+            return v.As<Napi::Boolean>().Value();
+        };
+        g.use_cache = flag("useCache");
+        g.reuse_cache = flag("reuseCache");
         if (info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsFunction())
             throw ArgError("Expected a function for onToken but received " + received(info[2]));
         // Made last: once it exists, only the queued work releases it (an unreleased one keeps
