@@ -282,12 +282,6 @@ void macro_kernel(int mc, int nc, int kc, float alpha, const float* Ap, const fl
 
 }  // namespace
 
-int a_block_max_rows(int mc_block) { return mc_block + mc_block / 4; }
-
-int a_block_rows(int rows_left, int mc_block) {
-    return rows_left <= a_block_max_rows(mc_block) ? rows_left : mc_block;
-}
-
 bool compiled() { return true; }
 
 void gemm_block(bool trans_a, bool trans_b, int m0, int m1, int n0, int n1, int K, float alpha, const float* A,
@@ -324,3 +318,15 @@ void gemm_block(bool, bool, int, int, int, int, int, float, const float*, std::p
 }  // namespace plw::cpu::avx512
 
 #endif
+
+// The A-block rule, in every build (the stub above too: matmul.cpp sizes its buffers with it,
+// and runs the path only where the CPU has AVX-512). Integer code, no vector instructions.
+namespace plw::cpu::avx512 {
+
+int a_block_max_rows(int mc_block) { return mc_block + mc_block / 4; }
+
+int a_block_rows(int rows_left, int mc_block) {
+    return rows_left <= a_block_max_rows(mc_block) ? rows_left : mc_block;
+}
+
+}  // namespace plw::cpu::avx512
